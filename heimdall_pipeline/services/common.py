@@ -1,0 +1,106 @@
+"""Helpers shared by the embedded services: ports, processes, secrets. No Dagster."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started, checked or stopped; the message says what to do."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_is_listening(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_free_ports(service: str, ports: dict[str, int], env_hint: str) -> None:
+    taken = [f"{name} port {port}" for name, port in ports.items() if not port_is_free(port)]
+    if taken:
+        raise ServiceError(
+            f"cannot start {service}: {', '.join(taken)} on 127.0.0.1 already in use by another "
+            f"process (another Heimdall instance or service?). Stop it (`ss -ltnp` shows who holds "
+            f"the port) or choose other ports with {env_hint}."
+        )
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def stop_pid(pid: int, name: str, timeout_s: float = 20.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    if pid_alive(pid):
+        raise ServiceError(f"{name} (pid {pid}) did not stop after SIGKILL")
+
+
+def new_secret(nbytes: int = 24) -> str:
+    return secrets.token_urlsafe(nbytes).replace("-", "x").replace("_", "y")
+
+
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise ServiceError(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr.strip()}")
+    return result
+
+
+def wait_until(check, timeout_s: float, what: str, interval_s: float = 0.25):
+    """Calls check() until it returns a truthy value or raises after timeout with the last error."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - we report the last failure below
+            last = exc
+        time.sleep(interval_s)
+    raise ServiceError(f"{what} not ready after {timeout_s:.0f}s" + (f": {last}" if last else ""))

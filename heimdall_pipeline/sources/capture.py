@@ -1,0 +1,57 @@
+"""The unit every source produces: one receiver's IQ recording of one session.
+
+Power convention used everywhere in Heimdall: samples are complex baseband volts scaled so that
+mean(|x|**2) is the power in milliwatts at the receiver's antenna port. 10*log10(mean|x|^2) is
+therefore dBm, with no hidden calibration constant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class GpsTimestamp:
+    """A GPS time tag for the first sample of one frame (KiwiSDR IQ mode)."""
+
+    sample_index: int
+    gps_seconds: int
+    gps_nanoseconds: int
+    has_solution: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Capture:
+    """IQ samples with what is needed to interpret them.
+
+    samples: 1-D complex64, power in mW (see module docstring).
+    sample_rate_hz: the true rate (a KiwiSDR reports e.g. 12001.135, not the nominal 12000).
+    center_frequency_hz: the frequency the receiver was tuned to.
+    start_time: UTC time of the first sample.
+    source_kind: "simulated" or "kiwisdr".
+    details: JSON-serialisable source facts (server version, dropped frames, RSSI, ...).
+    ground_truth: JSON-serialisable truth, only for simulated captures.
+    """
+
+    session_key: str
+    receiver_id: str
+    samples: np.ndarray
+    sample_rate_hz: float
+    center_frequency_hz: float
+    start_time: datetime
+    source_kind: str
+    gps_timestamps: tuple[GpsTimestamp, ...] = ()
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ground_truth: dict[str, Any] | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate_hz
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.samples.nbytes)

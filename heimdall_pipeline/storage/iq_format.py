@@ -1,0 +1,268 @@
+"""How one capture is stored: a NumPy .npy file of complex64 samples plus SigMF metadata JSON.
+
+Pure code: no Dagster, no boto3, no database.
+
+The .npy file is a SigMF *Non-Conforming Dataset*: its name does not end in `.sigmf-data` and it
+starts with a NumPy header. The metadata therefore names it in `global.core:dataset` and gives the
+header length in the capture segment's `core:header_bytes` (the SigMF spec puts `header_bytes` in
+the Captures scope, not in Global). With those two fields the `sigmf` package (1.14, spec 1.2.6)
+reads the samples of the .npy directly:
+
+* `sigmf.SigMFFile(metadata=meta_dict, data_file="/dir/websdr_x.npy")` detects the NCD
+  (non-zero header_bytes + core:dataset) and skips the header; `read_samples()` returns the
+  samples bit-identical;
+* `sigmf.SigMFFile(metadata=...)` then `set_data_file(data_buffer=io.BytesIO(npy_bytes),
+  offset=header_bytes)` does the same from memory;
+* `sigmf.sigmffile.fromfile("/dir/websdr_x.sigmf-meta")` works when the metadata JSON is saved
+  next to the .npy under a `.sigmf-meta` name (our S3 object is called `..._metadata.json`, which
+  `fromfile` would not look for); it resolves the data file from `core:dataset` and verifies
+  `core:sha512`.
+
+Known sigmf 1.14 defect: `read_samples_in_capture(0)` counts `core:header_bytes` twice for an NCD
+(once in get_capture_byte_boundaries, once as data_offset), so it skips header_bytes/8 real
+samples at the start. Use `read_samples()` or slicing (`sigmf_file[:]`), which are exact.
+
+Integrity: `heimdall:sha256` is the SHA-256 of the whole .npy object (what the pipeline checks);
+`core:sha512` is the SHA-512 of the same bytes (what SigMF tools check).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+import numpy as np
+import sigmf
+
+from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+
+SAMPLE_DTYPE = np.dtype("<c8")
+SIGMF_DATATYPE = "cf32_le"
+SIGMF_VERSION = sigmf.__specification__
+HEIMDALL_NAMESPACE = "heimdall"
+HEIMDALL_EXTENSION_VERSION = "1.0.0"
+FORMAT_VERSION = 1
+RECORDER = "heimdall-pipeline"
+
+
+class IntegrityError(ValueError):
+    """A stored object is not what its metadata says it is (hash, dtype, shape or length)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedCapture:
+    npy_bytes: bytes
+    sha256: str
+    header_bytes: int
+    metadata: dict[str, Any]
+    metadata_json: bytes
+
+
+def _iso_utc(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"start_time {value!r} is naive; captures must carry a UTC-aware datetime")
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_iso_utc(text: str) -> datetime:
+    if not text.endswith("Z"):
+        raise ValueError(f"core:datetime {text!r} is not UTC (must end in 'Z')")
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+
+
+def _dumps(metadata: Mapping[str, Any]) -> bytes:
+    try:
+        text = json.dumps(metadata, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"capture metadata is not strict JSON (details/ground_truth must be JSON values): {exc}") from exc
+    return (text + "\n").encode("utf-8")
+
+
+def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
+    """Checks an .npy byte string; returns (header_bytes, sample_count) or raises IntegrityError."""
+    where = f"'{key}'" if key else "npy object"
+    stream = io.BytesIO(npy_bytes)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version in ((2, 0), (3, 0)):
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:  # pragma: no cover - numpy would have refused already
+            raise ValueError(f"unsupported .npy version {version}")
+    except Exception as exc:  # numpy raises ValueError/EOFError/SyntaxError on damaged headers
+        raise IntegrityError(f"{where}: not a readable .npy file ({exc})") from exc
+    header_bytes = stream.tell()
+    if dtype != SAMPLE_DTYPE:
+        raise IntegrityError(f"{where}: dtype is {dtype.str}, expected {SAMPLE_DTYPE.str} (complex64 little-endian)")
+    if len(shape) != 1:
+        raise IntegrityError(f"{where}: shape is {shape}, expected a 1-D array")
+    count = int(shape[0])
+    expected_len = header_bytes + count * SAMPLE_DTYPE.itemsize
+    if len(npy_bytes) < expected_len:
+        raise IntegrityError(
+            f"{where}: truncated: {len(npy_bytes)} bytes but header declares {count} samples ({expected_len} bytes)"
+        )
+    if len(npy_bytes) > expected_len:
+        raise IntegrityError(
+            f"{where}: {len(npy_bytes) - expected_len} unexpected trailing bytes after {count} samples"
+        )
+    return header_bytes, count
+
+
+def encode_capture(
+    capture: Capture,
+    receiver: Receiver,
+    *,
+    dataset_name: str,
+    nominal_sample_rate_hz: float | None = None,
+) -> EncodedCapture:
+    """Serialises a capture to .npy bytes and SigMF metadata.
+
+    dataset_name: file name of the .npy object (e.g. "websdr_f5len.npy"), written to core:dataset.
+    nominal_sample_rate_hz: the requested rate (KiwiSDR: 12000 while the true rate is e.g.
+    12001.135); defaults to capture.details["nominal_sample_rate_hz"], else the actual rate.
+    """
+    if capture.receiver_id != receiver.id:
+        raise ValueError(f"capture is from receiver {capture.receiver_id!r} but receiver {receiver.id!r} was given")
+    if not dataset_name or "/" in dataset_name or "\\" in dataset_name:
+        raise ValueError(f"dataset_name {dataset_name!r} must be a bare file name")
+    samples = np.asarray(capture.samples)
+    if samples.dtype.kind != "c" or samples.dtype.itemsize != SAMPLE_DTYPE.itemsize:
+        raise ValueError(f"capture samples must be complex64, got {samples.dtype}")
+    if samples.ndim != 1:
+        raise ValueError(f"capture samples must be 1-D, got shape {samples.shape}")
+    rate = float(capture.sample_rate_hz)
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"sample_rate_hz {capture.sample_rate_hz!r} must be a positive finite number")
+    frequency = float(capture.center_frequency_hz)
+    if not math.isfinite(frequency):
+        raise ValueError(f"center_frequency_hz {capture.center_frequency_hz!r} must be finite")
+    if nominal_sample_rate_hz is None:
+        nominal_sample_rate_hz = float(capture.details.get("nominal_sample_rate_hz", rate))
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE), allow_pickle=False)
+    npy_bytes = buffer.getvalue()
+    header_bytes, count = _npy_layout(npy_bytes, dataset_name)
+    sha256 = hashlib.sha256(npy_bytes).hexdigest()
+    sha512 = hashlib.sha512(npy_bytes).hexdigest()
+
+    geolocation = {
+        "type": "Point",
+        "coordinates": [float(receiver.longitude), float(receiver.latitude), float(receiver.altitude_m)],
+    }
+    ns = HEIMDALL_NAMESPACE
+    global_info: dict[str, Any] = {
+        "core:datatype": SIGMF_DATATYPE,
+        "core:sample_rate": rate,
+        "core:version": SIGMF_VERSION,
+        "core:dataset": dataset_name,
+        "core:num_channels": 1,
+        "core:sha512": sha512,
+        "core:recorder": f"{RECORDER} ({capture.source_kind})",
+        "core:description": (
+            f"Session {capture.session_key}: receiver {receiver.name} ({receiver.location_name}), "
+            f"{frequency:.0f} Hz, {count} samples at {rate:g} Hz"
+        ),
+        "core:geolocation": geolocation,
+        "core:extensions": [{"name": ns, "version": HEIMDALL_EXTENSION_VERSION, "optional": True}],
+        f"{ns}:format_version": FORMAT_VERSION,
+        f"{ns}:session_key": capture.session_key,
+        f"{ns}:receiver_id": receiver.id,
+        f"{ns}:receiver_name": receiver.name,
+        f"{ns}:receiver_kind": receiver.kind,
+        f"{ns}:location_name": receiver.location_name,
+        f"{ns}:source_kind": capture.source_kind,
+        f"{ns}:samples": count,
+        f"{ns}:sha256": sha256,
+        f"{ns}:sample_rate_nominal_hz": float(nominal_sample_rate_hz),
+        f"{ns}:sample_rate_actual_hz": rate,
+        f"{ns}:duration_s": count / rate,
+        # compact: one [sample_index, gps_seconds, gps_nanoseconds, has_solution] row per tag
+        f"{ns}:gps_timestamps": [
+            [int(t.sample_index), int(t.gps_seconds), int(t.gps_nanoseconds), bool(t.has_solution)]
+            for t in capture.gps_timestamps
+        ],
+        f"{ns}:details": dict(capture.details),
+    }
+    if capture.ground_truth is not None:
+        global_info[f"{ns}:ground_truth"] = capture.ground_truth
+    metadata = {
+        "global": global_info,
+        "captures": [
+            {
+                "core:sample_start": 0,
+                "core:frequency": frequency,
+                "core:datetime": _iso_utc(capture.start_time),
+                "core:header_bytes": header_bytes,
+                "core:geolocation": geolocation,
+            }
+        ],
+        "annotations": [],
+    }
+    metadata_json = _dumps(metadata)
+    # what we return is exactly what a reader parses back
+    metadata = json.loads(metadata_json)
+    return EncodedCapture(
+        npy_bytes=npy_bytes, sha256=sha256, header_bytes=header_bytes, metadata=metadata, metadata_json=metadata_json
+    )
+
+
+def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_errors: str = "") -> np.ndarray:
+    """Returns the 1-D complex64 samples of an .npy object, after checking its hash and layout."""
+    where = f"'{key_for_errors}'" if key_for_errors else "npy object"
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(npy_bytes).hexdigest()
+        if actual != str(expected_sha256).lower():
+            raise IntegrityError(f"{where}: sha256 mismatch: metadata says {expected_sha256}, object has {actual}")
+    header_bytes, count = _npy_layout(npy_bytes, key_for_errors)
+    # copy so the array owns writable memory independent of the bytes object
+    return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes).copy()
+
+
+def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for_errors: str) -> Capture:
+    """Inverse of encode_capture: rebuilds the Capture, verifying heimdall:sha256 and the sample count."""
+    where = f"'{key_for_errors}'" if key_for_errors else "stored capture"
+    ns = HEIMDALL_NAMESPACE
+    try:
+        metadata = json.loads(metadata_json)
+        glob = metadata["global"]
+        segment = metadata["captures"][0]
+        expected_sha256 = glob[f"{ns}:sha256"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise IntegrityError(f"{where}: metadata is not Heimdall SigMF JSON ({exc!r})") from exc
+    if glob.get("core:datatype") != SIGMF_DATATYPE:
+        raise IntegrityError(f"{where}: core:datatype is {glob.get('core:datatype')!r}, expected {SIGMF_DATATYPE}")
+    samples = decode_npy(npy_bytes, expected_sha256=expected_sha256, key_for_errors=key_for_errors)
+    if glob.get(f"{ns}:samples") != len(samples):
+        raise IntegrityError(f"{where}: metadata says {glob.get(f'{ns}:samples')} samples, object has {len(samples)}")
+    if segment.get("core:header_bytes") != len(npy_bytes) - samples.nbytes:
+        raise IntegrityError(
+            f"{where}: core:header_bytes {segment.get('core:header_bytes')} does not match the .npy header "
+            f"({len(npy_bytes) - samples.nbytes} bytes)"
+        )
+    try:
+        return Capture(
+            session_key=glob[f"{ns}:session_key"],
+            receiver_id=glob[f"{ns}:receiver_id"],
+            samples=samples,
+            sample_rate_hz=float(glob["core:sample_rate"]),
+            center_frequency_hz=float(segment["core:frequency"]),
+            start_time=_parse_iso_utc(segment["core:datetime"]),
+            source_kind=glob[f"{ns}:source_kind"],
+            gps_timestamps=tuple(
+                GpsTimestamp(sample_index=int(i), gps_seconds=int(s), gps_nanoseconds=int(n), has_solution=bool(h))
+                for i, s, n, h in glob.get(f"{ns}:gps_timestamps", [])
+            ),
+            details=dict(glob.get(f"{ns}:details", {})),
+            ground_truth=glob.get(f"{ns}:ground_truth"),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{where}: metadata field missing or malformed ({exc!r})") from exc

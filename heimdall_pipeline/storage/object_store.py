@@ -1,0 +1,57 @@
+"""boto3 plumbing shared by the IO manager, the services and the CLI. No Dagster.
+
+Transient errors (connection refused, timeouts, 5xx, throttling) are retried by botocore's
+standard retry mode with a bounded number of attempts; 4xx answers such as 403 are not retried.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+
+def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, region: str = "us-east-1",
+              *, max_attempts: int = 4, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0):
+    """A path-style S3 client for MinIO/SeaweedFS endpoints."""
+    config = Config(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
+                        aws_secret_access_key=secret_access_key, region_name=region, config=config)
+
+
+def error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def ensure_bucket(client, bucket: str, *, versioning: bool = True) -> bool:
+    """Creates the bucket if missing and turns versioning on; returns True if it was created.
+
+    Versioning means an overwrite of an object never destroys the only copy of earlier data.
+    """
+    created = False
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        try:
+            client.create_bucket(Bucket=bucket)
+            created = True
+        except ClientError as create_exc:
+            if error_code(create_exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+    if versioning:
+        status = client.get_bucket_versioning(Bucket=bucket).get("Status")
+        if status != "Enabled":
+            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return created
