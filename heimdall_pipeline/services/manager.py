@@ -27,6 +27,7 @@ class EmbeddedServices:
     def s3(self) -> SeaweedFS:
         return SeaweedFS(data_dir=self.home / "seaweedfs", run_dir=self.home / "run",
                          s3_port=int(self.env["HEIMDALL_S3_PORT"]),
+                         internal_port_base=int(self.env["HEIMDALL_SEAWEEDFS_PORT_BASE"]),
                          access_key_id=self.env["HEIMDALL_S3_ACCESS_KEY_ID"],
                          secret_access_key=self.env["HEIMDALL_S3_SECRET_ACCESS_KEY"],
                          region=self.env["HEIMDALL_S3_REGION"])
@@ -53,6 +54,7 @@ def _generate_env(home: Path) -> dict[str, str]:
     return {
         "HEIMDALL_HOME": str(home),
         "HEIMDALL_S3_PORT": s3_port,
+        "HEIMDALL_SEAWEEDFS_PORT_BASE": os.environ.get("HEIMDALL_SEAWEEDFS_PORT_BASE", "9333"),
         "HEIMDALL_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
         "HEIMDALL_S3_ACCESS_KEY_ID": "local-" + new_secret(8),
         "HEIMDALL_S3_SECRET_ACCESS_KEY": new_secret(),

@@ -16,9 +16,9 @@ from heimdall_pipeline.services.common import (
 from heimdall_pipeline.storage.object_store import ensure_bucket, s3_client
 
 HEALTH_BUCKET = "heimdall-health"
-# weed mini opens these besides the S3 port (gRPC ports are HTTP + 10000); we set them
-# explicitly so a clash is reported by name instead of a half-started server.
-INTERNAL_PORTS = {"master": 9333, "volume": 9340, "filer": 8888, "admin": 23646}
+# weed mini opens these besides the S3 port (each also HTTP + 10000 for gRPC); we set them from
+# one base port so a second instance can run beside the first, and a clash is reported by name.
+INTERNAL_PORT_OFFSETS = {"master": 0, "volume": 7, "filer": 17, "admin": 27}
 
 
 def weed_binary() -> str:
@@ -34,6 +34,7 @@ class SeaweedFS:
     data_dir: Path
     run_dir: Path
     s3_port: int
+    internal_port_base: int
     access_key_id: str
     secret_access_key: str
     region: str = "us-east-1"
@@ -52,9 +53,9 @@ class SeaweedFS:
 
     def all_ports(self) -> dict[str, int]:
         ports = {"S3": self.s3_port, "S3 gRPC": self.s3_port + 10000}
-        for name, port in INTERNAL_PORTS.items():
-            ports[name] = port
-            ports[f"{name} gRPC"] = port + 10000
+        for name, offset in INTERNAL_PORT_OFFSETS.items():
+            ports[name] = self.internal_port_base + offset
+            ports[f"{name} gRPC"] = ports[name] + 10000
         return ports
 
     def pid(self) -> int | None:
@@ -69,7 +70,8 @@ class SeaweedFS:
         if self.pid() is not None:
             self.check(timeout_s=timeout_s)
             return False
-        require_free_ports("SeaweedFS", self.all_ports(), "HEIMDALL_S3_PORT (internal ports 8888, 9333, 9340, 23646 and +10000 are fixed)")
+        ports = self.all_ports()
+        require_free_ports("SeaweedFS", ports, "HEIMDALL_S3_PORT and HEIMDALL_SEAWEEDFS_PORT_BASE in a new runtime folder")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # weed mini re-reads options saved by an earlier start; ours are all on the command line.
@@ -78,9 +80,8 @@ class SeaweedFS:
                "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
         cmd = [
             weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={self.s3_port}", f"-master.port={INTERNAL_PORTS['master']}",
-            f"-volume.port={INTERNAL_PORTS['volume']}", f"-filer.port={INTERNAL_PORTS['filer']}",
-            f"-admin.port={INTERNAL_PORTS['admin']}", "-master.telemetry=false", "-admin.ui=false",
+            f"-s3.port={self.s3_port}", f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+            f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}", "-master.telemetry=false", "-admin.ui=false",
             "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
         ]
         with open(self.log_file, "ab") as log:

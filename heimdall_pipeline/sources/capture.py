@@ -55,3 +55,14 @@ class Capture:
     @property
     def nbytes(self) -> int:
         return int(self.samples.nbytes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiverCapture:
+    """A capture with the receiver that made it (its location goes into the stored metadata)."""
+
+    receiver: "Receiver"
+    capture: Capture
+
+
+from heimdall_pipeline.receivers import Receiver  # noqa: E402  (type used above, no cycle)

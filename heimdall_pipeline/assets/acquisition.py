@@ -1,0 +1,71 @@
+"""raw_iq: each receiver's recording of a session, stored in S3 by the IQ IO manager."""
+
+from collections import defaultdict
+
+from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
+
+from heimdall_pipeline.db.receivers_repo import list_receivers
+from heimdall_pipeline.db.sessions_repo import SessionRecord, get_session, set_status
+from heimdall_pipeline.partitions import session_receiver_partitions, split_key
+from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
+from heimdall_pipeline.sources.acquisition import AcquisitionFailure
+from heimdall_pipeline.sources.capture import ReceiverCapture
+from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, SessionPlan, check_live_window, source_kind_for
+
+
+def session_plan(record: SessionRecord) -> SessionPlan:
+    return SessionPlan(session_key=record.session_key, center_frequency_hz=record.center_frequency_hz,
+                       duration_s=record.duration_s, sample_rate_hz=record.sample_rate_hz,
+                       scheduled_for=record.scheduled_for, source_kind=record.source_kind,
+                       transmitter=record.transmitter)
+
+
+@asset(
+    partitions_def=session_receiver_partitions,
+    io_manager_key="iq_io_manager",
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="heimdall",
+    kinds={"s3", "numpy"},
+    description="IQ recorded by one receiver during one session (.npy complex64 + SigMF metadata in S3).",
+)
+def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork) -> dict:
+    engine = database.engine()
+    registry = {receiver.id: receiver for receiver in list_receivers(engine)}
+    receivers_by_session: dict[str, list[str]] = defaultdict(list)
+    for key in context.partition_keys:
+        session_key, receiver_id = split_key(key)
+        receivers_by_session[session_key].append(receiver_id)
+
+    outcomes: dict[str, object] = {}
+    for session_key, receiver_ids in receivers_by_session.items():
+        record = get_session(engine, session_key)
+        if record is None:
+            raise Failure(f"session {session_key!r} is not in the sessions table; request it with "
+                          "`heimdall session request` or the request_session job")
+        plan = session_plan(record)
+        unknown = [rid for rid in receiver_ids if rid in record.receiver_ids and rid not in registry]
+        if unknown:
+            raise Failure(f"session {session_key}: receivers {unknown} are not registered")
+        targets = [registry[rid] for rid in receiver_ids if rid in record.receiver_ids]
+        # Refuse before recording anything: a live receiver cannot re-record the past.
+        try:
+            for receiver in targets:
+                if source_kind_for(plan, receiver) == "kiwisdr":
+                    check_live_window(plan, receiver)
+        except LiveWindowClosedError as exc:
+            raise Failure(str(exc)) from exc
+        set_status(engine, session_key, "launched", run_id=context.run_id)
+        acquisition = receiver_network.acquire(plan, targets)
+        for failure in acquisition.errors.values():
+            context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
+                                f"after {failure.attempts} attempt(s)")
+        for key in context.partition_keys:
+            key_session, rid = split_key(key)
+            if key_session != session_key:
+                continue
+            capture = acquisition.captures.get(rid)
+            failure: AcquisitionFailure | None = acquisition.errors.get(rid)
+            outcomes[str(key)] = ReceiverCapture(registry[rid], capture) if capture is not None else failure
+        context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "
+                         f"{len(acquisition.errors)} failed, {len(receiver_ids) - len(targets)} not requested")
+    return outcomes

@@ -1,0 +1,118 @@
+"""Asset checks: integrity of stored IQ and plausibility of the metrics rows.
+
+Checks evaluate every partition of the run that materialized the asset. Dagster records one
+evaluation per run: per partition for a single-partition run, one for the whole range in a
+session or backfill run, with the failing partition keys named in the metadata.
+"""
+
+import math
+from collections import defaultdict
+
+import numpy as np
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from heimdall_pipeline.assets.acquisition import raw_iq
+from heimdall_pipeline.assets.metrics import receiver_metrics
+from heimdall_pipeline.db.measurements_repo import measurements_for_session
+from heimdall_pipeline.db.sessions_repo import get_session
+from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.partitions import session_receiver_partitions, split_key
+from heimdall_pipeline.resources import HeimdallDatabase
+
+IQ_FRAME_SAMPLES = 512  # one KiwiSDR frame: the tolerance on the sample count
+SNR_BOUNDS_DB = (-20.0, 80.0)
+
+
+def run_partitions(context: AssetCheckExecutionContext) -> dict[str, list[str]]:
+    """Receiver ids of this run's partitions, by session."""
+    by_session: dict[str, list[str]] = defaultdict(list)
+    for key in context.op_execution_context.partition_keys:
+        session_key, receiver_id = split_key(key)
+        by_session[session_key].append(receiver_id)
+    return by_session
+
+
+def capture_problems(capture, record) -> list[str]:
+    problems = []
+    if capture.samples.dtype != np.complex64:
+        problems.append(f"dtype {capture.samples.dtype}, expected complex64")
+    if not np.isfinite(capture.samples).all():
+        problems.append("non-finite samples")
+    expected = record.duration_s * capture.sample_rate_hz
+    if abs(len(capture.samples) - expected) > IQ_FRAME_SAMPLES:
+        problems.append(f"{len(capture.samples)} samples, expected {expected:.0f} ± {IQ_FRAME_SAMPLES}")
+    return problems
+
+
+@asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
+             description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
+def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
+                     database: HeimdallDatabase) -> AssetCheckResult:
+    engine = database.engine()
+    problems: dict[str, str] = {}
+    verified = 0
+    for session_key, receiver_ids in run_partitions(context).items():
+        record = get_session(engine, session_key)
+        for rid in receiver_ids:
+            key = f"{rid}|{session_key}"
+            try:
+                capture = iq_store.load_capture(key)
+            except ValueError as exc:  # IntegrityError names the object key
+                problems[key] = str(exc)
+                continue
+            if capture is None:
+                continue  # no capture: reported by raw_iq_captured
+            found = capture_problems(capture, record)
+            if found:
+                problems[key] = f"{iq_store.bucket}/{session_key}/{rid}: " + "; ".join(found)
+            verified += 1
+    return AssetCheckResult(passed=not problems, metadata={
+        "verified_objects": verified, "problems": MetadataValue.json(problems)},
+        description="; ".join(problems.values())[:1000] or None)
+
+
+@asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
+             description="Every receiver requested for the session delivered a capture.")
+def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
+                    database: HeimdallDatabase) -> AssetCheckResult:
+    engine = database.engine()
+    missing = []
+    for session_key, receiver_ids in run_partitions(context).items():
+        record = get_session(engine, session_key)
+        for rid in receiver_ids:
+            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{session_key}"):
+                missing.append(f"{rid}|{session_key}")
+    return AssetCheckResult(passed=not missing, severity=AssetCheckSeverity.WARN,
+                            metadata={"missing_captures": MetadataValue.json(missing)},
+                            description=f"no capture from {', '.join(missing)}" if missing else None)
+
+
+@asset_check(asset=receiver_metrics, partitions_def=session_receiver_partitions,
+             description="A row per captured partition, values finite and within physical bounds.")
+def receiver_metrics_rows(context: AssetCheckExecutionContext, iq_store: IQStore,
+                          database: HeimdallDatabase) -> AssetCheckResult:
+    engine = database.engine()
+    problems: dict[str, str] = {}
+    for session_key, receiver_ids in run_partitions(context).items():
+        rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
+        for rid in receiver_ids:
+            key = f"{rid}|{session_key}"
+            row = rows.get(rid)
+            if row is None:
+                if iq_store.has_capture(key):
+                    problems[key] = "capture stored but no measurements row"
+                continue
+            values = {"noise_power_dbm": row.noise_power_dbm, "psd_dbm": row.psd_dbm}
+            if row.signal_detected:
+                values.update(snr_db=row.snr_db, signal_power_dbm=row.signal_power_dbm,
+                              frequency_offset_hz=row.frequency_offset_hz)
+            bad = [name for name, value in values.items() if value is None or not math.isfinite(value)]
+            if row.signal_detected and row.snr_db is not None and not SNR_BOUNDS_DB[0] <= row.snr_db <= SNR_BOUNDS_DB[1]:
+                bad.append(f"snr_db {row.snr_db:.1f} outside {SNR_BOUNDS_DB}")
+            half_rate = row.sample_rate_khz * 1e3 / 2
+            if row.frequency_offset_hz is not None and not abs(row.frequency_offset_hz) < half_rate:
+                bad.append(f"|frequency_offset_hz| {abs(row.frequency_offset_hz):.1f} ≥ rate/2 {half_rate:.1f}")
+            if bad:
+                problems[key] = ", ".join(bad)
+    return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)},
+                            description="; ".join(f"{k}: {v}" for k, v in problems.items())[:1000] or None)

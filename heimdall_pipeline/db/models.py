@@ -1,0 +1,179 @@
+"""SQLAlchemy 2.0 models of the metrics/registry database.
+
+The tables are created by the versioned migrations in `migrations.py` (explicit DDL); these models
+describe the same schema for queries, and an integration test checks the two agree.
+
+- websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
+  `Receiver.validated()` so a row written by hand is held to the same rules).
+- sessions: recording-session requests and their lifecycle
+  (requested -> launched -> succeeded|failed -> archived).
+- measurements: one row per (session, receiver, capture start): a TimescaleDB hypertable on `time`
+  when the extension is available, a plain table otherwise. The primary key includes `time`, as a
+  hypertable requires.
+- localizations: one row per session (hypertable on `time` = session start, likewise).
+- schema_migrations: applied migration versions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    Identity,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
+RECEIVER_KINDS = ("kiwisdr", "simulated")
+
+TZ = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class WebSDR(Base):
+    __tablename__ = "websdrs"
+    __table_args__ = (
+        CheckConstraint("id ~ '^[a-z0-9][a-z0-9_-]{0,39}$'", name="websdrs_id_slug"),
+        CheckConstraint("char_length(name) BETWEEN 1 AND 200", name="websdrs_name_length"),
+        CheckConstraint("kind IN ('kiwisdr', 'simulated')", name="websdrs_kind"),
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="websdrs_latitude_range"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="websdrs_longitude_range"),
+        CheckConstraint("altitude_m BETWEEN -500 AND 10000", name="websdrs_altitude_range"),
+        CheckConstraint("timeout_seconds > 0", name="websdrs_timeout_positive"),
+        CheckConstraint("retry_count BETWEEN 0 AND 10", name="websdrs_retry_count_range"),
+        CheckConstraint("max_channels >= 1", name="websdrs_max_channels_min"),
+        CheckConstraint("min_frequency_hz >= 0", name="websdrs_min_frequency_nonnegative"),
+        CheckConstraint("max_frequency_hz IS NULL OR max_frequency_hz > min_frequency_hz",
+                        name="websdrs_frequency_range"),
+    )
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    location_name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    latitude: Mapped[float] = mapped_column(Double, nullable=False)
+    longitude: Mapped[float] = mapped_column(Double, nullable=False)
+    altitude_m: Mapped[float] = mapped_column(Double, nullable=False, server_default="0")
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    timeout_seconds: Mapped[float] = mapped_column(Double, nullable=False, server_default="30")
+    retry_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="3")
+    max_channels: Mapped[int] = mapped_column(Integer, nullable=False, server_default="4")
+    min_frequency_hz: Mapped[float] = mapped_column(Double, nullable=False, server_default="0")
+    max_frequency_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # updated_at is also maintained by a BEFORE UPDATE trigger (websdrs_set_updated_at)
+    created_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now(),
+                                                 onupdate=func.now())
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        CheckConstraint("status IN ('requested', 'launched', 'succeeded', 'failed', 'archived')",
+                        name="sessions_status"),
+        CheckConstraint("duration_s > 0", name="sessions_duration_positive"),
+        CheckConstraint("sample_rate_hz > 0", name="sessions_sample_rate_positive"),
+        Index("sessions_status_id_idx", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    center_frequency_hz: Mapped[float] = mapped_column(Double, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Double, nullable=False)
+    sample_rate_hz: Mapped[float] = mapped_column(Double, nullable=False)
+    receiver_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False,
+                                                    server_default=text("'{}'::text[]"))
+    source_kind: Mapped[str] = mapped_column(Text, nullable=False)
+    transmitter: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="requested")
+    requested_by: Mapped[str] = mapped_column(Text, nullable=False, server_default="unknown")
+    launched_at: Mapped[datetime | None] = mapped_column(TZ, nullable=True)
+    run_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(TZ, nullable=True)
+    # the status a session had before it was archived, so mark_restored can put it back
+    archived_from_status: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Measurement(Base):
+    __tablename__ = "measurements"
+    __table_args__ = (
+        PrimaryKeyConstraint("session_key", "receiver_id", "time", name="measurements_pkey"),
+        Index("measurements_session_time_idx", "session_key", "time"),
+        Index("measurements_receiver_time_idx", "receiver_id", "time"),
+    )
+
+    time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # capture start
+    session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    receiver_id: Mapped[str] = mapped_column(Text, nullable=False)
+    frequency_mhz: Mapped[float] = mapped_column(Double, nullable=False)
+    sample_rate_khz: Mapped[float] = mapped_column(Double, nullable=False)
+    samples_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    snr_db: Mapped[float | None] = mapped_column(Double, nullable=True)
+    psd_dbm: Mapped[float] = mapped_column(Double, nullable=False)
+    frequency_offset_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
+    signal_power_dbm: Mapped[float | None] = mapped_column(Double, nullable=True)
+    noise_power_dbm: Mapped[float] = mapped_column(Double, nullable=False)
+    signal_detected: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    iq_data_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False,
+                                                          server_default=text("'{}'::jsonb"))
+    computed_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+
+class Localization(Base):
+    __tablename__ = "localizations"
+    __table_args__ = (
+        PrimaryKeyConstraint("session_key", "time", name="localizations_pkey"),
+    )
+
+    time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # session start
+    session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    localizable: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latitude: Mapped[float | None] = mapped_column(Double, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Double, nullable=True)
+    eirp_dbm: Mapped[float | None] = mapped_column(Double, nullable=True)
+    path_loss_exponent: Mapped[float | None] = mapped_column(Double, nullable=True)
+    ellipse_semi_major_km: Mapped[float | None] = mapped_column(Double, nullable=True)
+    ellipse_semi_minor_km: Mapped[float | None] = mapped_column(Double, nullable=True)
+    ellipse_orientation_deg: Mapped[float | None] = mapped_column(Double, nullable=True)
+    receivers_used: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False,
+                                                      server_default=text("'{}'::text[]"))
+    residuals: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False,
+                                                          server_default=text("'{}'::jsonb"))
+    computed_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+
+class SchemaMigration(Base):
+    __tablename__ = "schema_migrations"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    applied_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+
+websdrs = WebSDR.__table__
+sessions = Session.__table__
+measurements = Measurement.__table__
+localizations = Localization.__table__
+schema_migrations = SchemaMigration.__table__

@@ -1,0 +1,136 @@
+"""The receiver registry (table `websdrs`), read and written as `receivers.Receiver` objects.
+
+Every write goes through `Receiver.validated()` first (the table's check constraints are a second
+line of defence). All SQL is parameterised: a name such as "x'); DROP TABLE websdrs;--" is stored
+verbatim. Every function ensures the schema exists (migrating once per process).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from heimdall_pipeline.db.migrations import ensure_schema
+from heimdall_pipeline.db.models import websdrs
+from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
+
+RECEIVER_FIELDS = tuple(f.name for f in dataclasses.fields(Receiver))
+
+
+class UnknownReceiverError(KeyError):
+    """No receiver with this id is registered."""
+
+    def __init__(self, receiver_id: str):
+        self.receiver_id = receiver_id
+        super().__init__(receiver_id)
+
+    def __str__(self) -> str:
+        return f"unknown receiver {self.receiver_id!r}: it is not in the websdrs registry"
+
+
+class DuplicateReceiverError(ValueError):
+    """A receiver with this id is already registered."""
+
+    def __init__(self, receiver_id: str):
+        self.receiver_id = receiver_id
+        super().__init__(f"receiver {receiver_id!r} already exists; use update_receiver to change it")
+
+
+def _row_values(receiver: Receiver) -> dict[str, Any]:
+    r = receiver.validated()
+    return {
+        "id": r.id,
+        "name": r.name,
+        "url": r.url,
+        "kind": r.kind,
+        "location_name": r.location_name or "",
+        "latitude": float(r.latitude),
+        "longitude": float(r.longitude),
+        "altitude_m": float(r.altitude_m),
+        "is_active": bool(r.is_active),
+        "timeout_seconds": float(r.timeout_seconds),
+        "retry_count": int(r.retry_count),
+        "max_channels": int(r.max_channels),
+        "min_frequency_hz": float(r.min_frequency_hz),
+        "max_frequency_hz": None if r.max_frequency_hz is None else float(r.max_frequency_hz),
+    }
+
+
+def _to_receiver(row: sa.Row) -> Receiver:
+    m = row._mapping
+    return Receiver(**{name: m[name] for name in RECEIVER_FIELDS})
+
+
+def seed_default_receivers(engine: sa.Engine, receivers: Iterable[Receiver] = DEFAULT_RECEIVERS) -> int:
+    """Inserts the default receivers that are missing; never touches existing rows. Returns #inserted."""
+    ensure_schema(engine)
+    values = [_row_values(r) for r in receivers]
+    if not values:
+        return 0
+    stmt = pg_insert(websdrs).values(values).on_conflict_do_nothing(index_elements=["id"])
+    with engine.begin() as conn:
+        return len(conn.execute(stmt.returning(websdrs.c.id)).all())
+
+
+def list_receivers(engine: sa.Engine, *, active_only: bool = False) -> list[Receiver]:
+    ensure_schema(engine)
+    stmt = sa.select(websdrs).order_by(websdrs.c.id)
+    if active_only:
+        stmt = stmt.where(websdrs.c.is_active.is_(True))
+    with engine.connect() as conn:
+        return [_to_receiver(row) for row in conn.execute(stmt)]
+
+
+def get_receiver(engine: sa.Engine, receiver_id: str) -> Receiver:
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(websdrs).where(websdrs.c.id == receiver_id)).first()
+    if row is None:
+        raise UnknownReceiverError(receiver_id)
+    return _to_receiver(row)
+
+
+def add_receiver(engine: sa.Engine, receiver: Receiver) -> Receiver:
+    """Registers a new receiver; DuplicateReceiverError if the id is taken."""
+    ensure_schema(engine)
+    values = _row_values(receiver)
+    stmt = (pg_insert(websdrs).values(values).on_conflict_do_nothing(index_elements=["id"])
+            .returning(websdrs.c.id))
+    with engine.begin() as conn:
+        if conn.execute(stmt).first() is None:
+            raise DuplicateReceiverError(receiver.id)
+    return receiver
+
+
+def update_receiver(engine: sa.Engine, receiver_id: str, **changes: Any) -> Receiver:
+    """Applies `changes` (Receiver field names) and stores the validated result; returns it."""
+    ensure_schema(engine)
+    for name in changes:
+        if name not in RECEIVER_FIELDS:
+            raise InvalidReceiverError(name, f"is not a receiver field (fields: {', '.join(RECEIVER_FIELDS)})")
+    if "id" in changes and changes["id"] != receiver_id:
+        raise InvalidReceiverError("id", "cannot be changed (it names partitions and stored objects); "
+                                         "add a new receiver and deactivate this one instead")
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(websdrs).where(websdrs.c.id == receiver_id).with_for_update()).first()
+        if row is None:
+            raise UnknownReceiverError(receiver_id)
+        merged = dataclasses.replace(_to_receiver(row), **changes)
+        values = _row_values(merged)
+        values.pop("id")
+        conn.execute(sa.update(websdrs).where(websdrs.c.id == receiver_id).values(values))
+    return merged
+
+
+def set_receiver_active(engine: sa.Engine, receiver_id: str, active: bool) -> Receiver:
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.update(websdrs).where(websdrs.c.id == receiver_id).values(is_active=bool(active))
+            .returning(*websdrs.c)).first()
+    if row is None:
+        raise UnknownReceiverError(receiver_id)
+    return _to_receiver(row)

@@ -1,0 +1,25 @@
+"""Partitions: sessions (dynamic) × receivers (dynamic, one key per registered receiver)."""
+
+from dagster import DynamicPartitionsDefinition, MultiPartitionKey, MultiPartitionsDefinition
+
+session_partitions = DynamicPartitionsDefinition(name="sessions")
+receiver_partitions = DynamicPartitionsDefinition(name="receivers")
+
+# Keys read "receiver|session": Dagster orders the dimensions by name.
+session_receiver_partitions = MultiPartitionsDefinition(
+    {"session": session_partitions, "receiver": receiver_partitions}
+)
+
+
+def split_key(partition_key: str) -> tuple[str, str]:
+    """(session, receiver) of a raw_iq / receiver_metrics partition key."""
+    if isinstance(partition_key, MultiPartitionKey):
+        parts = partition_key.keys_by_dimension
+    else:
+        receiver, _, session = partition_key.partition("|")
+        parts = {"session": session, "receiver": receiver}
+    return parts["session"], parts["receiver"]
+
+
+def partition_key_for(session_key: str, receiver_id: str) -> MultiPartitionKey:
+    return MultiPartitionKey({"session": session_key, "receiver": receiver_id})

@@ -1,0 +1,123 @@
+"""IQStore: raw IQ captures in S3 — `sessions/{session}/websdr_{receiver}.npy`, its SigMF
+metadata JSON and a spectrum PNG, with checksums verified by the server on upload and SHA-256
+verified on every read."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig
+from dagster import ConfigurableResource, MetadataValue
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, PrivateAttr
+
+from heimdall_pipeline.partitions import split_key
+from heimdall_pipeline.plots import spectrum_png
+from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
+from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
+from heimdall_pipeline.storage.layout import (
+    iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key,
+)
+from heimdall_pipeline.storage.object_store import ensure_bucket, error_code
+
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
+
+
+class IQStore(ConfigurableResource):
+    s3: S3Resource
+    bucket: str = Field(default="heimdall-raw-iq", description="Bucket for raw IQ (created if missing, versioned)")
+    multipart_threshold_mb: int = Field(default=16, description="Objects above this size use multipart upload")
+    presigned_url_expiry_s: int = Field(default=7 * 24 * 3600, description="Lifetime of links shown in the UI")
+    parallel_transfers: int = Field(default=8, description="Objects transferred at once")
+    _client: Any = PrivateAttr(default=None)
+
+    def client(self):
+        if self._client is None:
+            client = self.s3.get_client()
+            ensure_bucket(client, self.bucket, versioning=True)
+            self._client = client
+        return self._client
+
+    # -- writing ---------------------------------------------------------------------------
+    def put(self, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        """One object with a checksum the server verifies before accepting it."""
+        client = self.client()
+        if len(body) > self.multipart_threshold_mb * 1024 * 1024:
+            # Multipart: the SDK sends a SHA-256 per part and the server checks each.
+            client.upload_fileobj(io.BytesIO(body), self.bucket, key,
+                                  ExtraArgs={"ChecksumAlgorithm": "SHA256", "ContentType": content_type,
+                                             "Metadata": metadata},
+                                  Config=TransferConfig(multipart_threshold=self.multipart_threshold_mb * 1024 * 1024,
+                                                        multipart_chunksize=self.multipart_threshold_mb * 1024 * 1024))
+        else:
+            digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+            client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
+                              Metadata=metadata, ChecksumSHA256=digest)
+
+    def store_capture(self, item: ReceiverCapture) -> dict[str, Any]:
+        capture, receiver = item.capture, item.receiver
+        npy_key = iq_object_key(capture.session_key, receiver.id)
+        encoded = encode_capture(capture, receiver, dataset_name=iq_dataset_name(receiver.id))
+        user_metadata = {
+            "session": capture.session_key, "receiver": receiver.id,
+            "frequency-hz": f"{capture.center_frequency_hz:.3f}", "samples": str(len(capture.samples)),
+            "sha256": encoded.sha256,
+        }
+        # Data first, then metadata: a reader never finds metadata without its data.
+        self.put(npy_key, encoded.npy_bytes, "application/octet-stream", user_metadata)
+        self.put(metadata_object_key(capture.session_key, receiver.id), encoded.metadata_json,
+                 "application/json", user_metadata)
+        png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
+                           f"{capture.session_key} / {receiver.id}")
+        spectrum_key = spectrum_object_key(capture.session_key, receiver.id)
+        self.put(spectrum_key, png, "image/png", {"session": capture.session_key, "receiver": receiver.id})
+        presigned = self.client().generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": npy_key}, ExpiresIn=self.presigned_url_expiry_s)
+        spectrum_url = self.client().generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": spectrum_key}, ExpiresIn=self.presigned_url_expiry_s)
+        return {
+            "capture_status": "stored",
+            "s3_key": f"s3://{self.bucket}/{npy_key}",
+            "bytes": len(encoded.npy_bytes),
+            "sha256": encoded.sha256,
+            "samples": len(capture.samples),
+            "sample_rate_hz": float(capture.sample_rate_hz),
+            "presigned_url": MetadataValue.url(presigned),
+            "spectrum": MetadataValue.md(f"![spectrum]({spectrum_url})\n\n[spectrum PNG]({spectrum_url})"),
+        }
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - only "missing" is turned into None
+            if error_code(exc) in MISSING_CODES:
+                return None
+            raise
+
+    def has_capture(self, partition_key: str) -> bool:
+        """Whether a complete capture is stored (its metadata is written last)."""
+        session, receiver = split_key(partition_key)
+        try:
+            self.client().head_object(Bucket=self.bucket, Key=metadata_object_key(session, receiver))
+        except Exception as exc:  # noqa: BLE001 - only "missing" means False
+            if error_code(exc) in MISSING_CODES:
+                return False
+            raise
+        return True
+
+    def load_capture(self, partition_key: str) -> Capture | None:
+        """The stored capture, None if the partition has none, IntegrityError if it is damaged."""
+        session, receiver = split_key(partition_key)
+        npy_key, meta_key = iq_object_key(session, receiver), metadata_object_key(session, receiver)
+        metadata = self.get(meta_key)
+        if metadata is None:
+            if self.get(npy_key) is not None:
+                raise IntegrityError(f"s3://{self.bucket}/{npy_key}: data without its metadata {meta_key}")
+            return None
+        data = self.get(npy_key)
+        if data is None:
+            raise IntegrityError(f"s3://{self.bucket}/{npy_key}: missing, but its metadata {meta_key} exists")
+        return capture_from_stored(data, metadata, key_for_errors=f"s3://{self.bucket}/{npy_key}")

@@ -1,0 +1,52 @@
+"""Running a requested session through Dagster in this process (CLI main job, tests, benchmark).
+
+It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
+receiver_metrics over all receivers of the session, then session_summary — with the same
+definitions, recorded in the given instance so the UI shows the runs afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagster import DagsterInstance, Definitions
+
+from heimdall_pipeline.db.receivers_repo import list_receivers
+from heimdall_pipeline.db.sessions_repo import get_session
+from heimdall_pipeline.partitions import receiver_partitions, session_partitions
+from heimdall_pipeline.sensors import session_run_request
+
+
+@dataclass(frozen=True)
+class SessionRunResult:
+    session_key: str
+    session_run_id: str
+    summary_run_id: str
+    success: bool
+
+
+def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiver_ids: list[str]) -> list[str]:
+    """Adds missing session and receiver partitions; returns the receiver keys in partition order."""
+    known = instance.get_dynamic_partitions(receiver_partitions.name)
+    missing = [rid for rid in receiver_ids if rid not in known]
+    if missing:
+        instance.add_dynamic_partitions(receiver_partitions.name, missing)
+    known_sessions = set(instance.get_dynamic_partitions(session_partitions.name))
+    new_sessions = [key for key in session_keys if key not in known_sessions]
+    if new_sessions:
+        instance.add_dynamic_partitions(session_partitions.name, new_sessions)
+    return list(known) + missing
+
+
+def run_session(defs: Definitions, instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
+    record = get_session(engine, session_key)
+    if record is None:
+        raise ValueError(f"session {session_key!r} is not in the sessions table")
+    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
+    request = session_run_request(session_key, record.receiver_ids, receiver_keys)
+    session_result = defs.get_job_def("session_job").execute_in_process(
+        instance=instance, tags=request.tags, raise_on_error=False)
+    summary_result = defs.get_job_def("session_summary_job").execute_in_process(
+        instance=instance, partition_key=session_key, raise_on_error=False)
+    return SessionRunResult(session_key, session_result.run_id, summary_result.run_id,
+                            session_result.success and summary_result.success)

@@ -1,0 +1,32 @@
+"""survey_schedule: recurring survey sessions over a list of frequencies (off by default)."""
+
+import os
+
+from dagster import ConfigurableResource, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from pydantic import Field
+
+from heimdall_pipeline.jobs import request_session_job
+
+
+class SurveySettings(ConfigurableResource):
+    """What the survey records: one session per tick, frequencies taken in turn."""
+
+    frequencies_hz: list[float] = Field(default=[7.1e6, 10.1e6, 14.2e6], description="Frequencies in turn")
+    duration_s: float = Field(default=10.0)
+    sample_rate_hz: float = Field(default=12000.0)
+
+
+@schedule(cron_schedule=os.environ.get("HEIMDALL_SURVEY_CRON", "*/10 * * * *"), job=request_session_job,
+          default_status=DefaultScheduleStatus.STOPPED, execution_timezone="UTC",
+          description="Requests a survey session each tick, cycling through the configured frequencies.")
+def survey_schedule(context: ScheduleEvaluationContext, survey: SurveySettings) -> RunRequest:
+    tick = context.scheduled_execution_time
+    frequency = survey.frequencies_hz[int(tick.timestamp() // 60) % len(survey.frequencies_hz)]
+    session_key = "survey" + tick.strftime("%Y%m%dt%H%Mz")
+    return RunRequest(
+        run_key=session_key,
+        run_config={"ops": {"request_session_op": {"config": {
+            "center_frequency_hz": frequency, "duration_s": survey.duration_s,
+            "sample_rate_hz": survey.sample_rate_hz, "session_key": session_key}}}},
+        tags={"heimdall/survey": "1"},
+    )

@@ -1,0 +1,411 @@
+"""Session requests: what a recording session asks for, its one validation function, and key slugs.
+
+Pure code: no Dagster, no database. `validate_session_request` is THE validation used by the CLI,
+the Dagster launchpad job and the schedule; nothing else should construct a SessionRequest from
+user input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import random
+import re
+import secrets
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
+
+SOURCE_KINDS = ("auto", "simulated", "kiwisdr")
+DEFAULT_SAMPLE_RATE_HZ = 12000.0
+SESSION_KEY_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+# Transmitter dict (simulated sessions). Keys mirror simulator.Transmitter; the transmitter
+# frequency is center_frequency_hz + offset_hz.
+TRANSMITTER_KEYS = ("latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz")
+_TRANSMITTER_ALIASES = {"lat": "latitude", "lon": "longitude", "lng": "longitude", "alt": "altitude_m"}
+DEFAULT_MODULATION = "cw"
+EIRP_RANGE_DBM = (-30.0, 90.0)
+# Noise assumed when choosing a default EIRP: kT (-174 dBm/Hz) over the sample-rate bandwidth plus
+# an excess noise figure: HF (< 30 MHz) is dominated by man-made/atmospheric noise (ITU-R P.372
+# residential is ~40-50 dB above kT around 5-10 MHz), VHF and above are close to a receiver NF.
+HF_EXCESS_NOISE_DB = 45.0
+VHF_EXCESS_NOISE_DB = 10.0
+DEFAULT_TARGET_SNR_DB = 10.0
+DEFAULT_MARGIN_DB = 6.0
+EARTH_RADIUS_M = 6_371_000.0
+
+
+class InvalidSessionRequestError(ValueError):
+    """A session request is refused; `.field` names the offending field, as does the message."""
+
+    def __init__(self, field: str, problem: str):
+        self.field = field
+        super().__init__(f"session request field '{field}': {problem}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionLimits:
+    max_duration_s: float = 600.0
+    min_sample_rate_hz: float = 1_000.0
+    max_sample_rate_hz: float = 2_400_000.0
+    # a KiwiSDR IQ stream has one nominal rate (the true rate, e.g. 12001.135, is measured)
+    kiwisdr_sample_rates_hz: tuple[float, ...] = (12_000.0,)
+    # each capture is held in memory as complex64: 2**25 samples = 256 MiB per receiver
+    max_samples_per_receiver: int = 2**25
+    max_requested_by_length: int = 200
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionRequest:
+    session_key: str
+    center_frequency_hz: float
+    duration_s: float
+    sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ
+    receiver_ids: tuple[str, ...] = ()  # empty = all active receivers
+    source_kind: str = "auto"  # "auto" (each receiver by its kind) | "simulated" | "kiwisdr"
+    requested_by: str = "unknown"
+    scheduled_for: datetime = dataclasses.field(default_factory=_utc_now)
+    transmitter: dict[str, Any] | None = None  # simulated sessions only, keys TRANSMITTER_KEYS
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable; `validate_session_request(**d, receivers=...)` accepts it back."""
+        d = dataclasses.asdict(self)
+        d["receiver_ids"] = list(self.receiver_ids)
+        d["scheduled_for"] = self.scheduled_for.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return d
+
+
+def expected_sample_count(request: SessionRequest) -> int:
+    return int(round(request.duration_s * request.sample_rate_hz))
+
+
+def new_session_key(now: datetime | None = None, prefix: str = "s", *, rng: random.Random | None = None) -> str:
+    """A slug like 's20261123t1326z-7f3a9c': prefix, UTC minute, 6 random hex digits.
+
+    Lowercase a-z/0-9/'t'/'z'/'-' only, so always a valid key part; sorts by time to the minute.
+    rng: only for reproducible tests; by default the suffix comes from `secrets`.
+    """
+    if not isinstance(prefix, str) or not SESSION_KEY_PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(f"session key prefix {prefix!r} must be 1-16 characters a-z/0-9 starting with a letter")
+    if now is None:
+        now = _utc_now()
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now {now!r} is naive; pass a timezone-aware datetime")
+    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dt%H%Mz")
+    suffix = f"{rng.getrandbits(24):06x}" if rng is not None else secrets.token_hex(3)
+    return validate_key_part(f"{prefix}{stamp}-{suffix}", field="session_key")
+
+
+def effective_source_kind(source_kind: str, receiver: Receiver) -> str:
+    """The source that will record `receiver`: its own kind under "auto", else source_kind."""
+    return receiver.kind if source_kind == "auto" else source_kind
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise InvalidSessionRequestError(field, f"{value!r} is not a number")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise InvalidSessionRequestError(field, f"{value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise InvalidSessionRequestError(field, f"{value!r} is not a finite number")
+    return number
+
+
+def _receiver_ids(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items = [part for part in re.split(r"[\s,]+", value.strip()) if part]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise InvalidSessionRequestError("receiver_ids", f"{value!r} must be a list of receiver ids")
+    seen: list[str] = []
+    for item in items:
+        try:
+            validate_key_part(item, field="receiver_id")
+        except InvalidKeyError as exc:
+            raise InvalidSessionRequestError("receiver_ids", str(exc)) from None
+        if item in seen:
+            raise InvalidSessionRequestError("receiver_ids", f"receiver {item!r} is listed twice")
+        seen.append(item)
+    return tuple(seen)
+
+
+def _scheduled_for(value: Any, now: datetime | None) -> datetime:
+    if value is None or value == "":
+        value = now if now is not None else _utc_now()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" and text else text)
+        except ValueError:
+            raise InvalidSessionRequestError("scheduled_for", f"{text!r} is not an ISO-8601 date-time") from None
+    if not isinstance(value, datetime):
+        raise InvalidSessionRequestError("scheduled_for", f"{value!r} is not a date-time")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidSessionRequestError(
+            "scheduled_for", f"{value.isoformat()} has no time zone; give UTC explicitly (e.g. a trailing 'Z')"
+        )
+    return value.astimezone(timezone.utc)
+
+
+def _requested_by(value: Any, limits: SessionLimits) -> str:
+    if value is None:
+        return "unknown"
+    if not isinstance(value, str):
+        raise InvalidSessionRequestError("requested_by", f"{value!r} must be a string")
+    value = value.strip()
+    if not value:
+        return "unknown"
+    if len(value) > limits.max_requested_by_length:
+        raise InvalidSessionRequestError(
+            "requested_by", f"is {len(value)} characters long; the limit is {limits.max_requested_by_length}"
+        )
+    if any(not ch.isprintable() for ch in value):
+        raise InvalidSessionRequestError("requested_by", "contains control characters")
+    return value
+
+
+# ----------------------------------------------------------------------------- transmitter
+
+
+def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _fspl_db(distance_m: float, frequency_hz: float) -> float:
+    distance_m = max(distance_m, 1000.0)  # below 1 km free space is meaningless for this purpose
+    return 20 * math.log10(distance_m) + 20 * math.log10(frequency_hz) - 147.55
+
+
+def assumed_noise_dbm(center_frequency_hz: float, sample_rate_hz: float) -> float:
+    excess = HF_EXCESS_NOISE_DB if center_frequency_hz < 30e6 else VHF_EXCESS_NOISE_DB
+    return -174.0 + 10 * math.log10(sample_rate_hz) + excess
+
+
+def default_transmitter(
+    session_key: str,
+    receivers: Sequence[Receiver],
+    center_frequency_hz: float,
+    sample_rate_hz: float,
+    *,
+    target_snr_db: float = DEFAULT_TARGET_SNR_DB,
+) -> dict[str, Any]:
+    """A deterministic transmitter derived from the session key.
+
+    Position: a convex combination of the receivers' positions with weights from SHA-256 of the
+    session key, so it always lies inside their convex hull. EIRP: enough for `target_snr_db`
+    plus a 6 dB margin at the receiver at the 75th-percentile distance (so "most" receivers), with
+    free-space loss and `assumed_noise_dbm`; the simulator's own noise model decides the real SNR.
+    Offset: 5-20 % of the sample rate away from DC, sign from the hash.
+    """
+    if not receivers:
+        raise ValueError("a default transmitter needs at least one receiver")
+    digest = hashlib.sha256(f"heimdall-transmitter:{session_key}".encode()).digest()
+    weights = [1.0 + digest[i % len(digest)] / 255.0 * 3.0 for i in range(len(receivers))]
+    total = sum(weights)
+    latitude = sum(w * r.latitude for w, r in zip(weights, receivers)) / total
+    longitude = sum(w * r.longitude for w, r in zip(weights, receivers)) / total
+    distances = sorted(_haversine_m(latitude, longitude, r.latitude, r.longitude) for r in receivers)
+    index = max(0, math.ceil(0.75 * len(distances)) - 1)
+    eirp = (
+        assumed_noise_dbm(center_frequency_hz, sample_rate_hz)
+        + target_snr_db
+        + DEFAULT_MARGIN_DB
+        + _fspl_db(distances[index], center_frequency_hz)
+    )
+    eirp = min(max(eirp, EIRP_RANGE_DBM[0]), EIRP_RANGE_DBM[1])
+    fraction = 0.05 + 0.15 * int.from_bytes(digest[-4:-2], "big") / 65535.0
+    sign = 1.0 if digest[-1] & 1 else -1.0
+    return {
+        "latitude": round(latitude, 6),
+        "longitude": round(longitude, 6),
+        "altitude_m": 10.0,
+        "eirp_dbm": round(eirp, 1),
+        "modulation": DEFAULT_MODULATION,
+        "offset_hz": round(sign * fraction * sample_rate_hz, 1),
+    }
+
+
+def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> dict[str, Any]:
+    """User fields (aliases lat/lon accepted) over the deterministic default, then checked."""
+    if value is None:
+        given: Mapping[str, Any] = {}
+    elif isinstance(value, Mapping):
+        given = value
+    else:
+        raise InvalidSessionRequestError("transmitter", f"{value!r} must be a mapping of {', '.join(TRANSMITTER_KEYS)}")
+    merged = dict(default)
+    for key, item in given.items():
+        name = _TRANSMITTER_ALIASES.get(key, key)
+        if name not in TRANSMITTER_KEYS:
+            raise InvalidSessionRequestError("transmitter", f"unknown key {key!r} (known: {', '.join(TRANSMITTER_KEYS)})")
+        merged[name] = item
+    out: dict[str, Any] = {}
+    for name, low, high in (
+        ("latitude", -90.0, 90.0),
+        ("longitude", -180.0, 180.0),
+        ("altitude_m", -500.0, 10_000.0),
+        ("eirp_dbm", *EIRP_RANGE_DBM),
+    ):
+        number = _number(merged[name], "transmitter")
+        if not low <= number <= high:
+            raise InvalidSessionRequestError("transmitter", f"{name} {number} is outside {low:g}..{high:g}")
+        out[name] = number
+    offset = _number(merged["offset_hz"], "transmitter")
+    if abs(offset) >= 0.45 * sample_rate_hz:
+        raise InvalidSessionRequestError(
+            "transmitter", f"offset_hz {offset} is outside the +/-{0.45 * sample_rate_hz:g} Hz passband of the session"
+        )
+    out["offset_hz"] = offset
+    modulation = merged["modulation"]
+    if not isinstance(modulation, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", modulation):
+        raise InvalidSessionRequestError("transmitter", f"modulation {modulation!r} must be a short lowercase name")
+    out["modulation"] = modulation
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate_session_request(
+    *,
+    center_frequency_hz: Any,
+    duration_s: Any,
+    sample_rate_hz: Any = DEFAULT_SAMPLE_RATE_HZ,
+    receiver_ids: Any = (),
+    source_kind: Any = "auto",
+    requested_by: Any = None,
+    session_key: Any = None,
+    scheduled_for: Any = None,
+    transmitter: Any = None,
+    receivers: Sequence[Receiver],
+    limits: SessionLimits = SessionLimits(),
+    now: datetime | None = None,
+) -> SessionRequest:
+    """Checks raw user input (numbers or numeric strings, ids as list or "a,b" string) and returns
+    a SessionRequest, or raises InvalidSessionRequestError whose `.field` names the bad field.
+
+    receivers: the registry (all receivers, active or not). now: only for tests/schedules (the
+    default scheduled_for and the time stamp of a generated session key).
+    """
+    # source kind first: it decides which receivers and rates are acceptable
+    if source_kind is None or source_kind == "":
+        source_kind = "auto"
+    if source_kind not in SOURCE_KINDS:
+        raise InvalidSessionRequestError("source_kind", f"{source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+
+    # frequency
+    frequency = _number(center_frequency_hz, "center_frequency_hz")
+    if frequency <= 0:
+        raise InvalidSessionRequestError("center_frequency_hz", f"{frequency:g} Hz must be positive")
+
+    # duration
+    duration = _number(duration_s, "duration_s")
+    if duration <= 0:
+        raise InvalidSessionRequestError("duration_s", f"{duration:g} s must be positive")
+    if duration > limits.max_duration_s:
+        raise InvalidSessionRequestError("duration_s", f"{duration:g} s exceeds the limit of {limits.max_duration_s:g} s")
+
+    # sample rate (global range; per-source rules below)
+    rate = _number(sample_rate_hz, "sample_rate_hz")
+    if not limits.min_sample_rate_hz <= rate <= limits.max_sample_rate_hz:
+        raise InvalidSessionRequestError(
+            "sample_rate_hz",
+            f"{rate:g} Hz is outside {limits.min_sample_rate_hz:g}..{limits.max_sample_rate_hz:g} Hz",
+        )
+    samples = int(round(duration * rate))
+    if samples < 1:
+        raise InvalidSessionRequestError("duration_s", f"{duration:g} s at {rate:g} Hz is less than one sample")
+    if samples > limits.max_samples_per_receiver:
+        raise InvalidSessionRequestError(
+            "duration_s",
+            f"{duration:g} s at sample_rate_hz {rate:g} is {samples} samples per receiver; the limit is "
+            f"{limits.max_samples_per_receiver} (shorten the duration or lower the sample rate)",
+        )
+
+    # receivers
+    ids = _receiver_ids(receiver_ids)
+    by_id = {r.id: r for r in receivers}
+    if ids:
+        selected = []
+        for rid in ids:
+            if rid not in by_id:
+                known = ", ".join(sorted(by_id)) or "none"
+                raise InvalidSessionRequestError("receiver_ids", f"unknown receiver {rid!r} (known: {known})")
+            if not by_id[rid].is_active:
+                raise InvalidSessionRequestError("receiver_ids", f"receiver {rid!r} is inactive")
+            selected.append(by_id[rid])
+    else:
+        selected = [r for r in receivers if r.is_active]
+        if not selected:
+            raise InvalidSessionRequestError("receiver_ids", "no active receivers (activate one or add one)")
+
+    for receiver in selected:
+        kind = effective_source_kind(source_kind, receiver)
+        if kind == "kiwisdr" and receiver.kind != "kiwisdr":
+            raise InvalidSessionRequestError(
+                "source_kind", f"receiver {receiver.id!r} is a {receiver.kind} receiver and cannot be recorded as kiwisdr"
+            )
+        if not receiver.can_tune(frequency):
+            low, high = receiver.frequency_range_hz
+            raise InvalidSessionRequestError(
+                "center_frequency_hz",
+                f"{frequency / 1e6:g} MHz is outside receiver {receiver.id!r} ({receiver.kind}) range "
+                f"{low / 1e6:g}..{high / 1e6:g} MHz",
+            )
+        if kind == "kiwisdr" and not any(math.isclose(rate, r) for r in limits.kiwisdr_sample_rates_hz):
+            allowed = ", ".join(f"{r:g}" for r in limits.kiwisdr_sample_rates_hz)
+            raise InvalidSessionRequestError(
+                "sample_rate_hz", f"{rate:g} Hz is not available on kiwisdr receiver {receiver.id!r} (only {allowed} Hz)"
+            )
+
+    requested = _requested_by(requested_by, limits)
+    when = _scheduled_for(scheduled_for, now)
+
+    # session key: user-given is validated, else generated from the scheduled time
+    if session_key is None or session_key == "":
+        key = new_session_key(when)
+    else:
+        try:
+            key = validate_key_part(session_key, field="session_key")
+        except InvalidKeyError as exc:
+            raise InvalidSessionRequestError("session_key", str(exc)) from None
+
+    # transmitter: needed (and only allowed) when something is simulated
+    simulated = [r for r in selected if effective_source_kind(source_kind, r) == "simulated"]
+    if simulated:
+        tx = _transmitter(transmitter, default_transmitter(key, simulated, frequency, rate), rate)
+    elif transmitter:
+        raise InvalidSessionRequestError("transmitter", "only sessions with simulated receivers take a transmitter")
+    else:
+        tx = None
+
+    return SessionRequest(
+        session_key=key,
+        center_frequency_hz=frequency,
+        duration_s=duration,
+        sample_rate_hz=rate,
+        receiver_ids=ids,
+        source_kind=source_kind,
+        requested_by=requested,
+        scheduled_for=when,
+        transmitter=tx,
+    )

@@ -1,0 +1,621 @@
+"""KiwiSDR IQ client (aiohttp websocket). Pure: no Dagster, no storage.
+
+Wire protocol (as in the reference client jks-prv/kiwiclient ``kiwi/client.py``):
+
+- websocket ``ws://HOST:PORT/<unix-ms>/SND`` (``wss`` for an ``https`` receiver url);
+- client text frames start with ``SET ``; ``SET auth t=kiwi p=<password>`` goes first;
+- server frames are binary with a 3-byte tag. ``MSG`` + one byte + space separated
+  ``name=value`` pairs: ``too_busy`` (all channels taken), ``badp`` (0 = accepted, else refused),
+  ``redirect=<url-encoded url>``, ``down``, ``version_maj``/``version_min``, ``bandwidth=Hz``,
+  ``freq_offset=kHz``, ``audio_rate`` (answered with ``SET AR OK in=<rate> out=44100``),
+  ``sample_rate`` (the true rate, e.g. 12001.135; the client then configures the channel:
+  ``SET mod=iq low_cut= high_cut= freq=<kHz, 3 decimals>``, AGC off with fixed gain,
+  ``SET compression=0``, ``SET squelch=0 max=0``);
+- ``SND`` + ``<BI`` flags, sequence + ``>H`` S-meter (RSSI dBm = 0.1*v - 127) + data. In IQ
+  mode (flag 0x08) data = 10-byte GPS header ``<BBII`` (last_gps_solution, dummy, gpssec,
+  gpsnsec) + interleaved int16 I, Q, big-endian unless flag 0x80. Flag 0x02 = ADC overflow,
+  0x10 = ADPCM compressed (never valid for IQ: refused with ``CompressedStreamError``).
+- ``SET keepalive`` at most once a second, or the server drops the client.
+
+Power scale: KiwiSDR int16 IQ is not calibrated in absolute units. With the default
+``power_calibration="none"`` samples are ``int16 / 32768`` (full scale = 1.0) and
+``details["power_calibrated"] = False``: 10*log10(mean|x|^2) is then dB relative to full scale,
+NOT dBm. With ``power_calibration="rssi"`` the whole capture is scaled by one real factor so that
+mean|x|^2 equals the mean (linear) S-meter RSSI the KiwiSDR reported for the same frames, in mW
+(the S-meter measures the same passband and is calibrated by the KiwiSDR owner's S-meter
+calibration); ``details["power_calibrated"] = True`` and the gain is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import struct
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import aiohttp
+import numpy as np
+
+from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sources.acquisition import AcquisitionError, AcquisitionTimeoutError
+from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+
+__all__ = [
+    "AcquisitionError",
+    "AcquisitionTimeoutError",
+    "ReceiverBusyError",
+    "ReceiverAuthError",
+    "ReceiverDownError",
+    "ReceiverConnectionError",
+    "ReceiverTimeoutError",
+    "FrequencyOutOfRangeError",
+    "ProtocolError",
+    "CompressedStreamError",
+    "StreamInterruptedError",
+    "SndFrame",
+    "capture_iq",
+    "check_frequency",
+    "decode_snd_frame",
+    "kiwi_stream_url",
+    "parse_msg",
+    "rssi_dbm_from_smeter",
+]
+
+FLAG_ADC_OVERFLOW = 0x02
+FLAG_STEREO_IQ = 0x08
+FLAG_COMPRESSED = 0x10
+FLAG_LITTLE_ENDIAN = 0x80
+GPS_HEADER = struct.Struct("<BBII")
+SND_HEADER = struct.Struct("<BI")
+SMETER = struct.Struct(">H")
+INT16_FULL_SCALE = 32768.0
+AR_OK_OUT_RATE = 44100
+NO_GPS_CLOCK = 255  # last_gps_solution when the KiwiSDR never had a GPS clock
+
+
+# --------------------------------------------------------------------------------------- errors
+
+
+class ReceiverBusyError(AcquisitionError):
+    """All channels of the KiwiSDR are in use (``too_busy``). Transient."""
+
+    transient = True
+
+
+class ReceiverAuthError(AcquisitionError):
+    """The KiwiSDR refused the password (``badp``). Not transient."""
+
+    transient = False
+
+
+class ReceiverDownError(AcquisitionError):
+    """The KiwiSDR says it is down (``down``). Transient."""
+
+    transient = True
+
+
+class ReceiverConnectionError(AcquisitionError):
+    """The websocket could not be opened (refused, DNS, TLS, HTTP 5xx). Transient."""
+
+    transient = True
+
+
+class ReceiverTimeoutError(AcquisitionTimeoutError):
+    """Connecting, or waiting for the next frame, took too long. Transient."""
+
+    transient = True
+
+
+class FrequencyOutOfRangeError(AcquisitionError):
+    """The receiver cannot tune the requested frequency. Not transient."""
+
+    transient = False
+
+
+class ProtocolError(AcquisitionError):
+    """The server sent something that is not the KiwiSDR protocol. Not transient."""
+
+    transient = False
+
+
+class CompressedStreamError(ProtocolError):
+    """An IQ frame arrived ADPCM-compressed (flag 0x10); IQ must be uncompressed."""
+
+
+class StreamInterruptedError(AcquisitionError):
+    """The stream ended before enough samples arrived. Transient."""
+
+    transient = True
+
+    def __init__(self, receiver_id: str, message: str, *, samples_received: int, samples_expected: int | None):
+        self.samples_received = samples_received
+        self.samples_expected = samples_expected
+        expected = "?" if samples_expected is None else str(samples_expected)
+        super().__init__(receiver_id, f"{message}: {samples_received} of {expected} samples arrived")
+
+
+# ------------------------------------------------------------------------------- pure helpers
+
+
+def rssi_dbm_from_smeter(value: int) -> float:
+    return 0.1 * value - 127.0
+
+
+def kiwi_stream_url(receiver_url: str, timestamp_ms: int, stream: str = "SND") -> str:
+    """``http://h:8073`` -> ``ws://h:8073/<ms>/SND`` (https -> wss; ws/wss kept)."""
+    parsed = urlparse(receiver_url)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise ValueError(f"{receiver_url!r} is not an http(s)/ws(s) KiwiSDR url")
+    path = parsed.path.rstrip("/")
+    return f"{schemes[parsed.scheme]}://{parsed.netloc}{path}/{int(timestamp_ms)}/{stream}"
+
+
+def parse_msg(body: bytes) -> dict[str, str | None]:
+    """Parse a MSG frame body (after the 3-byte tag; the first byte is skipped like the reference)."""
+    text = bytes(body[1:]).decode("utf-8")
+    params: dict[str, str | None] = {}
+    for pair in text.split(" "):
+        if not pair:
+            continue
+        if "=" in pair:
+            name, value = pair.split("=", 1)
+            params[name] = value
+        else:
+            params[pair] = None
+    return params
+
+
+@dataclasses.dataclass(frozen=True)
+class SndFrame:
+    flags: int
+    sequence: int
+    smeter: int
+    iq: np.ndarray | None  # complex64, raw int16 units; None for a non-IQ (audio) frame
+    last_gps_solution: int = 0
+    gps_seconds: int = 0
+    gps_nanoseconds: int = 0
+
+    @property
+    def rssi_dbm(self) -> float:
+        return rssi_dbm_from_smeter(self.smeter)
+
+    @property
+    def is_iq(self) -> bool:
+        return bool(self.flags & FLAG_STEREO_IQ)
+
+    @property
+    def adc_overflow(self) -> bool:
+        return bool(self.flags & FLAG_ADC_OVERFLOW)
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.flags & FLAG_COMPRESSED)
+
+    @property
+    def has_gps_solution(self) -> bool:
+        return self.last_gps_solution != NO_GPS_CLOCK and (self.gps_seconds, self.gps_nanoseconds) != (0, 0)
+
+
+def decode_snd_frame(body: bytes, receiver_id: str = "?") -> SndFrame:
+    """Decode an SND frame body (after the 3-byte tag). Raises ProtocolError on malformed data."""
+    if len(body) < SND_HEADER.size + SMETER.size:
+        raise ProtocolError(receiver_id, f"SND frame of {len(body)} bytes is shorter than its 7-byte header")
+    flags, seq = SND_HEADER.unpack_from(body, 0)
+    (smeter,) = SMETER.unpack_from(body, SND_HEADER.size)
+    data = memoryview(body)[SND_HEADER.size + SMETER.size:]
+    if not flags & FLAG_STEREO_IQ:
+        return SndFrame(flags=flags, sequence=seq, smeter=smeter, iq=None)
+    if flags & FLAG_COMPRESSED:
+        raise CompressedStreamError(
+            receiver_id, f"IQ frame {seq} is ADPCM-compressed (flags 0x{flags:02x}); IQ needs 'SET compression=0'"
+        )
+    if len(data) < GPS_HEADER.size:
+        raise ProtocolError(receiver_id, f"IQ frame {seq} has {len(data)} data bytes, less than the 10-byte GPS header")
+    last_sol, _dummy, gpssec, gpsnsec = GPS_HEADER.unpack_from(data, 0)
+    payload = data[GPS_HEADER.size:]
+    if len(payload) % 4:
+        raise ProtocolError(receiver_id, f"IQ frame {seq} payload of {len(payload)} bytes is not whole int16 I,Q pairs")
+    dtype = "<i2" if flags & FLAG_LITTLE_ENDIAN else ">i2"
+    ints = np.frombuffer(payload, dtype=dtype).astype(np.float32).reshape(-1, 2)
+    iq = np.empty(ints.shape[0], dtype=np.complex64)
+    iq.real = ints[:, 0]
+    iq.imag = ints[:, 1]
+    return SndFrame(flags=flags, sequence=seq, smeter=smeter, iq=iq, last_gps_solution=last_sol,
+                    gps_seconds=gpssec, gps_nanoseconds=gpsnsec)
+
+
+def check_frequency(receiver: Receiver, center_frequency_hz: float) -> None:
+    """Raise FrequencyOutOfRangeError unless the receiver (as registered) can tune the frequency."""
+    if not receiver.can_tune(center_frequency_hz):
+        low, high = receiver.frequency_range_hz
+        raise FrequencyOutOfRangeError(
+            receiver.id,
+            f"{receiver.name} cannot tune {center_frequency_hz / 1e6:.6g} MHz: it covers "
+            f"{low / 1e6:.6g}-{high / 1e6:.6g} MHz",
+        )
+
+
+# ----------------------------------------------------------------------------- the client
+
+
+class _Redirect(Exception):
+    def __init__(self, url: str):
+        self.url = url
+
+
+class _IQStream:
+    """State of one websocket conversation."""
+
+    def __init__(self, receiver: Receiver, *, center_frequency_hz: float, duration_s: float, password: str,
+                 passband_hz: tuple[float, float], frame_timeout_s: float, keepalive_interval_s: float,
+                 ident_user: str | None):
+        self.receiver = receiver
+        self.rid = receiver.id
+        self.center_frequency_hz = float(center_frequency_hz)
+        self.duration_s = float(duration_s)
+        self.password = password
+        self.passband_hz = passband_hz
+        self.frame_timeout_s = frame_timeout_s
+        self.keepalive_interval_s = max(1.0, float(keepalive_interval_s))
+        self.ident_user = ident_user
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        # server facts
+        self.version_major: int | None = None
+        self.version_minor: int | None = None
+        self.bandwidth_hz: float | None = None
+        self.freq_offset_hz: float = 0.0
+        self.audio_rate: int | None = None
+        self.sample_rate: float | None = None
+        self.configured = False
+        # stream
+        self.samples_expected: int | None = None
+        self.chunks: list[np.ndarray] = []
+        self.n_samples = 0
+        self.gps: list[GpsTimestamp] = []
+        self.gps_frames_with_solution = 0
+        self.gps_max_solution_age: int | None = None
+        self.frames_received = 0
+        self.frames_used = 0
+        self.skipped_non_iq_frames = 0
+        self.out_of_order_frames = 0
+        self.dropped_frames = 0
+        self.sequence_gaps: list[dict[str, int]] = []
+        self.last_seq: int | None = None
+        self.adc_overflow_frames = 0
+        self.rssi_dbm: list[float] = []
+        self.first_frame_utc: datetime | None = None
+        self.keepalives_sent = 0
+        self._keepalive_task: asyncio.Task | None = None
+
+    # -- sending
+    async def send(self, text: str) -> None:
+        assert self.ws is not None
+        try:
+            await self.ws.send_str(text)
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+            raise self.interrupted(f"sending {text.split(' ')[1] if ' ' in text else text!r} failed ({exc})") from exc
+
+    async def _keepalive_loop(self) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(self.keepalive_interval_s)
+                if self.ws is None or self.ws.closed:
+                    return
+                await self.ws.send_str("SET keepalive")
+                self.keepalives_sent += 1
+
+    def interrupted(self, message: str) -> StreamInterruptedError:
+        return StreamInterruptedError(self.rid, message, samples_received=self.n_samples,
+                                      samples_expected=self.samples_expected)
+
+    # -- range checks
+    def check_server_range(self) -> None:
+        if self.bandwidth_hz is None:
+            return
+        low = self.freq_offset_hz
+        high = self.freq_offset_hz + self.bandwidth_hz
+        if not low <= self.center_frequency_hz <= high:
+            raise FrequencyOutOfRangeError(
+                self.rid,
+                f"{self.receiver.name} cannot tune {self.center_frequency_hz / 1e6:.6g} MHz: the server reports "
+                f"a range of {low / 1e6:.6g}-{high / 1e6:.6g} MHz",
+            )
+
+    # -- conversation
+    async def run(self, session: aiohttp.ClientSession, url: str, connect_timeout_s: float) -> None:
+        try:
+            ws = await asyncio.wait_for(
+                session.ws_connect(url, autoclose=True, autoping=True, heartbeat=None, max_msg_size=0),
+                timeout=connect_timeout_s,
+            )
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise ReceiverTimeoutError(self.rid, f"could not connect to {url} within {connect_timeout_s:g} s") from exc
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise ReceiverConnectionError(self.rid, f"{url} answered HTTP {exc.status}") from exc
+            raise ProtocolError(self.rid, f"{url} is not a KiwiSDR SND websocket (HTTP {exc.status})") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ReceiverConnectionError(self.rid, f"cannot connect to {url}: {exc}") from exc
+        self.ws = ws
+        try:
+            await self.send(f"SET auth t=kiwi p={self.password}")
+            if self.ident_user:
+                await self.send(f"SET ident_user={self.ident_user}")
+            while not self.done:
+                try:
+                    msg = await asyncio.wait_for(ws.receive(), timeout=self.frame_timeout_s)
+                except (asyncio.TimeoutError, TimeoutError) as exc:
+                    raise ReceiverTimeoutError(
+                        self.rid,
+                        f"no frame from {url} for {self.frame_timeout_s:g} s "
+                        f"({self.n_samples} of {self.samples_expected if self.samples_expected is not None else '?'} samples arrived)",
+                    ) from exc
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    await self.handle_frame(msg.data)
+                elif msg.type == aiohttp.WSMsgType.TEXT:
+                    raise ProtocolError(self.rid, f"unexpected text frame {msg.data[:40]!r} (KiwiSDR frames are binary)")
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    raise self.interrupted("the server closed the connection")
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    raise self.interrupted(f"the connection failed ({ws.exception()})")
+        finally:
+            if self._keepalive_task is not None:
+                self._keepalive_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._keepalive_task
+                self._keepalive_task = None
+            with contextlib.suppress(Exception):
+                await ws.close()
+            self.ws = None
+
+    @property
+    def done(self) -> bool:
+        return self.samples_expected is not None and self.n_samples >= self.samples_expected
+
+    async def handle_frame(self, data: bytes) -> None:
+        tag = bytes(data[:3])
+        body = data[3:]
+        if tag == b"MSG":
+            try:
+                params = parse_msg(body)
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(self.rid, "MSG frame is not UTF-8 text") from exc
+            for name, value in params.items():
+                await self.handle_param(name, value)
+        elif tag == b"SND":
+            self.handle_snd(body)
+        elif tag in (b"EXT", b"W/F"):
+            return
+        else:
+            raise ProtocolError(self.rid, f"unknown frame tag {tag!r} ({len(data)} bytes)")
+
+    async def handle_param(self, name: str, value: str | None) -> None:
+        try:
+            await self._handle_param(name, value)
+        except ValueError as exc:
+            raise ProtocolError(self.rid, f"bad MSG value {name}={value!r}") from exc
+
+    async def _handle_param(self, name: str, value: str | None) -> None:
+        if name == "too_busy":
+            raise ReceiverBusyError(self.rid, f"all {value} channels of {self.receiver.name} are in use")
+        if name == "badp":
+            if value in (None, "0"):
+                return
+            raise ReceiverAuthError(self.rid, f"{self.receiver.name} refused the password (badp={value})",
+                                    transient=value == "2")  # 2 = server still starting up
+        if name == "redirect":
+            raise _Redirect(unquote(value or ""))
+        if name == "down":
+            raise ReceiverDownError(self.rid, f"{self.receiver.name} reports it is down")
+        if name == "version_maj":
+            self.version_major = int(value or "")
+        elif name == "version_min":
+            self.version_minor = int(value or "")
+        elif name == "bandwidth":
+            self.bandwidth_hz = float(value or "")
+            self.check_server_range()
+        elif name == "freq_offset":
+            self.freq_offset_hz = float(value or "") * 1e3
+            self.check_server_range()
+        elif name == "audio_rate":
+            self.audio_rate = int(float(value or ""))
+            await self.send(f"SET AR OK in={self.audio_rate} out={AR_OK_OUT_RATE}")
+        elif name == "sample_rate":
+            rate = float(value or "")
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(value)
+            self.sample_rate = rate
+            self.samples_expected = max(1, int(round(self.duration_s * rate)))
+            if not self.configured:
+                await self.configure()
+
+    async def configure(self) -> None:
+        self.check_server_range()
+        low, high = self.passband_hz
+        freq_khz = self.center_frequency_hz / 1e3
+        await self.send(f"SET mod=iq low_cut={int(round(low))} high_cut={int(round(high))} freq={freq_khz:.3f}")
+        await self.send("SET agc=0 hang=0 thresh=-100 slope=6 decay=1000 manGain=50")
+        await self.send("SET compression=0")
+        await self.send("SET squelch=0 max=0")
+        await self.send("SET keepalive")
+        self.keepalives_sent += 1
+        self.configured = True
+        self._keepalive_task = asyncio.create_task(self._keepalive_loop())
+
+    def handle_snd(self, body: bytes) -> None:
+        self.frames_received += 1
+        frame = decode_snd_frame(body, self.rid)
+        if frame.iq is None:
+            if self.last_seq is None:
+                # audio left over from before 'SET mod=iq' took effect
+                self.skipped_non_iq_frames += 1
+                return
+            raise ProtocolError(self.rid, f"frame {frame.sequence} is not IQ (flags 0x{frame.flags:02x}) mid-stream")
+        if self.samples_expected is None or self.sample_rate is None:
+            raise ProtocolError(self.rid, "IQ frame arrived before the sample_rate message")
+        if self.last_seq is not None:
+            delta = (frame.sequence - self.last_seq) & 0xFFFFFFFF
+            if delta == 0 or delta >= 0x80000000:
+                self.out_of_order_frames += 1
+                return
+            if delta > 1:
+                missing = delta - 1
+                self.dropped_frames += missing
+                self.sequence_gaps.append({"sample_index": self.n_samples, "after_sequence": self.last_seq,
+                                           "missing_frames": missing})
+        self.last_seq = frame.sequence
+        iq = frame.iq
+        if self.first_frame_utc is None:
+            # the frame's first sample was taken about one frame duration before it arrived
+            self.first_frame_utc = datetime.now(timezone.utc) - timedelta(seconds=len(iq) / self.sample_rate)
+        self.gps.append(GpsTimestamp(sample_index=self.n_samples, gps_seconds=frame.gps_seconds,
+                                     gps_nanoseconds=frame.gps_nanoseconds, has_solution=frame.has_gps_solution))
+        if frame.has_gps_solution:
+            self.gps_frames_with_solution += 1
+            if self.gps_max_solution_age is None or frame.last_gps_solution > self.gps_max_solution_age:
+                self.gps_max_solution_age = frame.last_gps_solution
+        if frame.adc_overflow:
+            self.adc_overflow_frames += 1
+        self.rssi_dbm.append(frame.rssi_dbm)
+        self.frames_used += 1
+        keep = min(len(iq), self.samples_expected - self.n_samples)
+        self.chunks.append(iq[:keep])
+        self.n_samples += keep
+
+
+def _rssi_stats(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0}
+    arr = np.asarray(values, dtype=np.float64)
+    mean_mw = float(np.mean(10.0 ** (arr / 10.0)))
+    return {
+        "count": int(arr.size),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
+        "median": float(np.median(arr)),
+        "mean_dbm_power": 10.0 * math.log10(mean_mw),
+    }
+
+
+async def capture_iq(
+    receiver: Receiver,
+    *,
+    session_key: str,
+    center_frequency_hz: float,
+    duration_s: float,
+    start_time: datetime | None = None,
+    password: str = "",
+    passband_hz: tuple[float, float] = (-5000, 5000),
+    session: aiohttp.ClientSession | None = None,
+    connect_timeout_s: float = 10.0,
+    frame_timeout_s: float = 10.0,
+    keepalive_interval_s: float = 1.0,
+    power_calibration: str = "none",
+    max_redirects: int = 2,
+    ident_user: str | None = "heimdall",
+) -> Capture:
+    """Record ``duration_s`` of IQ from a KiwiSDR tuned to ``center_frequency_hz``.
+
+    The frequency is checked against the registered receiver range before any connection and
+    against the server's ``bandwidth``/``freq_offset`` messages. Exactly
+    ``round(duration_s * reported_sample_rate)`` samples are returned. ``start_time`` (UTC),
+    when given, is recorded as the capture's start time (e.g. the session's scheduled start);
+    otherwise the client clock at the first IQ frame (minus one frame duration) is used. The
+    measured time is always in ``details["measured_start_time_utc"]``.
+
+    Raises an ``AcquisitionError`` subclass (see module ``__all__``) on every failure.
+    """
+    if receiver.kind != "kiwisdr":
+        raise ProtocolError(receiver.id, f"is a {receiver.kind!r} receiver, not a KiwiSDR")
+    if not (duration_s > 0 and math.isfinite(duration_s)):
+        raise ValueError(f"duration_s must be positive, got {duration_s!r}")
+    low, high = passband_hz
+    if not low < high:
+        raise ValueError(f"passband_hz {passband_hz!r} must have low < high")
+    if power_calibration not in ("none", "rssi"):
+        raise ValueError(f"power_calibration must be 'none' or 'rssi', got {power_calibration!r}")
+    check_frequency(receiver, center_frequency_hz)
+
+    own_session = session is None
+    if own_session:
+        session = aiohttp.ClientSession()
+    redirects: list[str] = []
+    base_url = receiver.url
+    try:
+        while True:
+            url = kiwi_stream_url(base_url, int(time.time() * 1000))
+            stream = _IQStream(receiver, center_frequency_hz=center_frequency_hz, duration_s=duration_s,
+                               password=password, passband_hz=(low, high), frame_timeout_s=frame_timeout_s,
+                               keepalive_interval_s=keepalive_interval_s, ident_user=ident_user)
+            try:
+                await stream.run(session, url, connect_timeout_s)
+                break
+            except _Redirect as hop:
+                if len(redirects) >= max_redirects:
+                    raise ProtocolError(receiver.id, f"more than {max_redirects} redirects ({', '.join(redirects + [hop.url])})")
+                try:
+                    kiwi_stream_url(hop.url, 0)
+                except ValueError as exc:
+                    raise ProtocolError(receiver.id, f"redirect to an unusable url {hop.url!r}") from exc
+                redirects.append(hop.url)
+                base_url = hop.url
+    finally:
+        if own_session:
+            await session.close()
+
+    assert stream.sample_rate is not None and stream.samples_expected is not None
+    raw = np.concatenate(stream.chunks) if stream.chunks else np.zeros(0, np.complex64)
+    samples = (raw / np.float32(INT16_FULL_SCALE)).astype(np.complex64)
+    details: dict[str, Any] = {
+        "protocol": "kiwisdr-snd-iq",
+        "stream_url": url,
+        "redirects": redirects,
+        "server_version": (f"{stream.version_major}.{stream.version_minor}"
+                           if stream.version_major is not None else None),
+        "reported_sample_rate_hz": stream.sample_rate,
+        "nominal_audio_rate_hz": stream.audio_rate,
+        "bandwidth_hz": stream.bandwidth_hz,
+        "freq_offset_hz": stream.freq_offset_hz,
+        "passband_hz": [float(low), float(high)],
+        "samples_expected": stream.samples_expected,
+        "frames_received": stream.frames_received,
+        "frames_used": stream.frames_used,
+        "skipped_non_iq_frames": stream.skipped_non_iq_frames,
+        "out_of_order_frames": stream.out_of_order_frames,
+        "dropped_frames": stream.dropped_frames,
+        "sequence_gaps": stream.sequence_gaps,
+        "adc_overflow_frames": stream.adc_overflow_frames,
+        "rssi_dbm": _rssi_stats(stream.rssi_dbm),
+        "gps": {"frames": len(stream.gps), "frames_with_solution": stream.gps_frames_with_solution,
+                "max_solution_age_s": stream.gps_max_solution_age},
+        "keepalives_sent": stream.keepalives_sent,
+        "measured_start_time_utc": stream.first_frame_utc.isoformat() if stream.first_frame_utc else None,
+        "start_time_source": "caller" if start_time is not None else "client_clock_at_first_frame",
+    }
+    raw_power = float(np.mean(np.abs(samples.astype(np.complex128)) ** 2)) if samples.size else 0.0
+    if power_calibration == "rssi" and stream.rssi_dbm and raw_power > 0:
+        target_mw = float(np.mean(10.0 ** (np.asarray(stream.rssi_dbm) / 10.0)))
+        gain = math.sqrt(target_mw / raw_power)
+        samples = (samples * np.float32(gain)).astype(np.complex64)
+        details.update(power_calibrated=True, calibration="rssi", sample_scale=gain / INT16_FULL_SCALE,
+                       calibration_gain_db=20.0 * math.log10(gain))
+    else:
+        details.update(power_calibrated=False, calibration="none", sample_scale=1.0 / INT16_FULL_SCALE,
+                       power_unit="dBFS (int16 full scale = 1.0), not dBm")
+    return Capture(
+        session_key=session_key,
+        receiver_id=receiver.id,
+        samples=samples,
+        sample_rate_hz=float(stream.sample_rate),
+        center_frequency_hz=float(center_frequency_hz),
+        start_time=start_time or stream.first_frame_utc or datetime.now(timezone.utc),
+        source_kind="kiwisdr",
+        gps_timestamps=tuple(stream.gps),
+        details=details,
+    )

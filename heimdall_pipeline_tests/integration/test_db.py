@@ -1,0 +1,436 @@
+"""Integration tests of heimdall_pipeline.db against the embedded PostgreSQL + TimescaleDB.
+
+Each module-scoped fixture is a scratch database dropped at the end; nothing touches the real
+`heimdall` database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from heimdall_pipeline.db import measurements_repo as mrepo
+from heimdall_pipeline.db import receivers_repo as rrepo
+from heimdall_pipeline.db import sessions_repo as srepo
+from heimdall_pipeline.db.engine import make_engine
+from heimdall_pipeline.db.migrations import (
+    MIGRATIONS,
+    TimescaleSettings,
+    ensure_schema,
+    migrate,
+    plan_features,
+)
+from heimdall_pipeline.db.models import Base
+from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
+from heimdall_pipeline_tests.integration.db_fixtures import (  # noqa: F401  (fixtures)
+    scratch_database,
+    scratch_engine,
+    scratch_engine_plain,
+)
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeRequest:  # duck-typed SessionRequest
+    session_key: str
+    center_frequency_hz: float = 7.1e6
+    duration_s: float = 10.0
+    sample_rate_hz: float = 12000.0
+    receiver_ids: tuple[str, ...] = ("f5len", "hb9q")
+    source_kind: str = "simulated"
+    requested_by: str = "tests"
+    scheduled_for: datetime = dataclasses.field(default_factory=lambda: datetime.now(timezone.utc))
+    transmitter: dict | None = None
+
+
+def _m(session: str, receiver: str, t: datetime, **kw) -> mrepo.MeasurementRow:
+    values = dict(time=t, session_key=session, receiver_id=receiver, frequency_mhz=7.1,
+                  sample_rate_khz=12.0, samples_count=120000, snr_db=12.5, psd_dbm=-120.0,
+                  frequency_offset_hz=3.0, signal_power_dbm=-90.0, noise_power_dbm=-102.5,
+                  signal_detected=True, iq_data_path=f"sessions/{session}/websdr_{receiver}.npy",
+                  metadata_json={"gps": True})
+    values.update(kw)
+    return mrepo.MeasurementRow(**values)
+
+
+# ---------------------------------------------------------------- migrations / TimescaleDB
+
+
+def test_migrate_is_idempotent_and_reports_apache_timescaledb(scratch_engine):
+    first = migrate(scratch_engine)
+    second = migrate(scratch_engine)
+    assert first.applied_versions == [m.version for m in MIGRATIONS]
+    assert second.applied_versions == []
+    assert second.schema_version == max(m.version for m in MIGRATIONS)
+    with scratch_engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version FROM schema_migrations ORDER BY version")).scalars().all()
+    assert versions == [m.version for m in MIGRATIONS]
+
+    assert second.timescaledb_version and second.timescaledb_version[0].isdigit()
+    assert second.license == "apache"
+    assert set(second.hypertables) == {"measurements", "localizations"}
+    assert second.feature_enabled("hypertable")
+    for feature in ("retention", "compression", "continuous_aggregate"):
+        assert not second.feature_enabled(feature)
+        assert "timescale license" in second.skipped[feature]
+
+
+def test_hypertables_exist_with_seven_day_chunks(scratch_engine):
+    ensure_schema(scratch_engine)
+    with scratch_engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT h.hypertable_name, d.column_name, d.time_interval "
+            "FROM timescaledb_information.hypertables h JOIN timescaledb_information.dimensions d "
+            "USING (hypertable_schema, hypertable_name) ORDER BY 1")).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("localizations", "time", timedelta(days=7)), ("measurements", "time", timedelta(days=7))]
+
+
+def test_models_match_migrated_schema(scratch_engine):
+    ensure_schema(scratch_engine)
+    inspector = sa.inspect(scratch_engine)
+    for table in Base.metadata.sorted_tables:
+        db_columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+        assert set(db_columns) == set(table.columns.keys()), table.name
+        for column in table.columns:
+            assert db_columns[column.name]["nullable"] == column.nullable, (table.name, column.name)
+        pk = inspector.get_pk_constraint(table.name)["constrained_columns"]
+        assert set(pk) == {c.name for c in table.primary_key.columns}, table.name
+
+
+def test_plain_postgresql_fallback_without_extension(scratch_engine_plain, caplog):
+    caplog.set_level(logging.INFO, logger="heimdall.db")
+    report = migrate(scratch_engine_plain)
+    assert report.timescaledb_version is None and report.license is None
+    assert report.hypertables == []
+    assert "permission denied" in report.skipped["hypertable"]
+    assert set(report.skipped) == {"hypertable", "retention", "compression", "continuous_aggregate"}
+    messages = [r.getMessage() for r in caplog.records if r.name == "heimdall.db"]
+    assert any("TimescaleDB extension absent" in m and "plain PostgreSQL" in m for m in messages), messages
+    # logged once per process and database
+    caplog.clear()
+    migrate(scratch_engine_plain)
+    assert not any("TimescaleDB extension absent" in r.getMessage() for r in caplog.records)
+    # the repositories work on the plain table
+    assert mrepo.upsert_measurements(scratch_engine_plain, [_m("plain", "f5len", T0)]) == 1
+    assert mrepo.count_measurements(scratch_engine_plain) == 1
+    with scratch_engine_plain.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")).scalar() == 0
+
+
+def test_concurrent_migrate_applies_once():
+    with scratch_database(timescaledb=True) as engine:
+        barrier = threading.Barrier(2)
+        reports, errors = [], []
+
+        def run():
+            try:
+                barrier.wait()
+                reports.append(migrate(engine))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert sorted(len(r.applied_versions) for r in reports) == [0, len(MIGRATIONS)]
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations")).scalar() == len(MIGRATIONS)
+        assert all(set(r.hypertables) == {"measurements", "localizations"} for r in reports)
+
+
+def test_plan_features_full_license_and_disabled_retention():
+    settings = TimescaleSettings()
+    wanted, skipped = plan_features("2.19.3", "timescale", settings)
+    assert wanted == ["hypertable", "retention", "compression", "continuous_aggregate"] and skipped == {}
+    wanted, skipped = plan_features("2.19.3", "timescale", dataclasses.replace(settings, retention=None))
+    assert "retention" not in wanted and "disabled" in skipped["retention"]
+    wanted, skipped = plan_features("2.19.3", "apache", settings)
+    assert wanted == ["hypertable"] and set(skipped) == {"retention", "compression", "continuous_aggregate"}
+
+
+def test_timescale_settings_from_env(monkeypatch):
+    monkeypatch.setenv("HEIMDALL_TSDB_CHUNK_INTERVAL_DAYS", "1")
+    monkeypatch.setenv("HEIMDALL_TSDB_RETENTION_DAYS", "0")
+    s = TimescaleSettings.from_env()
+    assert s.chunk_interval == timedelta(days=1) and s.retention is None
+    monkeypatch.setenv("HEIMDALL_TSDB_CHUNK_INTERVAL_DAYS", "abc")
+    with pytest.raises(ValueError, match="HEIMDALL_TSDB_CHUNK_INTERVAL_DAYS"):
+        TimescaleSettings.from_env()
+
+
+def test_make_engine_is_cached_per_url(scratch_engine):
+    url = scratch_engine.url.render_as_string(hide_password=False)
+    assert make_engine(url) is scratch_engine
+    assert make_engine(url.replace("postgresql+psycopg://", "postgresql://")) is scratch_engine
+    with pytest.raises(ValueError):
+        make_engine("sqlite:///x.db")
+
+
+# ---------------------------------------------------------------- receivers
+
+
+def test_seed_is_idempotent_and_keeps_user_edits(scratch_engine):
+    assert rrepo.seed_default_receivers(scratch_engine) == len(DEFAULT_RECEIVERS) == 7
+    assert rrepo.seed_default_receivers(scratch_engine) == 0
+    assert [r.id for r in rrepo.list_receivers(scratch_engine)] == sorted(r.id for r in DEFAULT_RECEIVERS)
+    assert rrepo.get_receiver(scratch_engine, "f5len") == next(r for r in DEFAULT_RECEIVERS if r.id == "f5len")
+
+    edited = rrepo.update_receiver(scratch_engine, "hb9q", url="http://kiwi.example.org:8073",
+                                   kind="kiwisdr", name="HB9Q real")
+    assert edited.kind == "kiwisdr"
+    rrepo.set_receiver_active(scratch_engine, "ph0m", False)
+    assert rrepo.seed_default_receivers(scratch_engine) == 0
+    assert rrepo.get_receiver(scratch_engine, "hb9q") == edited
+    assert rrepo.get_receiver(scratch_engine, "ph0m").is_active is False
+    assert "ph0m" not in [r.id for r in rrepo.list_receivers(scratch_engine, active_only=True)]
+    assert len(rrepo.list_receivers(scratch_engine)) == 7
+
+
+def test_updated_at_changes_on_update(scratch_engine):
+    rrepo.seed_default_receivers(scratch_engine)
+    q = sa.text("SELECT created_at, updated_at FROM websdrs WHERE id = 'g0mjw'")
+    with scratch_engine.connect() as conn:
+        created, before = conn.execute(q).one()
+    rrepo.update_receiver(scratch_engine, "g0mjw", location_name="Bridgnorth, Shropshire")
+    with scratch_engine.connect() as conn:
+        created2, after = conn.execute(q).one()
+    assert created2 == created and after > before
+
+
+def test_invalid_receiver_refused_naming_field(scratch_engine):
+    bad = Receiver(id="bad1", name="Bad", url="sim://bad1", kind="simulated", location_name="x",
+                   latitude=95.0, longitude=0.0)
+    with pytest.raises(InvalidReceiverError, match="latitude") as info:
+        rrepo.add_receiver(scratch_engine, bad)
+    assert info.value.field == "latitude"
+    rrepo.seed_default_receivers(scratch_engine)
+    with pytest.raises(InvalidReceiverError, match="max_channels"):
+        rrepo.update_receiver(scratch_engine, "f5len", max_channels=0)
+    with pytest.raises(InvalidReceiverError, match="colour"):
+        rrepo.update_receiver(scratch_engine, "f5len", colour="red")
+    with pytest.raises(InvalidReceiverError, match="'id'"):
+        rrepo.update_receiver(scratch_engine, "f5len", id="f5len2")
+    assert rrepo.get_receiver(scratch_engine, "f5len").max_channels == 4
+    # the database refuses it too (check constraints), for rows written by hand
+    with pytest.raises(IntegrityError):
+        with scratch_engine.begin() as conn:
+            conn.execute(sa.text("UPDATE websdrs SET max_channels = 0 WHERE id = 'f5len'"))
+
+
+def test_unknown_and_duplicate_receivers(scratch_engine):
+    rrepo.seed_default_receivers(scratch_engine)
+    with pytest.raises(rrepo.UnknownReceiverError, match="nope") as info:
+        rrepo.get_receiver(scratch_engine, "nope")
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(rrepo.UnknownReceiverError):
+        rrepo.set_receiver_active(scratch_engine, "nope", True)
+    with pytest.raises(rrepo.UnknownReceiverError):
+        rrepo.update_receiver(scratch_engine, "nope", name="x")
+    with pytest.raises(rrepo.DuplicateReceiverError, match="f5len"):
+        rrepo.add_receiver(scratch_engine, DEFAULT_RECEIVERS[0])
+
+
+def test_sql_looking_name_stored_verbatim(scratch_engine):
+    name = "x'); DROP TABLE websdrs;--"
+    receiver = Receiver(id="evil1", name=name, url="sim://evil1", kind="simulated",
+                        location_name="'; DELETE FROM sessions; --", latitude=1.0, longitude=2.0)
+    rrepo.add_receiver(scratch_engine, receiver)
+    assert rrepo.get_receiver(scratch_engine, "evil1") == receiver
+    rrepo.update_receiver(scratch_engine, "evil1", name=name + " %s %(x)s")
+    assert rrepo.get_receiver(scratch_engine, "evil1").name == name + " %s %(x)s"
+    assert sa.inspect(scratch_engine).has_table("websdrs")
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def test_sessions_lifecycle(scratch_engine):
+    past = datetime.now(timezone.utc) - timedelta(minutes=5)
+    ids = [srepo.insert_session(scratch_engine, FakeRequest(f"lifecycle-{i}", scheduled_for=past,
+                                                            transmitter={"latitude": 45.0} if i == 0 else None))
+           for i in range(3)]
+    assert ids == sorted(ids)
+    future_id = srepo.insert_session(scratch_engine, FakeRequest(
+        "lifecycle-future", scheduled_for=datetime.now(timezone.utc) + timedelta(hours=1)))
+    with pytest.raises(srepo.DuplicateSessionError, match="lifecycle-0"):
+        srepo.insert_session(scratch_engine, FakeRequest("lifecycle-0"))
+
+    record = srepo.get_session(scratch_engine, "lifecycle-0")
+    assert record.status == "requested" and record.receiver_ids == ("f5len", "hb9q")
+    assert record.transmitter == {"latitude": 45.0}
+    assert record.scheduled_for == past and record.scheduled_for.tzinfo is not None
+    assert srepo.get_session(scratch_engine, "lifecycle-1").transmitter is None
+    assert srepo.get_session(scratch_engine, "missing") is None
+
+    due = srepo.requested_sessions(scratch_engine)
+    assert [r.id for r in due if r.session_key.startswith("lifecycle")] == ids  # not the future one
+    assert future_id not in [r.id for r in due]
+    assert [r.id for r in srepo.requested_sessions(scratch_engine, after_id=ids[0], limit=1)] == [ids[1]]
+
+    assert srepo.mark_launched(scratch_engine, "lifecycle-0", run_id="run-1") is True
+    assert srepo.mark_launched(scratch_engine, "lifecycle-0", run_id="run-2") is False
+    launched = srepo.get_session(scratch_engine, "lifecycle-0")
+    assert launched.status == "launched" and launched.run_id == "run-1" and launched.launched_at
+    assert "lifecycle-0" not in [r.session_key for r in srepo.requested_sessions(scratch_engine)]
+
+    srepo.set_status(scratch_engine, "lifecycle-0", "succeeded")
+    srepo.set_status(scratch_engine, "lifecycle-1", "failed")
+    with pytest.raises(srepo.InvalidSessionStatusError):
+        srepo.set_status(scratch_engine, "lifecycle-0", "done")
+    with pytest.raises(srepo.UnknownSessionError):
+        srepo.set_status(scratch_engine, "missing", "failed")
+
+    finished = srepo.list_sessions(scratch_engine, status=["succeeded", "failed"],
+                                   older_than=timedelta(minutes=1))
+    assert [r.session_key for r in finished] == ["lifecycle-0", "lifecycle-1"]
+    assert srepo.list_sessions(scratch_engine, status="succeeded", older_than=past - timedelta(days=1)) == []
+    assert len(srepo.list_sessions(scratch_engine, limit=2)) == 2
+
+    # only finished sessions are archived; restore puts the previous status back
+    assert srepo.mark_archived(scratch_engine, ["lifecycle-0", "lifecycle-1", "lifecycle-2"]) == 2
+    archived = srepo.get_session(scratch_engine, "lifecycle-1")
+    assert archived.status == "archived" and archived.archived_at is not None
+    assert srepo.mark_restored(scratch_engine, ["lifecycle-0", "lifecycle-1"]) == 2
+    assert srepo.get_session(scratch_engine, "lifecycle-0").status == "succeeded"
+    restored = srepo.get_session(scratch_engine, "lifecycle-1")
+    assert restored.status == "failed" and restored.archived_at is None
+
+
+def test_concurrent_mark_launched_exactly_once(scratch_engine):
+    srepo.insert_session(scratch_engine, FakeRequest("race-1", scheduled_for=T0))
+    barrier = threading.Barrier(4)
+    results = []
+
+    def launch(i):
+        barrier.wait()
+        results.append(srepo.mark_launched(scratch_engine, "race-1", run_id=f"run-{i}"))
+
+    threads = [threading.Thread(target=launch, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == [False, False, False, True]
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def test_upsert_twice_one_row_values_updated(scratch_engine):
+    row = _m("ups-1", "f5len", T0, snr_db=None, frequency_offset_hz=None, signal_power_dbm=None,
+             signal_detected=False, metadata_json={"nan": float("nan")})
+    assert mrepo.upsert_measurements(scratch_engine, [row]) == 1
+    stored = mrepo.measurements_for_session(scratch_engine, "ups-1")
+    assert len(stored) == 1 and stored[0].snr_db is None and stored[0].metadata_json == {"nan": None}
+    updated = dataclasses.replace(row, snr_db=20.0, frequency_offset_hz=1.5, signal_power_dbm=-80.0,
+                                  signal_detected=True, psd_dbm=float("nan"), metadata_json={"v": 2})
+    assert mrepo.upsert_measurements(scratch_engine, [updated]) == 1
+    stored = mrepo.measurements_for_session(scratch_engine, "ups-1")
+    assert len(stored) == 1 and mrepo.count_measurements(scratch_engine, session_key="ups-1") == 1
+    s = stored[0]
+    assert (s.snr_db, s.frequency_offset_hz, s.signal_power_dbm, s.signal_detected) == (20.0, 1.5, -80.0, True)
+    assert math.isnan(s.psd_dbm) and s.metadata_json == {"v": 2} and s.time == T0
+
+
+def test_failing_batch_leaves_no_rows(scratch_engine):
+    rows = [_m("atomic-1", f"r{i:03d}", T0) for i in range(50)]
+    rows[25] = dataclasses.replace(rows[25], noise_power_dbm=None)  # NOT NULL violation mid-batch
+    with pytest.raises(IntegrityError):
+        mrepo.upsert_measurements(scratch_engine, rows, chunk_rows=10)  # several statements, one tx
+    assert mrepo.count_measurements(scratch_engine, session_key="atomic-1") == 0
+
+
+def test_duplicate_keys_in_one_batch_last_wins(scratch_engine):
+    rows = [_m("dup-1", "f5len", T0, snr_db=1.0), _m("dup-1", "f5len", T0, snr_db=2.0)]
+    assert mrepo.upsert_measurements(scratch_engine, rows) == 1
+    assert [r.snr_db for r in mrepo.measurements_for_session(scratch_engine, "dup-1")] == [2.0]
+
+
+def test_bulk_upsert_speed_and_time_bucket(scratch_engine):
+    n = 20_000
+    receivers = [r.id for r in DEFAULT_RECEIVERS]
+    rows = [_m("bulk-1", receivers[i % 7], T0 + timedelta(seconds=10 * (i // 7)), snr_db=float(i % 30))
+            for i in range(n)]
+    start = time.perf_counter()
+    assert mrepo.upsert_measurements(scratch_engine, rows) == n
+    insert_s = time.perf_counter() - start
+    start = time.perf_counter()
+    assert mrepo.upsert_measurements(scratch_engine, rows) == n  # all conflicts -> updates
+    update_s = time.perf_counter() - start
+    print(f"\nupsert_measurements: {n} new rows in {insert_s:.2f} s = {n / insert_s:,.0f} rows/s; "
+          f"{n} conflicting rows in {update_s:.2f} s = {n / update_s:,.0f} rows/s")
+    assert mrepo.count_measurements(scratch_engine, session_key="bulk-1") == n
+
+    with scratch_engine.connect() as conn:
+        buckets = conn.execute(sa.text(
+            "SELECT time_bucket(INTERVAL '1 hour', time) AS bucket, receiver_id, count(*), "
+            "avg(snr_db), min(snr_db), max(snr_db) FROM measurements WHERE session_key = 'bulk-1' "
+            "GROUP BY bucket, receiver_id ORDER BY bucket, receiver_id")).all()
+        chunks = conn.execute(sa.text(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'measurements'")).scalar()
+    assert buckets[0].bucket == T0 and sum(b[2] for b in buckets) == n
+    assert {b.receiver_id for b in buckets} == set(receivers)
+    assert chunks >= 1
+
+
+def test_localization_upsert_and_get(scratch_engine):
+    assert mrepo.get_localization(scratch_engine, "loc-1") is None
+    first = mrepo.LocalizationRow(time=T0, session_key="loc-1", localizable=False, reason="only 2 receivers",
+                                  receivers_used=("f5len", "hb9q"))
+    mrepo.upsert_localization(scratch_engine, first)
+    got = mrepo.get_localization(scratch_engine, "loc-1")
+    assert got.localizable is False and got.reason == "only 2 receivers" and got.residuals is None
+    assert got.receivers_used == ("f5len", "hb9q") and got.computed_at is not None
+    second = mrepo.LocalizationRow(
+        time=T0, session_key="loc-1", localizable=True, latitude=47.1, longitude=8.3, eirp_dbm=40.0,
+        path_loss_exponent=2.1, ellipse_semi_major_km=12.0, ellipse_semi_minor_km=5.0,
+        ellipse_orientation_deg=30.0, receivers_used=tuple(r.id for r in DEFAULT_RECEIVERS),
+        residuals={"f5len": 0.5}, metadata_json={"solver": "lm"})
+    mrepo.upsert_localization(scratch_engine, second)
+    got = mrepo.get_localization(scratch_engine, "loc-1")
+    assert got.localizable and got.latitude == 47.1 and got.residuals == {"f5len": 0.5} and got.reason is None
+    # a new session start time replaces the old row: one localization per session
+    mrepo.upsert_localization(scratch_engine, dataclasses.replace(second, time=T0 + timedelta(seconds=1)))
+    with scratch_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM localizations WHERE session_key = 'loc-1'")).scalar() == 1
+
+
+def test_extension_added_later_converts_plain_tables_with_data():
+    from heimdall_pipeline_tests.integration.db_fixtures import _admin_engine
+
+    with scratch_database(timescaledb=False) as engine:
+        assert migrate(engine).hypertables == []
+        mrepo.upsert_measurements(engine, [_m("later-1", "f5len", T0), _m("later-1", "hb9q", T0)])
+        admin = _admin_engine(engine.url.database)
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql("CREATE EXTENSION timescaledb")
+        finally:
+            admin.dispose()
+        report = migrate(engine)
+        assert report.license == "apache" and set(report.hypertables) == {"measurements", "localizations"}
+        assert report.applied_versions == []
+        assert mrepo.count_measurements(engine, session_key="later-1") == 2
+
+
+def test_real_session_request_round_trip(scratch_engine):
+    sessions = pytest.importorskip("heimdall_pipeline.sessions")
+    request = sessions.SessionRequest(session_key="real-1", center_frequency_hz=145.5e6, duration_s=5.0,
+                                      receiver_ids=("f5len",), source_kind="simulated",
+                                      requested_by="alice", transmitter={"latitude": 45.0, "longitude": 7.0})
+    srepo.insert_session(scratch_engine, request)
+    record = srepo.get_session(scratch_engine, "real-1")
+    assert sessions.SessionRequest(**record.request_fields()) == request
