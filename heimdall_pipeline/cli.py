@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -30,6 +31,154 @@ def _services(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine():
+    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.db.migrations import ensure_schema
+
+    engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
+    ensure_schema(engine)
+    return engine
+
+
+def _db(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.db.migrations import migrate
+    from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+
+    engine = _engine()
+    print(migrate(engine).summary())
+    print(f"default receivers added: {seed_default_receivers(engine)}")
+    return 0
+
+
+def _receivers(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.db import receivers_repo as repo
+    from heimdall_pipeline.receivers import Receiver
+
+    engine = _engine()
+    repo.seed_default_receivers(engine)
+    if args.action == "list":
+        print(f"{'id':<10} {'kind':<10} {'active':<6} {'ch':>2}  {'lat':>7} {'lon':>8}  name / url")
+        for r in repo.list_receivers(engine):
+            print(f"{r.id:<10} {r.kind:<10} {str(r.is_active):<6} {r.max_channels:>2}  {r.latitude:>7.3f} "
+                  f"{r.longitude:>8.3f}  {r.name} ({r.location_name}) {r.url}")
+        return 0
+    if args.action == "add":
+        receiver = repo.add_receiver(engine, Receiver(
+            id=args.id, name=args.name or args.id.upper(), url=args.url, kind=args.kind,
+            location_name=args.location or "", latitude=args.lat, longitude=args.lon,
+            altitude_m=args.alt or 0.0, max_channels=args.channels or 4))
+        print(f"added receiver {receiver.id}")
+        return 0
+    if args.action in ("disable", "enable"):
+        repo.set_receiver_active(engine, args.id, args.action == "enable")
+        print(f"receiver {args.id} {args.action}d")
+        return 0
+    changes = {name: value for name, value in (
+        ("name", args.name), ("url", args.url), ("kind", args.kind), ("location_name", args.location),
+        ("latitude", args.lat), ("longitude", args.lon), ("altitude_m", args.alt), ("max_channels", args.channels),
+    ) if value is not None}
+    receiver = repo.update_receiver(engine, args.id, **changes)
+    print(f"updated receiver {receiver.id}: {', '.join(changes) or 'nothing changed'}")
+    return 0
+
+
+def _session_fields(args: argparse.Namespace) -> dict:
+    fields = {"center_frequency_hz": args.freq, "duration_s": args.duration, "sample_rate_hz": args.sample_rate,
+              "receiver_ids": args.receivers or (), "source_kind": args.source}
+    if args.key:
+        fields["session_key"] = args.key
+    if getattr(args, "at", None):
+        fields["scheduled_for"] = args.at
+    return fields
+
+
+def _session(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.session_requests import request_session
+
+    engine = _engine()
+    seed_default_receivers(engine)
+    request = request_session(engine, requested_by=f"cli:{os.environ.get('USER', 'unknown')}", **_session_fields(args))
+    print(f"session {request.session_key} requested: {request.center_frequency_hz:.0f} Hz, {request.duration_s:g} s, "
+          f"{request.sample_rate_hz:g} S/s, receivers {', '.join(request.receiver_ids)}")
+    print("the session_request_sensor launches it (dagster dev / dagster-daemon running), "
+          f"or run it now: heimdall session run {request.session_key}")
+    return 0
+
+
+def _session_run(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.definitions import defs
+    from heimdall_pipeline.runner import run_session
+    from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
+
+    engine = _engine()
+    with DagsterInstance.get() as instance:
+        result = run_session(defs, instance, engine, args.key)
+    rows = measurements_for_session(engine, args.key)
+    bucket = settings.setting("HEIMDALL_S3_BUCKET")
+    print(f"\nsession {args.key}: {'succeeded' if result.success else 'FAILED'}")
+    print(f"  Dagster runs: session_job {result.session_run_id}, session_summary_job {result.summary_run_id}")
+    print(f"  S3 ({settings.setting('HEIMDALL_S3_ENDPOINT_URL')}, bucket {bucket}):")
+    for row in rows:
+        print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
+    print(f"  TimescaleDB table measurements: {len(rows)} rows")
+    print(f"    {'receiver':<8} {'SNR dB':>7} {'signal dBm':>10} {'noise dBm':>9} {'offset Hz':>10}")
+    for row in rows:
+        snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
+        signal = f"{row.signal_power_dbm:10.1f}" if row.signal_power_dbm is not None else "         -"
+        offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
+        print(f"    {row.receiver_id:<8} {snr} {signal} {row.noise_power_dbm:9.1f} {offset}")
+    return 0 if result.success else 1
+
+
+def _main_job(args: argparse.Namespace) -> int:
+    """The README's main command: services up, schema, one whole session through Dagster."""
+    from heimdall_pipeline.session_requests import request_session
+
+    services = manager.up()
+    os.environ.update(services.env)
+    _db(args)
+    request = request_session(_engine(), requested_by="heimdall main", **_session_fields(args))
+    print(f"session {request.session_key} requested on {len(request.receiver_ids)} receivers")
+    code = _session_run(argparse.Namespace(key=request.session_key))
+    print("\nOpen the UI on the same instance:  heimdall dev   (then http://127.0.0.1:3000)")
+    if args.ui:
+        return _dev(args)
+    return code
+
+
+def _dev(args: argparse.Namespace) -> int:
+    """dagster dev (webserver + daemon) on the embedded instance."""
+    services = manager.up()
+    env = {**os.environ, **services.env}
+    cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
+           str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
+    print("starting: " + " ".join(cmd))
+    os.execve(cmd[0], cmd, env)
+    return 0
+
+
+def _delegate(module: str, args: argparse.Namespace) -> int:
+    """Commands whose code lives in its own module expose `run(args) -> int`."""
+    import importlib
+
+    return importlib.import_module(module).run(args)
+
+
+def _add_session_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--freq", type=float, required=required, default=None if required else 7.1e6,
+                        help="centre frequency in Hz (e.g. 7.1e6, 145.5e6)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--sample-rate", type=float, default=12000.0, help="samples/s (default 12000)")
+    parser.add_argument("--receivers", type=lambda text: [r for r in text.split(",") if r],
+                        help="comma-separated receiver ids (default: all active)")
+    parser.add_argument("--source", default="auto", choices=["auto", "simulated", "kiwisdr"])
+    parser.add_argument("--key", help="session key (default: generated)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="heimdall", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,6 +186,58 @@ def build_parser() -> argparse.ArgumentParser:
     services = commands.add_parser("services", help="embedded S3 server, PostgreSQL/TimescaleDB, Dagster home")
     services.add_argument("action", choices=["up", "down", "status", "env"])
     services.set_defaults(handler=_services)
+
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["migrate"])
+    db.set_defaults(handler=_db)
+
+    receivers = commands.add_parser("receivers", help="the receiver registry")
+    receivers.add_argument("action", choices=["list", "add", "edit", "disable", "enable"])
+    receivers.add_argument("id", nargs="?")
+    for flag, kind in (("--name", str), ("--url", str), ("--kind", str), ("--location", str),
+                       ("--lat", float), ("--lon", float), ("--alt", float), ("--channels", int)):
+        receivers.add_argument(flag, type=kind)
+    receivers.set_defaults(handler=_receivers)
+
+    session = commands.add_parser("session", help="acquisition sessions")
+    session_commands = session.add_subparsers(dest="session_command", required=True)
+    request = session_commands.add_parser("request", help="request a session (the sensor launches it)")
+    _add_session_arguments(request, required=True)
+    request.add_argument("--at", help="ISO-8601 UTC start time (default: now)")
+    request.set_defaults(handler=_session)
+    run = session_commands.add_parser("run", help="run a requested session now, in this process")
+    run.add_argument("key")
+    run.set_defaults(handler=_session_run)
+
+    main_job = commands.add_parser("main", help="services up, then one whole session through Dagster")
+    _add_session_arguments(main_job, required=False)
+    main_job.add_argument("--ui", action="store_true", help="keep the Dagster UI running afterwards")
+    main_job.set_defaults(handler=_main_job)
+
+    archive = session_commands.add_parser("archive", help="archive sessions older than a window (data kept)")
+    archive.add_argument("--older-than-days", type=float, required=True)
+    archive.add_argument("--dry-run", action="store_true")
+    archive.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
+    restore = session_commands.add_parser("restore", help="bring archived sessions' partitions back")
+    restore.add_argument("keys", nargs="+")
+    restore.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
+
+    verify = commands.add_parser("verify", help="check stored objects against measurement rows")
+    verify.add_argument("sessions", nargs="*", help="session keys (default: all)")
+    verify.add_argument("--since", help="only sessions scheduled at/after this ISO time")
+    verify.add_argument("--until", help="only sessions scheduled before this ISO time")
+    verify.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.verify", a))
+
+    bench = commands.add_parser("bench", help="benchmarks with same-run baselines")
+    bench.add_argument("--json", help="also write the results as JSON to this path")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    bench.add_argument("--scale", action="store_true", help="partition-scale figures (1k/10k/50k sessions)")
+    bench.add_argument("--repeat", type=int, default=5)
+    bench.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.bench", a))
+
+    dev = commands.add_parser("dev", help="Dagster UI and daemon on the embedded instance")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(handler=_dev)
     return parser
 
 
@@ -46,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.load_embedded_env()
     try:
         return args.handler(args)
-    except (ServiceError, ValueError) as exc:
+    except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
         print(f"heimdall: {exc}", file=sys.stderr)
         return 2
 

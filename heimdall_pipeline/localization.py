@@ -60,7 +60,9 @@ REFERENCE_DISTANCE_KM = 1.0
 DEFAULT_PATH_LOSS_EXPONENT_BOUNDS = (1.6, 4.5)
 DEFAULT_SHADOWING_SIGMA_DB = 6.0
 DEFAULT_MEASUREMENT_SIGMA_DB = 0.5
-DEFAULT_DETECTION_THRESHOLD_DB = 6.0
+# dsp/metrics.py reports "signal" for a full-band SNR >= ~3 dB (threshold 1.5 dB on the estimate),
+# so a non-detection means received power <= noise power + ~3 dB.
+DEFAULT_DETECTION_THRESHOLD_DB = 3.0
 DEFAULT_CONFIDENCE = 0.95
 MIN_DETECTED_RECEIVERS = 3
 # With fewer than 5 detections (dof <= 0 for 4 unknowns) a weak prior on n keeps the problem posed.
@@ -242,13 +244,15 @@ class _Problem:
     detected: np.ndarray  # bool mask
     target: np.ndarray  # detections: P + FSPL(d0); bounds: bound + FSPL(d0)  ("y" = EIRP - n*L)
     fspl0: np.ndarray
+    dz2: np.ndarray  # (altitude difference km)^2 + MIN_DISTANCE_KM^2 per receiver
     sigma: float
     n_bounds: tuple[float, float]
     use_prior: bool
 
 
-def _log_distance(d_km: np.ndarray) -> np.ndarray:
-    return 5.0 * np.log10((d_km * d_km + MIN_DISTANCE_KM**2) / REFERENCE_DISTANCE_KM**2)
+def _log_distance(d_km: np.ndarray, dz2: np.ndarray | float = MIN_DISTANCE_KM**2) -> np.ndarray:
+    """10*log10(d_slant / d0) with d_slant^2 = ground^2 + (altitude difference^2 + MIN_DISTANCE^2)."""
+    return 5.0 * np.log10((d_km * d_km + dz2) / REFERENCE_DISTANCE_KM**2)
 
 
 def _soft_l1(z: np.ndarray) -> np.ndarray:
@@ -260,7 +264,8 @@ def _profile(problem: _Problem, lat: np.ndarray, lon: np.ndarray, iterations: in
 
     robust=True: soft_l1 cost (IRLS); False: Gaussian cost sum(r^2/sigma^2) (the likelihood).
     Upper bounds enter by an active-set iteration (a violated bound acts as an equality)."""
-    L = _log_distance(haversine_km(lat[:, None], lon[:, None], problem.lat[None, :], problem.lon[None, :]))
+    L = _log_distance(haversine_km(lat[:, None], lon[:, None], problem.lat[None, :], problem.lon[None, :]),
+                      problem.dz2[None, :])
     y = np.broadcast_to(problem.target, L.shape)
     det = np.broadcast_to(problem.detected, L.shape)
     n_lo, n_hi = problem.n_bounds
@@ -295,7 +300,7 @@ def _profile(problem: _Problem, lat: np.ndarray, lon: np.ndarray, iterations: in
 
 def _residuals(problem: _Problem, lat: float, lon: float, eirp: float, n: float) -> np.ndarray:
     """Raw residuals in dB (detections: measured - predicted; bounds: max(0, predicted - bound))."""
-    L = _log_distance(haversine_km(lat, lon, problem.lat, problem.lon))
+    L = _log_distance(haversine_km(lat, lon, problem.lat, problem.lon), problem.dz2)
     r = problem.target - eirp + n * L
     return np.where(problem.detected, r, np.maximum(0.0, -r))
 
@@ -318,13 +323,13 @@ def _normalised_and_jacobian(problem: _Problem, p: np.ndarray, c_lat: float, c_l
     cos1, cos2 = math.cos(phi1), np.cos(phi2)
     a = np.clip(np.sin(dphi / 2) ** 2 + cos1 * cos2 * np.sin(dlmb / 2) ** 2, 1e-18, 1.0 - 1e-15)
     d = 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
-    L = _log_distance(d)
+    L = _log_distance(d, problem.dz2)
     r = (problem.target - eirp + n * L) / problem.sigma
     # d(d)/d(a), d(a)/d(phi1), d(a)/d(lambda1)
     dd_da = EARTH_RADIUS_KM / np.sqrt(a * (1.0 - a))
     da_dphi = -0.5 * np.sin(dphi) - math.sin(phi1) * cos2 * np.sin(dlmb / 2) ** 2
     da_dlmb = -0.5 * cos1 * cos2 * np.sin(dlmb)
-    dL_dd = 10.0 * d / ((d * d + MIN_DISTANCE_KM**2) * math.log(10.0))
+    dL_dd = 10.0 * d / ((d * d + problem.dz2) * math.log(10.0))
     dphi_dy = 1.0 / EARTH_RADIUS_KM
     dlmb_dx = 1.0 / (EARTH_RADIUS_KM * math.cos(math.radians(c_lat)))
     g = n * dL_dd * dd_da / problem.sigma
@@ -452,6 +457,7 @@ def localize(
     detection_threshold_db: float = DEFAULT_DETECTION_THRESHOLD_DB,
     path_loss_exponent_bounds: tuple[float, float] = DEFAULT_PATH_LOSS_EXPONENT_BOUNDS,
     confidence: float = DEFAULT_CONFIDENCE,
+    transmitter_altitude_m: float = 0.0,
     search_margin_km: float = 300.0,
     grid_points: int = 41,
     starts: int = 4,
@@ -466,6 +472,11 @@ def localize(
     detection_threshold_db: a non-detection bounds the received power by noise + this.
     path_loss_exponent_bounds: bounds on n.
     confidence: probability content of the ellipse (chi-square 2 dof).
+    transmitter_altitude_m: assumed transmitter altitude; with the receivers' altitudes it turns
+        ground distance into slant distance (matters only within a few km of a receiver).
+    search_margin_km: the search area (and the area the confidence region is confined to) is
+        the receivers' bounding box grown by this margin.
+    grid_points, starts: global-search grid size per axis and number of local minima refined.
     """
     t0 = time.perf_counter()
     observations = list(observations)
@@ -503,7 +514,8 @@ def localize(
     fspl0 = free_space_loss_db(REFERENCE_DISTANCE_KM, np.array([o.frequency_hz for o in ordered]))
     measured = np.array([o.signal_power_dbm if o.detected else float(o.noise_power_dbm) + detection_threshold_db
                          for o in ordered], dtype=float)
-    problem = _Problem(lat, lon, det_mask, measured + fspl0, fspl0, sigma, (n_lo, n_hi),
+    dz2 = ((np.array([o.altitude_m for o in ordered], dtype=float) - transmitter_altitude_m) / 1000.0) ** 2
+    problem = _Problem(lat, lon, det_mask, measured + fspl0, fspl0, dz2 + MIN_DISTANCE_KM**2, sigma, (n_lo, n_hi),
                        use_prior=len(detected) < 5)
     chi2 = chi2_2dof_quantile(confidence)
 
@@ -718,7 +730,8 @@ def synthetic_trial(rng: np.random.Generator, receivers: Sequence[Any], *, shado
     rlat = np.array([r.latitude for r in receivers])
     rlon = np.array([r.longitude for r in receivers])
     d = haversine_km(lat, lon, rlat, rlon)
-    gain = -free_space_loss_db(REFERENCE_DISTANCE_KM, frequency_hz) - n * _log_distance(d)
+    dz2 = (np.array([float(getattr(r, "altitude_m", 0.0) or 0.0) for r in receivers]) / 1000.0) ** 2
+    gain = -free_space_loss_db(REFERENCE_DISTANCE_KM, frequency_hz) - n * _log_distance(d, dz2 + MIN_DISTANCE_KM**2)
     gain = gain + rng.normal(0.0, shadowing_sigma_db, len(receivers)) if shadowing_sigma_db > 0 else gain
     noise = rng.uniform(-128.0, -122.0, len(receivers))
     snr0 = gain - noise
@@ -731,9 +744,10 @@ def synthetic_trial(rng: np.random.Generator, receivers: Sequence[Any], *, shado
     for i, r in enumerate(receivers):
         if measured[i] - noise[i] >= detection_threshold_db:
             obs.append(PowerObservation.detection(r.id, r.latitude, r.longitude, frequency_hz,
-                                                  float(measured[i]), float(noise[i])))
+                                                  float(measured[i]), float(noise[i]), r.altitude_m))
         else:
-            obs.append(PowerObservation.non_detection(r.id, r.latitude, r.longitude, frequency_hz, float(noise[i])))
+            obs.append(PowerObservation.non_detection(r.id, r.latitude, r.longitude, frequency_hz, float(noise[i]),
+                                                      r.altitude_m))
     return Trial(lat, lon, eirp, n, tuple(obs))
 
 

@@ -1,0 +1,78 @@
+"""Shared fixtures. Integration tests use the real embedded services, started (or reused) through
+the same code as `heimdall services up`, and stopped at the end if this test run started them."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+
+import pytest
+
+from heimdall_pipeline import settings
+
+warnings.filterwarnings("ignore", category=Warning, module="dagster")
+
+
+@pytest.fixture(scope="session")
+def embedded_services():
+    from heimdall_pipeline.services import manager
+
+    try:
+        before = manager.embedded_services()
+        was_running = before.s3.pid() is not None and before.postgres.pid() is not None
+    except Exception:  # noqa: BLE001 - no runtime folder yet
+        was_running = False
+    services = manager.up()
+    for name, value in services.env.items():
+        os.environ[name] = value
+    yield services
+    if not was_running and not os.environ.get("HEIMDALL_KEEP_SERVICES"):
+        manager.down()
+
+
+@pytest.fixture(scope="session")
+def engine(embedded_services):
+    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.db.migrations import ensure_schema
+    from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+
+    engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
+    ensure_schema(engine)
+    seed_default_receivers(engine)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def defs(embedded_services):
+    from heimdall_pipeline.definitions import defs
+
+    return defs
+
+
+@pytest.fixture()
+def instance():
+    from dagster import DagsterInstance
+
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+@pytest.fixture()
+def session_key() -> str:
+    """A fresh, valid session key per test, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture()
+def s3_client(embedded_services):
+    from heimdall_pipeline.storage.object_store import s3_client
+
+    return s3_client(os.environ["HEIMDALL_S3_ENDPOINT_URL"], os.environ["HEIMDALL_S3_ACCESS_KEY_ID"],
+                     os.environ["HEIMDALL_S3_SECRET_ACCESS_KEY"], os.environ["HEIMDALL_S3_REGION"])
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: drives the Dagster UI in headless Chromium")
+    config.addinivalue_line("markers", "faults: fault injection against the real services")
+    settings.load_embedded_env()
