@@ -13,6 +13,7 @@ from heimdall_pipeline.checks import raw_iq_captured, raw_iq_integrity, receiver
 from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.jobs import request_session_job, session_job, session_summary_job
+from heimdall_pipeline.assets.lifecycle import archive_schedule, archive_sessions_job
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.schedules import SurveySettings, survey_schedule
 from heimdall_pipeline.sensors import session_automation_sensor, session_request_sensor
@@ -40,8 +41,8 @@ resources = {
 defs = Definitions(
     assets=[raw_iq, receiver_metrics, session_summary],
     asset_checks=[raw_iq_integrity, raw_iq_captured, receiver_metrics_rows],
-    jobs=[session_job, session_summary_job, request_session_job],
+    jobs=[session_job, session_summary_job, request_session_job, archive_sessions_job],
     sensors=[session_request_sensor, session_automation_sensor],
-    schedules=[survey_schedule],
+    schedules=[survey_schedule, archive_schedule],
     resources=resources,
 )

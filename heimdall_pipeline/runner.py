@@ -44,9 +44,9 @@ def run_session(defs: Definitions, instance: DagsterInstance, engine, session_ke
         raise ValueError(f"session {session_key!r} is not in the sessions table")
     receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
     request = session_run_request(session_key, record.receiver_ids, receiver_keys)
-    session_result = defs.get_job_def("session_job").execute_in_process(
+    session_result = defs.resolve_job_def("session_job").execute_in_process(
         instance=instance, tags=request.tags, raise_on_error=False)
-    summary_result = defs.get_job_def("session_summary_job").execute_in_process(
+    summary_result = defs.resolve_job_def("session_summary_job").execute_in_process(
         instance=instance, partition_key=session_key, raise_on_error=False)
     return SessionRunResult(session_key, session_result.run_id, summary_result.run_id,
                             session_result.success and summary_result.success)

@@ -37,7 +37,8 @@ divided by the total noise power in the whole complex baseband bandwidth (= samp
 
 Determinism: all randomness for one capture comes from ``numpy.random.Generator`` objects seeded
 from SHA-256 digests of (session_key, receiver.id, seed_salt); the same inputs give bit-identical
-samples on every run and platform.
+samples on every run with the same numpy build (float32 sin/cos may differ in the last bit between
+CPU/SIMD builds; the random draws themselves do not).
 """
 
 from __future__ import annotations

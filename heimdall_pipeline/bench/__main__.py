@@ -1,0 +1,5 @@
+import sys
+
+from heimdall_pipeline.bench import main
+
+sys.exit(main())

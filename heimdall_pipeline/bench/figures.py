@@ -1,0 +1,586 @@
+"""The benchmark figures. Each one measures the pipeline and, in the same run, a baseline of the
+same work done with the raw libraries, and returns a report.Figure."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from heimdall_pipeline.bench.report import Figure, Stat, Target, repeat
+
+SAMPLE_RATE_HZ = 12000.0
+CENTER_HZ = 7.1e6
+QUIET_LOGGERS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    metrics_durations_s: tuple[float, float, float]
+    session_duration_s: float
+    io_samples: int
+    upsert_rows: int
+    backfill_sessions: int
+    backfill_capture_s: float
+    backfill_per_partition_runs: int
+    rss_duration_s: float
+
+    @classmethod
+    def full(cls) -> "Sizes":
+        return cls((1.0, 10.0, 60.0), 10.0, 131072, 20000, 100, 1.0, 10, 10.0)
+
+    @classmethod
+    def quick(cls) -> "Sizes":
+        return cls((0.1, 0.2, 0.5), 0.5, 6000, 300, 3, 0.2, 2, 0.5)
+
+
+class Bench:
+    """Shared state: services, definitions, and everything to clean up afterwards."""
+
+    def __init__(self, sizes: Sizes, repeat_n: int, quick: bool):
+        from dagster_aws.s3 import S3Resource
+
+        from heimdall_pipeline.db.engine import make_engine
+        from heimdall_pipeline.db.migrations import ensure_schema
+        from heimdall_pipeline.db.receivers_repo import list_receivers, seed_default_receivers
+        from heimdall_pipeline.resources.iq_store import IQStore
+
+        self.sizes, self.n, self.quick = sizes, max(1, int(repeat_n)), quick
+        self.engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
+        ensure_schema(self.engine)
+        seed_default_receivers(self.engine)
+        self.s3 = S3Resource(endpoint_url=os.environ["HEIMDALL_S3_ENDPOINT_URL"],
+                             aws_access_key_id=os.environ["HEIMDALL_S3_ACCESS_KEY_ID"],
+                             aws_secret_access_key=os.environ["HEIMDALL_S3_SECRET_ACCESS_KEY"],
+                             region_name=os.environ["HEIMDALL_S3_REGION"])
+        self.store = IQStore(s3=self.s3, bucket=os.environ["HEIMDALL_S3_BUCKET"])
+        self.registry = {r.id: r for r in list_receivers(self.engine)}
+        self.receivers = [r for r in self.registry.values() if r.is_active and r.kind == "simulated"][:7]
+        if len(self.receivers) < 7:
+            raise RuntimeError(f"the benchmark needs 7 active simulated receivers, found {len(self.receivers)}")
+        self.receiver_ids = sorted(r.id for r in self.receivers)
+        self.run_tag = uuid.uuid4().hex[:8]
+        self.session_keys: list[str] = []  # to clean up (sessions table, measurements, S3)
+        self._counter = 0
+
+    # -- helpers -------------------------------------------------------------------------------
+    def new_key(self, kind: str) -> str:
+        self._counter += 1
+        key = f"bench{self.run_tag}{kind}{self._counter:04d}"
+        self.session_keys.append(key)
+        return key
+
+    def request(self, duration_s: float, kind: str) -> str:
+        from heimdall_pipeline.session_requests import request_session
+
+        key = self.new_key(kind)
+        request_session(self.engine, requested_by="heimdall bench", session_key=key, center_frequency_hz=CENTER_HZ,
+                        duration_s=duration_s, sample_rate_hz=SAMPLE_RATE_HZ, receiver_ids=self.receiver_ids,
+                        source_kind="simulated")
+        return key
+
+    def captures(self, key: str, duration_s: float, *, n_samples: int | None = None):
+        """Simulated captures of the 7 receivers (no session row needed)."""
+        from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
+
+        tx = Transmitter(frequency_hz=CENTER_HZ + 700.0, eirp_dbm=40.0, latitude=48.0, longitude=6.0)
+        if n_samples is not None:
+            duration_s = n_samples / SAMPLE_RATE_HZ
+        start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        return [simulate_capture(key, r, tx, CENTER_HZ, SAMPLE_RATE_HZ, duration_s, start)
+                for r in sorted(self.receivers, key=lambda r: r.id)]
+
+    def cleanup(self) -> dict[str, int]:
+        import sqlalchemy as sa
+
+        keys = list(dict.fromkeys(self.session_keys))
+        if not keys:
+            return {"sessions": 0, "objects": 0}
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM measurements WHERE session_key = ANY(:k)"), {"k": keys})
+            conn.execute(sa.text("DELETE FROM sessions WHERE session_key = ANY(:k)"), {"k": keys})
+        client = self.store.client()
+        deleted = 0
+        prefix = f"sessions/bench{self.run_tag}"
+        paginator = client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.store.bucket, Prefix=prefix):
+            objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                       for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(objects), 1000):
+                client.delete_objects(Bucket=self.store.bucket, Delete={"Objects": objects[start:start + 1000]})
+                deleted += len(objects[start:start + 1000])
+        return {"sessions": len(keys), "objects": deleted}
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. metrics of one capture
+# ---------------------------------------------------------------------------------------------
+
+
+def metrics_figures(b: Bench) -> list[Figure]:
+    import scipy.fft
+    import scipy.signal
+
+    from heimdall_pipeline.dsp.metrics import compute_metrics, default_nperseg
+
+    figures = []
+    for label, duration in zip(("metrics_short", "metrics_nominal", "metrics_long"), b.sizes.metrics_durations_s):
+        capture = b.captures(f"benchmetrics{int(duration * 10)}", duration)[0]
+        x, fs = capture.samples, capture.sample_rate_hz
+        nps = default_nperseg(len(x))
+
+        def pipeline() -> None:
+            compute_metrics(x, fs)
+
+        def baseline() -> None:
+            scipy.signal.welch(x, fs, window="hann", nperseg=nps, noverlap=nps // 2, detrend=False,
+                               return_onesided=False, scaling="density")
+            scipy.fft.fft(x)
+
+        pipeline(), baseline()  # warm caches (window tables, FFT plans)
+        reps = max(b.n, 5) * (3 if len(x) < 200_000 else 1)
+        value = Stat("ms", [t * 1e3 for t in repeat(pipeline, reps)])
+        base = Stat("ms", [t * 1e3 for t in repeat(baseline, reps)])
+        ratio = value.median / base.median
+        targets = [Target("ratio to baseline", "<=", 3.0, ratio, "x")]
+        if label == "metrics_nominal":
+            targets.insert(0, Target("time", "<=", 20.0, value.median, " ms"))
+        figures.append(Figure(
+            id=label, title=f"compute_metrics of one capture ({duration:g} s at 12 kS/s)",
+            size=f"{len(x)} samples complex64 ({duration:g} s)", value=value, baseline=base,
+            baseline_label=f"one scipy.signal.welch (hann, nperseg {nps}, 50 % overlap, two-sided) + one scipy.fft.fft",
+            ratio=ratio, ratio_meaning="pipeline time / baseline time", targets=targets))
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. one 7-receiver session end to end
+# ---------------------------------------------------------------------------------------------
+
+
+def _step_durations(instance, run_id: str) -> dict[str, float]:
+    from dagster import DagsterEventType
+
+    out: dict[str, float] = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS):
+        event = record.dagster_event
+        out[event.step_key] = round(event.event_specific_data.duration_ms, 1)
+    return out
+
+
+def session_figure(b: Bench) -> Figure:
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.assets.acquisition import session_plan
+    from heimdall_pipeline.assets.metrics import measurement_row
+    from heimdall_pipeline.db.measurements_repo import upsert_measurements
+    from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.definitions import defs
+    from heimdall_pipeline.runner import ensure_partitions
+    from heimdall_pipeline.sensors import session_run_request
+    from heimdall_pipeline.sources.capture import ReceiverCapture
+    from heimdall_pipeline.sources.dispatch import transmitter_for
+    from heimdall_pipeline.sources.simulator import simulate_capture
+
+    duration = b.sizes.session_duration_s
+    job = defs.get_job_def("session_job")
+    pending: list[str] = []
+    steps: list[dict[str, float]] = []
+    plain_parts: list[dict[str, float]] = []
+
+    with DagsterInstance.ephemeral() as instance:
+        def dagster_session() -> None:
+            key = pending.pop()
+            record = get_session(b.engine, key)
+            receiver_keys = ensure_partitions(instance, [key], sorted(b.registry))
+            request = session_run_request(key, record.receiver_ids, receiver_keys)
+            result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=True,
+                                            run_config=QUIET_LOGGERS)
+            if not result.success:
+                raise RuntimeError(f"bench session {key} failed")
+            steps.append(_step_durations(instance, result.run_id))
+
+        def plain_session() -> None:
+            key = pending.pop()
+            t0 = time.perf_counter()
+            record = get_session(b.engine, key)
+            plan = session_plan(record)
+            tx = transmitter_for(plan)
+            items = [ReceiverCapture(b.registry[rid], simulate_capture(
+                key, b.registry[rid], tx, plan.center_frequency_hz, plan.sample_rate_hz, plan.duration_s,
+                plan.scheduled_for)) for rid in record.receiver_ids]
+            t1 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
+                list(pool.map(b.store.store_capture, items))
+            t2 = time.perf_counter()
+            rows = [measurement_row(item.capture, b.store.bucket) for item in items]
+            t3 = time.perf_counter()
+            upsert_measurements(b.engine, rows)
+            t4 = time.perf_counter()
+            plain_parts.append({"simulate": t1 - t0, "store (encode, put, PNG)": t2 - t1, "metrics": t3 - t2,
+                                "upsert": t4 - t3})
+
+        def setup() -> None:
+            pending.append(b.request(duration, "s"))
+
+        # warm-up (not counted): first run builds the job plan, boto3 client, fonts, ...
+        setup(), dagster_session()
+        setup(), plain_session()
+        steps.clear(), plain_parts.clear()
+        value = Stat("s", repeat(dagster_session, b.n, setup=setup))
+        base = Stat("s", repeat(plain_session, b.n, setup=setup))
+
+    ratio = value.median / base.median
+    median_steps = {k: round(float(np.median([s.get(k, 0.0) for s in steps])), 1) for k in steps[-1]}
+    plain_median = {k: round(float(np.median([p[k] for p in plain_parts])) * 1e3, 1) for k in plain_parts[-1]}
+    dominant = max(median_steps, key=median_steps.get)
+    overhead_ms = value.median * 1e3 - sum(median_steps.values())
+    return Figure(
+        id="session_end_to_end", title="one 7-receiver simulated session through Dagster in-process "
+        "(session_job: acquire without real-time wait, store, metrics, checks; ephemeral instance)",
+        size=f"7 receivers x {duration:g} s at 12 kS/s ({int(duration * SAMPLE_RATE_HZ)} samples each)",
+        value=value, baseline=base,
+        baseline_label="the same work as plain calls: simulate, IQStore.store_capture (encode, put .npy/JSON/PNG; "
+                       "same thread pool), measurement_row, upsert_measurements",
+        ratio=ratio, ratio_meaning="Dagster time / plain time",
+        targets=[Target("time", "<=", 2.0, value.median, " s"), Target("ratio to baseline", "<=", 1.5, ratio, "x")],
+        extra={"dagster_step_ms_median": median_steps,
+               "dagster_outside_steps_ms": round(overhead_ms, 1),
+               "plain_parts_ms_median": plain_median,
+               "dominant_step": dominant},
+        notes="session_summary (a separate run) is not included. Dagster also re-reads every capture from S3 "
+              "(integrity check and receiver_metrics input); the plain baseline keeps them in memory.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. IO manager write of 7 captures
+# ---------------------------------------------------------------------------------------------
+
+
+class _StubStepContext:
+    def add_asset_metadata(self, metadata, asset_key=None, partition_key=None) -> None:
+        pass
+
+
+class _StubOutputContext:
+    """What S3IQIOManager.handle_output uses of an OutputContext."""
+
+    def __init__(self):
+        from dagster import AssetKey
+
+        self.step_context = _StubStepContext()
+        self.asset_key = AssetKey("raw_iq")
+
+    def add_output_metadata(self, metadata) -> None:
+        pass
+
+
+def io_figure(b: Bench) -> Figure:
+    from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
+    from heimdall_pipeline.plots import spectrum_png
+    from heimdall_pipeline.sources.capture import ReceiverCapture
+    from heimdall_pipeline.storage.iq_format import encode_capture
+    from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key
+
+    manager = S3IQIOManager(store=b.store)
+    client = b.store.client()
+    threads = b.store.parallel_transfers
+    pending: list[str] = []
+    bodies: list[list[tuple[str, bytes]]] = []
+
+    def setup() -> None:
+        pending.append(b.new_key("io"))
+
+    def io_write() -> None:
+        key = pending.pop()
+        items = {f"{c.receiver_id}|{key}": ReceiverCapture(b.registry[c.receiver_id], c) for c in captures_for(key)}
+        t0 = time.perf_counter()
+        manager.handle_output(_StubOutputContext(), items)
+        timings.append(time.perf_counter() - t0)
+
+    # the same bytes for the raw side: .npy, metadata JSON and PNG of each capture, encoded untimed
+    def raw_setup() -> None:
+        key = b.new_key("raw")
+        objs = []
+        for c in captures_for(key):
+            r = b.registry[c.receiver_id]
+            enc = encode_capture(c, r, dataset_name=iq_dataset_name(r.id))
+            png = spectrum_png(c.samples, c.sample_rate_hz, c.center_frequency_hz, "x")
+            objs += [(iq_object_key(key, r.id), enc.npy_bytes), (metadata_object_key(key, r.id), enc.metadata_json),
+                     (spectrum_object_key(key, r.id), png)]
+        bodies.append(objs)
+
+    def raw_put() -> None:
+        objs = bodies.pop()
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda kv: client.put_object(Bucket=b.store.bucket, Key=kv[0], Body=kv[1]), objs))
+
+    def raw_put_sequential() -> None:
+        for k, body in bodies.pop():
+            client.put_object(Bucket=b.store.bucket, Key=k, Body=body)
+
+    cache: dict[str, list] = {}
+
+    def captures_for(key: str):
+        if "c" not in cache:
+            cache["c"] = b.captures("benchio", 0, n_samples=b.sizes.io_samples)
+        return [dataclasses.replace(c, session_key=key) for c in cache["c"]]
+
+    timings: list[float] = []
+    setup(), io_write()  # warm-up
+    raw_setup(), raw_put()
+    timings.clear()
+    for _ in range(b.n):
+        setup()
+        io_write()
+    raw_setup()
+    total_bytes = sum(len(body) for _, body in bodies[-1])
+    npy_bytes = sum(len(body) for k, body in bodies[-1] if k.endswith(".npy"))
+    bodies.clear()
+    raw_times = repeat(raw_put, b.n, setup=raw_setup)
+    seq_times = repeat(raw_put_sequential, b.n, setup=raw_setup)
+    mb = total_bytes / 1e6
+    value = Stat("MB/s", [mb / t for t in timings])
+    base = Stat("MB/s", [mb / t for t in raw_times])
+    ratio = value.median / base.median
+    return Figure(
+        id="io_manager_write", title="S3IQIOManager.handle_output of 7 captures (encode, checksums, PNG, put)",
+        size=f"7 x {b.sizes.io_samples} samples ({npy_bytes / 7 / 1e6:.2f} MB .npy each; "
+             f"{mb:.2f} MB incl. JSON+PNG)",
+        value=value, baseline=base,
+        baseline_label=f"raw boto3 put_object of the same bytes (.npy, JSON, PNG), same server, {threads} threads",
+        ratio=ratio, ratio_meaning="IO manager MB/s / raw MB/s",
+        targets=[Target("ratio to raw", ">=", 0.8, ratio, "x")],
+        extra={"raw_sequential_MBps": Stat("MB/s", [mb / t for t in seq_times]).as_dict(),
+               "bytes_per_write": total_bytes},
+        notes="MB/s = bytes of all objects written / wall time of the call.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. metrics rows into TimescaleDB
+# ---------------------------------------------------------------------------------------------
+
+
+def upsert_figure(b: Bench) -> Figure:
+    from heimdall_pipeline.db.engine import json_dumps
+    from heimdall_pipeline.db.measurements_repo import MEASUREMENT_COLUMNS, MeasurementRow, upsert_measurements
+
+    n_rows = b.sizes.upsert_rows
+    per_session = len(b.receiver_ids)
+    base_time = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def rows_for(tag: str) -> list[MeasurementRow]:
+        rows = []
+        for i in range(n_rows):
+            session = f"{tag}{i // per_session:06d}"
+            rows.append(MeasurementRow(
+                time=base_time + timedelta(milliseconds=i), session_key=session,
+                receiver_id=b.receiver_ids[i % per_session], frequency_mhz=7.1, sample_rate_khz=12.0,
+                samples_count=120000, snr_db=10.0 + (i % 17) * 0.1, psd_dbm=-120.5, frequency_offset_hz=700.25,
+                signal_power_dbm=-95.0, noise_power_dbm=-105.0, signal_detected=True,
+                iq_data_path=f"s3://bucket/sessions/{session}/websdr_x.npy",
+                metadata_json={"metrics": {"snr_db": 10.0, "nperseg": 1024}, "source_kind": "simulated"}))
+        return rows
+
+    pending: list[list[MeasurementRow]] = []
+
+    def setup() -> None:
+        pending.append(rows_for(b.new_key("u")))
+
+    def upsert() -> None:
+        upsert_measurements(b.engine, pending.pop())
+
+    now = datetime.now(timezone.utc)
+    copy_sql = f"COPY bench_measurements_copy ({', '.join(MEASUREMENT_COLUMNS)}) FROM STDIN"
+    raw_conn = b.engine.raw_connection()
+    try:
+        cur = raw_conn.cursor()
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS bench_measurements_copy "
+                    "(LIKE measurements INCLUDING DEFAULTS)")
+        raw_conn.commit()
+        pending_tuples: list[list[tuple]] = []
+
+        def copy_setup() -> None:
+            rows = rows_for(b.new_key("c"))
+            pending_tuples.append([tuple(
+                json_dumps(getattr(r, c)) if c == "metadata_json" else (now if c == "computed_at" and getattr(r, c) is None
+                                                                        else getattr(r, c))
+                for c in MEASUREMENT_COLUMNS) for r in rows])
+
+        def copy() -> None:
+            rows = pending_tuples.pop()
+            with cur.copy(copy_sql) as cp:
+                for row in rows:
+                    cp.write_row(row)
+            raw_conn.commit()
+
+        setup(), upsert()  # warm-up
+        copy_setup(), copy()
+        value = Stat("rows/s", [n_rows / t for t in repeat(upsert, b.n, setup=setup)])
+        base = Stat("rows/s", [n_rows / t for t in repeat(copy, b.n, setup=copy_setup)])
+        cur.execute("DROP TABLE IF EXISTS bench_measurements_copy")
+        raw_conn.commit()
+    finally:
+        raw_conn.close()
+    # the row sessions are not real sessions: remove their rows now
+    import sqlalchemy as sa
+
+    with b.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM measurements WHERE session_key LIKE :p"), {"p": f"bench{b.run_tag}u%"})
+    ratio = value.median / base.median
+    return Figure(
+        id="upsert_rows", title="upsert_measurements into the measurements hypertable (one transaction)",
+        size=f"{n_rows} rows, {n_rows // per_session} sessions x {per_session} receivers",
+        value=value, baseline=base,
+        baseline_label="psycopg COPY (text) of the same rows into a temp table with the same columns",
+        ratio=ratio, ratio_meaning="upsert rows/s / COPY rows/s",
+        targets=[Target("rows/s", ">=", 20000.0, value.median, "")],
+        notes="COPY has no conflict handling, no hypertable routing and no indexes: it is the ceiling.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. receiver_metrics backfill: one range run vs one run per partition
+# ---------------------------------------------------------------------------------------------
+
+
+def backfill_figure(b: Bench) -> Figure:
+    from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from heimdall_pipeline.db.measurements_repo import count_measurements
+    from heimdall_pipeline.definitions import defs
+    from heimdall_pipeline.partitions import (
+        partition_key_for, receiver_partitions, session_partitions, session_receiver_partitions,
+    )
+    from heimdall_pipeline.storage.iq_format import encode_capture
+    from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
+
+    n_sessions, receivers = b.sizes.backfill_sessions, b.receiver_ids
+    sessions = [b.new_key("b") for _ in range(n_sessions)]
+
+    # raw_iq of every session, written straight through IQStore.put (.npy + metadata; no PNG: not read)
+    t0 = time.perf_counter()
+    template = b.captures("benchbackfill", b.sizes.backfill_capture_s)
+
+    def store_session(session: str) -> None:
+        for c in template:
+            c = dataclasses.replace(c, session_key=session)
+            r = b.registry[c.receiver_id]
+            enc = encode_capture(c, r, dataset_name=iq_dataset_name(r.id))
+            meta = {"session": session, "receiver": r.id, "sha256": enc.sha256}
+            b.store.put(iq_object_key(session, r.id), enc.npy_bytes, "application/octet-stream", meta)
+            b.store.put(metadata_object_key(session, r.id), enc.metadata_json, "application/json", meta)
+
+    with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
+        list(pool.map(store_session, sessions))
+    setup_s = time.perf_counter() - t0
+
+    job = define_asset_job("bench_receiver_metrics_backfill", selection=AssetSelection.assets("receiver_metrics"),
+                           partitions_def=session_receiver_partitions)
+    bench_defs = Definitions.merge(defs, Definitions(jobs=[job]))
+    job_def = bench_defs.get_job_def("bench_receiver_metrics_backfill")
+    n_partitions = n_sessions * len(receivers)
+    all_keys = [partition_key_for(s, r) for s in sessions for r in receivers]
+    per_runs = b.sizes.backfill_per_partition_runs
+
+    with DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(receiver_partitions.name, receivers)
+        instance.add_dynamic_partitions(session_partitions.name, sessions)
+        tags = {ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(sessions[0], receivers[0])),
+                ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(sessions[-1], receivers[-1]))}
+
+        def single_run() -> None:
+            result = job_def.execute_in_process(instance=instance, tags=tags, run_config=QUIET_LOGGERS)
+            if not result.success:
+                raise RuntimeError("backfill range run failed")
+
+        def per_partition() -> None:
+            for key in all_keys[:per_runs]:
+                result = job_def.execute_in_process(instance=instance, partition_key=key, run_config=QUIET_LOGGERS)
+                if not result.success:
+                    raise RuntimeError(f"backfill run of {key} failed")
+
+        per_partition()  # warm-up: job plan, clients
+        single = repeat(single_run, b.n)
+        stored = sum(count_measurements(b.engine, session_key=s) for s in sessions)
+        if stored != n_partitions:
+            raise RuntimeError(f"range run stored {stored} rows, expected {n_partitions}")
+        per = repeat(per_partition, b.n)
+
+    value = Stat("s", single)
+    base = Stat("s", [t * n_partitions / per_runs for t in per])
+    speedup = base.median / value.median
+    return Figure(
+        id="backfill_single_run", title=f"receiver_metrics backfill of {n_sessions} sessions x {len(receivers)} receivers "
+        "from stored IQ, as ONE range run (BackfillPolicy.single_run)",
+        size=f"{n_partitions} partitions, captures {b.sizes.backfill_capture_s:g} s "
+             f"({int(b.sizes.backfill_capture_s * SAMPLE_RATE_HZ)} samples) each",
+        value=value, baseline=base,
+        baseline_label=f"one run per partition: {per_runs} runs measured, time x {n_partitions}/{per_runs}",
+        ratio=speedup, ratio_meaning="per-partition time / single-run time (speed-up)",
+        targets=[Target("speed-up", ">=", 10.0, speedup, "x")],
+        extra={"single_run_partitions_per_s": round(n_partitions / value.median, 1),
+               "per_partition_run_s_median": round(base.median / n_partitions, 3),
+               "setup_store_s": round(setup_s, 2)},
+        notes=f"raw_iq was stored directly with IQStore.put (.npy + SigMF JSON, no PNG) and {b.sizes.backfill_capture_s:g} s "
+              "captures to save time; both sides run the same job (receiver_metrics + its check) on an ephemeral "
+              "instance. The daemon's one-run-per-second launch pace is not included in the per-partition side.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. peak RSS of one session
+# ---------------------------------------------------------------------------------------------
+
+
+def rss_figure(b: Bench) -> Figure:
+    duration = b.sizes.rss_duration_s
+    keys = [b.request(duration, "m") for _ in range(1 + b.n)]
+    proc = subprocess.run([sys.executable, "-m", "heimdall_pipeline.bench.rss_child", *keys],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RSS_JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"RSS child failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    data = json.loads(line[len("RSS_JSON "):])
+    runs = data["runs"]
+    if not all(r["success"] for r in runs):
+        raise RuntimeError("a session in the RSS child failed")
+    samples = int(round(duration * SAMPLE_RATE_HZ))
+    iq_mb = 7 * samples * 8 / 1e6
+    cold_mb = (runs[0]["ru_maxrss_kb"] - data["rss_after_imports_kb"]) * 1024 / 1e6
+    warm = runs[1:]
+    reset_ok = all(r["peak_reset"] for r in warm)
+    warm_mb = [(max(r["ru_maxrss_kb"], r["vm_hwm_kb"]) if not reset_ok else r["vm_hwm_kb"]) * 1024 / 1e6
+               - r["rss_before_kb"] * 1024 / 1e6 for r in warm]
+    value = Stat("MB", warm_mb)
+    base = Stat("MB", [iq_mb] * len(warm_mb))
+    ratio = value.median / iq_mb
+    return Figure(
+        id="session_peak_rss", title="peak RSS added by one 7-receiver session end to end (child process)",
+        size=f"7 x {samples} samples complex64", value=value, baseline=base,
+        baseline_label="bytes of IQ held: 7 x samples x 8",
+        ratio=ratio, ratio_meaning="peak RSS increase / IQ bytes",
+        targets=[Target("ratio to IQ bytes", "<=", 2.0, ratio, "x")],
+        extra={"cold_first_session_MB": round(cold_mb, 1),
+               "cold_ratio": round(cold_mb / iq_mb, 2),
+               "rss_after_imports_MB": round(data["rss_after_imports_kb"] / 1024, 1),
+               "peak_reset_supported": reset_ok,
+               "ru_maxrss_kB_per_run": [r["ru_maxrss_kb"] for r in runs]},
+        notes="Child process (python -m heimdall_pipeline.bench.rss_child): imports, engine and ephemeral instance first; "
+              "cold = ru_maxrss after the first session minus VmRSS after imports (includes one-time costs: boto3 "
+              "service model, matplotlib fonts, Dagster plan). Measured value = further sessions in the same child: "
+              "the kernel's peak counter is reset before each (/proc/self/clear_refs 5), peak (ru_maxrss = VmHWM) "
+              "minus VmRSS at the reset.")
+
+
+ALL_FIGURES = ("metrics_short", "metrics_nominal", "metrics_long", "session_end_to_end", "io_manager_write",
+               "upsert_rows", "backfill_single_run", "session_peak_rss")

@@ -1,0 +1,290 @@
+"""Session partition lifecycle: archive old sessions out of the Dagster instance, restore them.
+
+Archive (`heimdall session archive --older-than-days N`, the `archive_sessions_job`): finished
+sessions (succeeded / failed) scheduled more than N days ago lose their `sessions` dynamic
+partition — and so every raw_iq / receiver_metrics / session_summary partition of that session —
+and are marked 'archived' in the sessions table. NOTHING is deleted: the IQ objects stay in S3,
+the rows stay in TimescaleDB, and Dagster's event log keeps the materialization events
+(`delete_dynamic_partition` only removes the key from the dynamic partitions table). A session
+with a run that is not finished (queued, starting, started, canceling...) is never archived.
+
+Restore (`heimdall session restore KEY...`): adds the partitions back. Where the event log still
+holds the materializations (same instance), re-adding the key is enough: Dagster computes the
+status from those events again. Where it does not (a new instance, a wiped event log, a session
+recorded elsewhere), the status is re-reported from what is stored, through
+`report_runless_asset_event(AssetMaterialization(...))`:
+- raw_iq: per receiver, the capture is read back from S3 and its SHA-256 verified
+  (IQStore.load_capture); a damaged capture is NOT reported and restore returns problems;
+- receiver_metrics: per receiver with a measurements row;
+- session_summary: once, with the session's status before archiving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import timedelta
+from typing import Iterable
+
+import sqlalchemy as sa
+
+from heimdall_pipeline.db.measurements_repo import measurements_for_session
+from heimdall_pipeline.db.sessions_repo import (
+    FINISHED_STATUSES, UnknownSessionError, get_session, list_sessions, mark_archived, mark_restored,
+)
+from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
+
+DEFAULT_ARCHIVE_AFTER_DAYS = 90.0
+SESSION_TAG = "heimdall/session"
+
+
+def archive_after_days() -> float:
+    """The archive window: HEIMDALL_ARCHIVE_AFTER_DAYS (default 90 days)."""
+    value = os.environ.get("HEIMDALL_ARCHIVE_AFTER_DAYS", "").strip()
+    days = float(value) if value else DEFAULT_ARCHIVE_AFTER_DAYS
+    if days < 0:
+        raise ValueError(f"HEIMDALL_ARCHIVE_AFTER_DAYS={value!r}: the window must be >= 0 days")
+    return days
+
+
+@dataclasses.dataclass
+class ArchiveResult:
+    archived: list[str] = dataclasses.field(default_factory=list)
+    skipped_in_progress: list[str] = dataclasses.field(default_factory=list)
+    dry_run: bool = False
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    restored: list[str] = dataclasses.field(default_factory=list)
+    from_event_log: dict[str, int] = dataclasses.field(default_factory=dict)   # session -> events kept
+    reported: dict[str, int] = dataclasses.field(default_factory=dict)         # session -> events re-reported
+    problems: dict[str, str] = dataclasses.field(default_factory=dict)         # partition -> why not restored
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs in progress
+# ---------------------------------------------------------------------------------------------
+def busy_sessions(instance) -> set[str]:
+    """Session keys touched by any run that is not finished: the `heimdall/session` tag of session
+    runs, the `dagster/partition` tag of single-partition runs and the sessions named by the
+    partition range tags of range runs (backfills)."""
+    from dagster import RunsFilter
+    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG,
+    )
+
+    busy: set[str] = set()
+    ordered: list[str] | None = None
+    for record in instance.get_run_records(RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        tags = record.dagster_run.tags
+        if SESSION_TAG in tags:
+            busy.add(tags[SESSION_TAG])
+        if PARTITION_NAME_TAG in tags:
+            busy.add(tags[PARTITION_NAME_TAG].split("|")[-1])
+        start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+        if start and end:
+            first, last = start.split("|")[-1], end.split("|")[-1]
+            busy.update((first, last))
+            if first != last:  # a range over sessions: every session between them in partition order
+                ordered = ordered if ordered is not None else list(instance.get_dynamic_partitions(session_partitions.name))
+                if first in ordered and last in ordered:
+                    i, j = sorted((ordered.index(first), ordered.index(last)))
+                    busy.update(ordered[i:j + 1])
+    return busy
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive
+# ---------------------------------------------------------------------------------------------
+def archive_sessions(instance, engine: sa.Engine, older_than_days: float, *, dry_run: bool = False,
+                     log=print) -> ArchiveResult:
+    """Archives finished sessions scheduled more than `older_than_days` ago (see module doc).
+
+    Also finishes an earlier archive that was interrupted between marking a session archived and
+    removing its partition."""
+    result = ArchiveResult(dry_run=dry_run)
+    window = timedelta(days=older_than_days)
+    present = set(instance.get_dynamic_partitions(session_partitions.name))
+    candidates = [r.session_key for r in list_sessions(engine, status=FINISHED_STATUSES, older_than=window)]
+    leftovers = [r.session_key for r in list_sessions(engine, status="archived") if r.session_key in present]
+    if not candidates and not leftovers:
+        return result
+    busy = busy_sessions(instance)
+    result.skipped_in_progress = sorted(k for k in set(candidates) | set(leftovers) if k in busy)
+    keys = [k for k in dict.fromkeys(candidates + leftovers) if k not in busy]
+    if dry_run:
+        result.archived = keys
+        return result
+    # Sessions table first: an 'archived' session is never launched again by the sensor; then
+    # the partitions (a crash in between is finished by the next archive, see `leftovers`).
+    mark_archived(engine, keys)
+    for key in keys:
+        if key in present:
+            instance.delete_dynamic_partition(session_partitions.name, key)
+    result.archived = keys
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Restore
+# ---------------------------------------------------------------------------------------------
+def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
+    """Which of these partition keys have a materialization in the event log."""
+    from dagster import AssetKey
+    from dagster._core.event_api import AssetRecordsFilter
+
+    found: set[str] = set()
+    cursor = None
+    while True:
+        result = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=keys), limit=1000, cursor=cursor)
+        found.update(record.partition_key for record in result.records if record.partition_key)
+        if not result.has_more or found >= set(keys):
+            return found
+        cursor = result.cursor
+
+
+def _report(instance, asset: str, partition, metadata: dict) -> None:
+    from dagster import AssetMaterialization
+
+    instance.report_runless_asset_event(AssetMaterialization(
+        asset_key=asset, partition=partition, metadata={"restored": True, **metadata},
+        description="re-reported by `heimdall session restore` from what is stored"))
+
+
+def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str:
+    """The SHA-256 recorded in the capture's SigMF metadata (load_capture has just verified it)."""
+    import json
+
+    from heimdall_pipeline.storage.layout import metadata_object_key
+
+    meta = json.loads(iq_store.get(metadata_object_key(session_key, receiver_id)))
+    return str(meta["global"]["heimdall:sha256"])
+
+
+def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=None, *, log=print) -> RestoreResult:
+    """Brings archived sessions back (see module doc). `iq_store` (an IQStore) is needed only when
+    the event log no longer holds a session's materializations."""
+    from heimdall_pipeline.storage.iq_format import IntegrityError
+    from heimdall_pipeline.storage.layout import iq_object_key
+
+    keys = list(dict.fromkeys(keys))
+    records = {}
+    for key in keys:
+        record = get_session(engine, key)
+        if record is None:
+            raise UnknownSessionError(key)
+        records[key] = record
+    result = RestoreResult()
+    present = set(instance.get_dynamic_partitions(session_partitions.name))
+    missing = [k for k in keys if k not in present]
+    receivers = list(instance.get_dynamic_partitions(receiver_partitions.name))
+    known = set(receivers)
+    needed = [rid for r in records.values() for rid in r.receiver_ids if rid not in known]
+    if needed:
+        instance.add_dynamic_partitions(receiver_partitions.name, list(dict.fromkeys(needed)))
+        receivers += list(dict.fromkeys(needed))
+    if missing:
+        instance.add_dynamic_partitions(session_partitions.name, missing)
+
+    for key in keys:
+        record = records[key]
+        was = record.archived_from_status or record.status
+        pkeys = {rid: str(partition_key_for(key, rid)) for rid in receivers}
+        kept_raw = _materialized(instance, "raw_iq", list(pkeys.values()))
+        kept_metrics = _materialized(instance, "receiver_metrics", list(pkeys.values()))
+        kept_summary = _materialized(instance, "session_summary", [key])
+        result.from_event_log[key] = len(kept_raw) + len(kept_metrics) + len(kept_summary)
+        reported = 0
+        ran = was in FINISHED_STATUSES  # the session's run materialized all its partitions
+        rows = {row.receiver_id: row for row in measurements_for_session(engine, key)} if ran else {}
+        for rid, pkey in pkeys.items():
+            partition = partition_key_for(key, rid)
+            if ran and pkey not in kept_raw:
+                if iq_store is None:
+                    raise ValueError(f"session {key}: the event log has no raw_iq materialization for {pkey}; "
+                                     "restoring from S3 needs the IQ store")
+                try:
+                    capture = iq_store.load_capture(pkey)  # SHA-256 verified
+                except IntegrityError as exc:
+                    result.problems[pkey] = str(exc)
+                    log(f"session {key}: {pkey} NOT restored: {exc}")
+                    continue
+                if capture is not None:
+                    _report(instance, "raw_iq", partition, {
+                        "capture_status": "stored", "restored_from": "s3",
+                        "s3_key": f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}",
+                        "sha256": _stored_sha256(iq_store, key, rid),
+                        "samples": len(capture.samples), "sample_rate_hz": float(capture.sample_rate_hz)})
+                elif rid in record.receiver_ids:
+                    _report(instance, "raw_iq", partition, {
+                        "capture_status": "failed", "restored_from": "s3",
+                        "error": "no capture stored for this receiver (restored)"})
+                else:
+                    _report(instance, "raw_iq", partition, {"capture_status": "not_requested", "restored_from": "s3"})
+                reported += 1
+            if ran and pkey not in kept_metrics and pkey not in result.problems:
+                row = rows.get(rid)
+                metadata = {"metrics_status": "stored", "restored_from": "timescaledb",
+                            "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
+                            "signal_detected": bool(row.signal_detected)} if row else \
+                    {"metrics_status": "no capture", "restored_from": "timescaledb"}
+                _report(instance, "receiver_metrics", partition, metadata)
+                reported += 1
+        if ran and key not in kept_summary:
+            _report(instance, "session_summary", key, {
+                "status": was, "receivers_requested": len(record.receiver_ids),
+                "receivers_measured": len(rows), "restored_from": "timescaledb"})
+            reported += 1
+        result.reported[key] = reported
+        result.restored.append(key)
+    mark_restored(engine, keys)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+def _iq_store():
+    from dagster_aws.s3 import S3Resource
+
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.resources.iq_store import IQStore
+
+    return IQStore(s3=S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
+                                 aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
+                                 aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
+                                 region_name=settings.setting("HEIMDALL_S3_REGION")),
+                   bucket=settings.setting("HEIMDALL_S3_BUCKET"))
+
+
+def run(args) -> int:
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.db.engine import make_engine
+
+    settings.load_embedded_env()
+    engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
+    with DagsterInstance.get() as instance:
+        if args.session_command == "archive":
+            days = args.older_than_days
+            result = archive_sessions(instance, engine, days, dry_run=args.dry_run)
+            verb = "would archive" if result.dry_run else "archived"
+            print(f"{verb} {len(result.archived)} session(s) older than {days:g} days"
+                  + (f": {', '.join(result.archived)}" if result.archived else ""))
+            if result.skipped_in_progress:
+                print(f"skipped (run in progress): {', '.join(result.skipped_in_progress)}")
+            print("data kept: S3 objects, TimescaleDB rows and Dagster's event log are untouched")
+            return 0
+        if args.session_command == "restore":
+            result = restore_sessions(instance, engine, args.keys, _iq_store())
+            for key in result.restored:
+                print(f"restored {key}: {result.from_event_log[key]} materializations still in the event log, "
+                      f"{result.reported[key]} re-reported from S3/TimescaleDB")
+            for pkey, problem in result.problems.items():
+                print(f"NOT restored {pkey}: {problem}")
+            return 1 if result.problems else 0
+    raise ValueError(f"unknown session command {args.session_command!r}")

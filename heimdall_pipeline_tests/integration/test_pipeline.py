@@ -1,0 +1,155 @@
+"""The asset graph against the real SeaweedFS and TimescaleDB on an ephemeral Dagster instance."""
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from dagster import AssetCheckKey, AssetKey, build_sensor_context
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
+from heimdall_pipeline.db.receivers_repo import list_receivers
+from heimdall_pipeline.db.sessions_repo import get_session
+from heimdall_pipeline.partitions import partition_key_for
+from heimdall_pipeline.runner import ensure_partitions, run_session
+from heimdall_pipeline.session_requests import request_session
+from heimdall_pipeline.sensors import session_request_sensor
+from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, session_prefix
+
+
+def bucket():
+    return os.environ["HEIMDALL_S3_BUCKET"]
+
+
+def object_keys(s3_client, session_key):
+    listing = s3_client.list_objects_v2(Bucket=bucket(), Prefix=session_prefix(session_key))
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def check_results(result):
+    return {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
+
+
+def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, engine, session_key, s3_client):
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6, duration_s=2)
+    result = run_session(defs, instance, engine, session_key)
+    assert result.success
+    receivers = [r.id for r in list_receivers(engine, active_only=True)]
+    assert len(receivers) == 7
+    keys = object_keys(s3_client, session_key)
+    assert [k for k in keys if k.endswith(".npy")] == sorted(iq_object_key(session_key, r) for r in receivers)
+    assert [k for k in keys if k.endswith("_metadata.json")] == sorted(metadata_object_key(session_key, r) for r in receivers)
+    assert count_measurements(engine, session_key=session_key) == 7
+    assert get_session(engine, session_key).status == "succeeded"
+    session_run = instance.get_run_by_id(result.session_run_id)
+    assert session_run.is_success
+    # Every check of the run was evaluated and passed.
+    for asset, check in (("raw_iq", "raw_iq_integrity"), ("raw_iq", "raw_iq_captured"),
+                         ("receiver_metrics", "receiver_metrics_rows")):
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey(asset), check), limit=1)
+        assert history and history[0].run_id == result.session_run_id
+        assert history[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED, check
+    # Re-materializing replaces rather than duplicating.
+    assert run_session(defs, instance, engine, session_key).success
+    assert count_measurements(engine, session_key=session_key) == 7
+    rows = measurements_for_session(engine, session_key)
+    assert all(row.signal_detected and abs(row.snr_db - row.metadata_json["ground_truth"]["snr_db"]) < 0.5
+               for row in rows)
+
+
+def test_receivers_not_requested_are_skipped_cleanly(defs, instance, engine, session_key, s3_client):
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
+                    duration_s=1, receiver_ids=["f5len", "hb9q"])
+    result = run_session(defs, instance, engine, session_key)
+    assert result.success
+    assert {row.receiver_id for row in measurements_for_session(engine, session_key)} == {"f5len", "hb9q"}
+    assert len([k for k in object_keys(s3_client, session_key) if k.endswith(".npy")]) == 2
+    materialization = instance.get_latest_materialization_event(AssetKey("raw_iq"))
+    assert materialization is not None
+
+
+def test_session_checks_fail_on_a_corrupted_object(defs, instance, engine, session_key, s3_client):
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6, duration_s=1)
+    assert run_session(defs, instance, engine, session_key).success
+    key = iq_object_key(session_key, "hb9q")
+    data = bytearray(s3_client.get_object(Bucket=bucket(), Key=key)["Body"].read())
+    data[-100] ^= 0xFF
+    s3_client.put_object(Bucket=bucket(), Key=key, Body=bytes(data))
+    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
+    check_job = defs.resolve_implicit_global_asset_job_def()  # checks run with their asset in a selection
+    result = defs.resolve_job_def("session_job").get_subset(
+        asset_check_selection={check for check in check_job.asset_layer.asset_graph.asset_check_keys
+                               if check.asset_key == AssetKey("raw_iq")},
+        asset_selection=set(),
+    ).execute_in_process(instance=instance, raise_on_error=False, tags={
+        ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session_key, receiver_keys[0])),
+        ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session_key, receiver_keys[-1]))})
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["raw_iq_integrity"].passed is False
+    assert key in str(evaluations["raw_iq_integrity"].metadata["problems"].value)
+
+
+def test_single_run_metrics_backfill_over_several_sessions(defs, instance, engine, s3_client):
+    sessions = [f"tb{os.urandom(4).hex()}" for _ in range(3)]
+    for key in sessions:
+        request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
+        assert run_session(defs, instance, engine, key).success
+    receiver_keys = ensure_partitions(instance, sessions, [r.id for r in list_receivers(engine)])
+    # A rectangle of the multi-partition space: every receiver × the three sessions, in one run.
+    session_order = instance.get_dynamic_partitions("sessions")
+    first, last = sorted(sessions, key=session_order.index)[0], sorted(sessions, key=session_order.index)[-1]
+    metrics_job = defs.resolve_job_def("session_job").get_subset(asset_selection={AssetKey("receiver_metrics")})
+    result = metrics_job.execute_in_process(instance=instance, raise_on_error=False, tags={
+        ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(first, receiver_keys[0])),
+        ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(last, receiver_keys[-1]))})
+    assert result.success
+    materialized = {str(m.partition) for m in result.asset_materializations_for_node("receiver_metrics")}
+    assert {str(partition_key_for(s, r)) for s in sessions for r in receiver_keys} == materialized
+    assert all(count_measurements(engine, session_key=s) == 7 for s in sessions)
+
+
+def test_sensor_launches_each_session_once_across_cursor_restarts(defs, instance, engine):
+    keys = [f"ts{os.urandom(4).hex()}" for _ in range(3)]
+    for key in keys:
+        request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
+    resources = {"database": defs.resources["database"]}
+    with build_sensor_context(instance=instance, resources=resources) as context:
+        first = session_request_sensor(context)
+    launched = {r.run_key for r in first.run_requests}
+    assert set(keys) <= launched
+    request = next(r for r in first.run_requests if r.run_key == keys[0])
+    assert request.tags["heimdall/session"] == keys[0]
+    assert all(request.tags[f"heimdall/receiver.{rid}"] == "1" for rid in get_session(engine, keys[0]).receiver_ids)
+    # A restart with the saved cursor, or with none at all (tick lost before its cursor was saved),
+    # emits the same run keys, which Dagster deduplicates: nothing twice, nothing lost.
+    for cursor in (first.cursor, None):
+        with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+            again = session_request_sensor(context)
+        assert set(keys) <= {r.run_key for r in again.run_requests}
+        assert len({r.run_key for r in again.run_requests}) == len(again.run_requests)
+    assert int(first.cursor) >= max(get_session(engine, k).id for k in keys)
+
+
+def test_a_live_receiver_cannot_re_record_the_past(defs, instance, engine, session_key):
+    from heimdall_pipeline.db.receivers_repo import add_receiver
+    from heimdall_pipeline.receivers import Receiver
+
+    live_id = f"kiwi{session_key[-6:]}"
+    add_receiver(engine, Receiver(id=live_id, name="live", url="http://127.0.0.1:9", kind="kiwisdr",
+                                  location_name="test", latitude=48.0, longitude=11.0, is_active=False))
+    from heimdall_pipeline.db.receivers_repo import set_receiver_active
+    set_receiver_active(engine, live_id, True)
+    try:
+        request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
+                        duration_s=1, receiver_ids=[live_id], scheduled_for=datetime.now(timezone.utc) - timedelta(days=1))
+        result = run_session(defs, instance, engine, session_key)
+        assert not result.success
+        failure = instance.get_run_by_id(result.session_run_id)
+        events = instance.all_logs(failure.run_id)
+        messages = " ".join(str(e.dagster_event.event_specific_data) for e in events
+                            if e.dagster_event and e.dagster_event.is_step_failure)
+        assert "backfill receiver_metrics" in messages
+    finally:
+        set_receiver_active(engine, live_id, False)

@@ -1,0 +1,88 @@
+"""The embedded services are real servers: S3 with metadata and verified checksums,
+PostgreSQL with TimescaleDB, and a Dagster code location that loads."""
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+from botocore.exceptions import ClientError
+
+from heimdall_pipeline.services import manager
+from heimdall_pipeline.services.common import ServiceError, port_is_free, require_free_ports
+
+
+def test_s3_put_get_with_user_metadata_and_verified_checksum(s3_client):
+    bucket, key = os.environ["HEIMDALL_S3_BUCKET"], f"tests/{uuid.uuid4().hex}"
+    body = os.urandom(4096)
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    s3_client.put_object(Bucket=bucket, Key=key, Body=body, ChecksumSHA256=digest, Metadata={"session": "t1"})
+    got = s3_client.get_object(Bucket=bucket, Key=key)
+    assert got["Body"].read() == body
+    assert got["Metadata"] == {"session": "t1"}
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    with pytest.raises(ClientError):
+        s3_client.put_object(Bucket=bucket, Key=key + "-bad", Body=body, ChecksumSHA256=wrong)
+    assert s3_client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+
+
+def test_s3_refuses_a_wrong_secret(embedded_services):
+    from heimdall_pipeline.storage.object_store import s3_client
+
+    client = s3_client(os.environ["HEIMDALL_S3_ENDPOINT_URL"], os.environ["HEIMDALL_S3_ACCESS_KEY_ID"], "wrong-secret")
+    with pytest.raises(ClientError) as error:
+        client.put_object(Bucket=os.environ["HEIMDALL_S3_BUCKET"], Key="tests/denied", Body=b"x")
+    assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_timescaledb_extension_hypertable_and_time_bucket(embedded_services):
+    services = embedded_services
+    database = f"heimdall_t_{uuid.uuid4().hex[:8]}"
+    admin = services.postgres.url("postgres", admin=True, driver="postgresql")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        with psycopg.connect(services.postgres.url(database, admin=True, driver="postgresql"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION timescaledb")
+            conn.execute("CREATE TABLE m (time timestamptz NOT NULL, receiver text, snr double precision)")
+            conn.execute("SELECT create_hypertable('m', 'time')")
+            conn.execute("INSERT INTO m SELECT now() - g * interval '1 minute', 'r' || (g % 3), g FROM generate_series(0, 299) g")
+            buckets = conn.execute("SELECT time_bucket('1 hour', time) AS b, count(*) FROM m GROUP BY b").fetchall()
+            hypertables = conn.execute("SELECT hypertable_name FROM timescaledb_information.hypertables").fetchall()
+        assert sum(count for _, count in buckets) == 300 and 5 <= len(buckets) <= 6
+        assert hypertables == [("m",)]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+def test_services_up_is_idempotent_and_status_reports_real_checks(embedded_services):
+    pids = (embedded_services.s3.pid(), embedded_services.postgres.pid())
+    again = manager.up()
+    assert (again.s3.pid(), again.postgres.pid()) == pids
+    report = manager.status()
+    assert "put/get OK" in report["SeaweedFS"] and "SELECT OK" in report["PostgreSQL"]
+
+
+def test_a_port_in_use_is_named_in_the_error(embedded_services):
+    port = int(os.environ["HEIMDALL_S3_PORT"])
+    assert not port_is_free(port)
+    with pytest.raises(ServiceError, match=f"S3 port {port}"):
+        require_free_ports("SeaweedFS", {"S3": port}, "HEIMDALL_S3_PORT")
+
+
+def test_definitions_load_and_validate(embedded_services):
+    from dagster import Definitions
+
+    from heimdall_pipeline.definitions import defs
+
+    Definitions.validate_loadable(defs)
+    assert {"raw_iq", "receiver_metrics", "session_summary"} <= {k.to_user_string() for k in defs.resolve_all_asset_keys()}
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dagster"), "definitions", "validate",
+                             "-w", "workspace.yaml"], capture_output=True, text=True, cwd=os.path.dirname(
+                                 os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert result.returncode == 0, result.stdout + result.stderr
