@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sources.simulator import MODULATIONS, PropagationModel, haversine_km, path_loss_db, thermal_noise_power_dbm
 from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
 
 SOURCE_KINDS = ("auto", "simulated", "kiwisdr")
@@ -27,16 +28,13 @@ SESSION_KEY_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 # frequency is center_frequency_hz + offset_hz.
 TRANSMITTER_KEYS = ("latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz")
 _TRANSMITTER_ALIASES = {"lat": "latitude", "lon": "longitude", "lng": "longitude", "alt": "altitude_m"}
-DEFAULT_MODULATION = "cw"
+DEFAULT_MODULATION = "carrier"
 EIRP_RANGE_DBM = (-30.0, 90.0)
-# Noise assumed when choosing a default EIRP: kT (-174 dBm/Hz) over the sample-rate bandwidth plus
-# an excess noise figure: HF (< 30 MHz) is dominated by man-made/atmospheric noise (ITU-R P.372
-# residential is ~40-50 dB above kT around 5-10 MHz), VHF and above are close to a receiver NF.
-HF_EXCESS_NOISE_DB = 45.0
-VHF_EXCESS_NOISE_DB = 10.0
+# The default EIRP aims at the simulator's noise: kTB plus a typical receiver noise figure (the
+# simulator gives each receiver 6-12 dB).
+TYPICAL_NOISE_FIGURE_DB = 9.0
 DEFAULT_TARGET_SNR_DB = 10.0
 DEFAULT_MARGIN_DB = 6.0
-EARTH_RADIUS_M = 6_371_000.0
 
 
 class InvalidSessionRequestError(ValueError):
@@ -183,21 +181,9 @@ def _requested_by(value: Any, limits: SessionLimits) -> str:
 # ----------------------------------------------------------------------------- transmitter
 
 
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
-def _fspl_db(distance_m: float, frequency_hz: float) -> float:
-    distance_m = max(distance_m, 1000.0)  # below 1 km free space is meaningless for this purpose
-    return 20 * math.log10(distance_m) + 20 * math.log10(frequency_hz) - 147.55
-
-
-def assumed_noise_dbm(center_frequency_hz: float, sample_rate_hz: float) -> float:
-    excess = HF_EXCESS_NOISE_DB if center_frequency_hz < 30e6 else VHF_EXCESS_NOISE_DB
-    return -174.0 + 10 * math.log10(sample_rate_hz) + excess
+def assumed_noise_dbm(sample_rate_hz: float) -> float:
+    """The simulator's thermal floor with a typical receiver noise figure."""
+    return thermal_noise_power_dbm(sample_rate_hz, TYPICAL_NOISE_FIGURE_DB)
 
 
 def default_transmitter(
@@ -213,7 +199,8 @@ def default_transmitter(
     Position: a convex combination of the receivers' positions with weights from SHA-256 of the
     session key, so it always lies inside their convex hull. EIRP: enough for `target_snr_db`
     plus a 6 dB margin at the receiver at the 75th-percentile distance (so "most" receivers), with
-    free-space loss and `assumed_noise_dbm`; the simulator's own noise model decides the real SNR.
+    the simulator's default path loss and `assumed_noise_dbm`; each receiver's own noise figure
+    decides its real SNR.
     Offset: 5-20 % of the sample rate away from DC, sign from the hash.
     """
     if not receivers:
@@ -223,13 +210,13 @@ def default_transmitter(
     total = sum(weights)
     latitude = sum(w * r.latitude for w, r in zip(weights, receivers)) / total
     longitude = sum(w * r.longitude for w, r in zip(weights, receivers)) / total
-    distances = sorted(_haversine_m(latitude, longitude, r.latitude, r.longitude) for r in receivers)
+    distances = sorted(haversine_km(latitude, longitude, r.latitude, r.longitude) for r in receivers)
     index = max(0, math.ceil(0.75 * len(distances)) - 1)
     eirp = (
-        assumed_noise_dbm(center_frequency_hz, sample_rate_hz)
+        assumed_noise_dbm(sample_rate_hz)
         + target_snr_db
         + DEFAULT_MARGIN_DB
-        + _fspl_db(distances[index], center_frequency_hz)
+        + path_loss_db(distances[index], center_frequency_hz, PropagationModel())
     )
     eirp = min(max(eirp, EIRP_RANGE_DBM[0]), EIRP_RANGE_DBM[1])
     fraction = 0.05 + 0.15 * int.from_bytes(digest[-4:-2], "big") / 65535.0
@@ -276,8 +263,8 @@ def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> 
         )
     out["offset_hz"] = offset
     modulation = merged["modulation"]
-    if not isinstance(modulation, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", modulation):
-        raise InvalidSessionRequestError("transmitter", f"modulation {modulation!r} must be a short lowercase name")
+    if modulation not in MODULATIONS:
+        raise InvalidSessionRequestError("transmitter", f"modulation {modulation!r} is not one of {', '.join(MODULATIONS)}")
     out["modulation"] = modulation
     return out
 

@@ -3,8 +3,8 @@
 On a PRIVATE instance (a scratch `dagster` database in the embedded PostgreSQL, dropped at the
 end, so nobody else's UI or tests slow down) it grows the `sessions` dynamic partitions step by
 step (1k, 10k, 50k sessions × 7 receivers; --quick: 50, 200) through Dagster's public API
-(`add_dynamic_partitions`, `report_runless_asset_event(AssetMaterialization(...))` for raw_iq and
-receiver_metrics, one per session × receiver) and at each size measures:
+(`add_dynamic_partitions`, `report_runless_asset_event(AssetMaterialization(...))` for raw_iq,
+one per session × receiver) and at each size measures:
 
 - adding one more session partition (`add_dynamic_partitions`),
 - one tick of `session_request_sensor` (`build_sensor_context(instance=...)`) with 10 pending
@@ -13,7 +13,8 @@ receiver_metrics, one per session × receiver) and at each size measures:
   `PartitionHealthQuery` + the asset-graph/catalog `partitionStats`), against a real
   dagster-webserver on that instance.
 
-Reporting is done in parallel threads; when the largest size cannot be reached within the time
+Reporting (one raw_iq materialization per partition) is done in parallel threads over pooled
+connections; when the largest size cannot be reached within the time
 budget (HEIMDALL_SCALE_BUDGET_S, default 1200 s of reporting), the remaining sessions are added as
 partitions WITHOUT materializations and the report says so (partition count is what the status
 queries scale with; materialization count is reported next to it).
@@ -163,7 +164,8 @@ def session_key_of(i: int) -> str:
 
 
 def report_materializations(instance, session_keys: list[str], *, threads: int = 4) -> float:
-    """raw_iq + receiver_metrics materializations for every session × receiver; returns seconds."""
+    """A raw_iq materialization for every session × receiver (one event per partition, the
+    asset whose partition health is measured); returns seconds."""
     from dagster import AssetMaterialization
 
     from heimdall_pipeline.partitions import partition_key_for
@@ -173,8 +175,6 @@ def report_materializations(instance, session_keys: list[str], *, threads: int =
             key = partition_key_for(session_key, rid)
             instance.report_runless_asset_event(AssetMaterialization(
                 asset_key="raw_iq", partition=key, metadata={"capture_status": "stored", "synthetic": True}))
-            instance.report_runless_asset_event(AssetMaterialization(
-                asset_key="receiver_metrics", partition=key, metadata={"metrics_status": "stored"}))
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -334,7 +334,11 @@ def run_scale(sizes: list[int], *, budget_s: float, threads: int) -> dict:
         ensure_schema(engine)
         seed_default_receivers(engine)
         report["instance_database"] = db_name
-        with DagsterInstance.get() as instance:
+        # `loader`: pooled connections (what dagster-webserver does, optimize_for_webserver) only
+        # to load the synthetic history faster; `instance`: Dagster's default (one connection
+        # per storage call, as in the daemon and in runs) for the measured operations.
+        with DagsterInstance.get() as loader, DagsterInstance.get() as instance:
+            loader.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=threads + 2)
             instance.add_dynamic_partitions("receivers", RECEIVERS)
             done = 0          # sessions added
             reported = 0      # sessions with materializations
@@ -344,7 +348,7 @@ def run_scale(sizes: list[int], *, budget_s: float, threads: int) -> dict:
                 keys = [session_key_of(i) for i in range(done, size)]
                 start = time.perf_counter()
                 for chunk in range(0, len(keys), 5000):
-                    instance.add_dynamic_partitions("sessions", keys[chunk:chunk + 5000])
+                    loader.add_dynamic_partitions("sessions", keys[chunk:chunk + 5000])
                 step["add_partitions_bulk_s"] = time.perf_counter() - start
                 # Materializations, within the budget; the rest are partitions without events.
                 to_report = keys
@@ -355,15 +359,15 @@ def run_scale(sizes: list[int], *, budget_s: float, threads: int) -> dict:
                 elapsed = 0.0
                 for chunk in range(0, len(to_report), 500):
                     part = to_report[chunk:chunk + 500]
-                    elapsed += report_materializations(instance, part, threads=threads)
+                    elapsed += report_materializations(loader, part, threads=threads)
                     reported += len(part)
                     if elapsed + spent > budget_s:
                         break
                 spent += elapsed
                 done = size
                 step["sessions_materialized"] = reported
-                step["materialization_events"] = reported * len(RECEIVERS) * 2
-                step["report_events_per_s"] = (reported * 14 / spent) if spent else None
+                step["materialization_events"] = reported * len(RECEIVERS)
+                step["report_events_per_s"] = (reported * len(RECEIVERS) / spent) if spent else None
                 step["add_one_session_partition"] = measure_add_partition(instance, f"s{size}")
                 step["sensor_tick_10_pending"] = measure_sensor(instance, engine, f"b{size}")
                 with webserver(home, env) as url:

@@ -45,14 +45,13 @@ def transmitter_for(plan: SessionPlan) -> Transmitter:
     spec = dict(plan.transmitter or {})
     if not spec:
         raise ValueError(f"session {plan.session_key} has no transmitter: simulated sessions need one")
-    modulation = {"cw": "carrier"}.get(spec.get("modulation", "carrier"), spec.get("modulation", "carrier"))
     return Transmitter(
         frequency_hz=plan.center_frequency_hz + float(spec.get("offset_hz", 0.0)),
         eirp_dbm=float(spec["eirp_dbm"]),
         latitude=float(spec["latitude"]),
         longitude=float(spec["longitude"]),
         altitude_m=float(spec.get("altitude_m", 0.0)),
-        modulation=modulation,
+        modulation=spec.get("modulation", "carrier"),
     )
 
 

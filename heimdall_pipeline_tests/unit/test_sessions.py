@@ -283,15 +283,16 @@ def test_transmitter_refused_for_real_only_sessions():
     refused("transmitter", transmitter={"lat": 48}, receiver_ids=["kiwi1"])
 
 
-def test_default_eirp_gives_snr_margin_under_stated_assumptions():
-    """Recompute the link budget independently for the default network at 7.1 MHz."""
-    from heimdall_pipeline.sessions import _haversine_m, assumed_noise_dbm
+def test_default_transmitter_reaches_most_receivers_in_the_simulator():
+    """The default EIRP gives SNR >= 10 dB at >= 75 % of the default network, by the simulator's
+    own ground truth (its path loss and each receiver's noise figure)."""
+    from heimdall_pipeline.sources.dispatch import SessionPlan, transmitter_for
+    from heimdall_pipeline.sources.simulator import simulate_capture
 
-    request = validate(session_key="budget")
-    tx = request.transmitter
-    snrs = []
-    for r in DEFAULT_RECEIVERS:
-        d = max(_haversine_m(tx["latitude"], tx["longitude"], r.latitude, r.longitude), 1000.0)
-        fspl = 20 * math.log10(4 * math.pi * d * request.center_frequency_hz / 299_792_458.0)
-        snrs.append(tx["eirp_dbm"] - fspl - assumed_noise_dbm(request.center_frequency_hz, request.sample_rate_hz))
-    assert sum(s >= 10 for s in snrs) >= math.ceil(0.75 * len(snrs))
+    for key in ("budget", "other", "third"):
+        request = validate(session_key=key)
+        plan = SessionPlan(key, request.center_frequency_hz, 0.1, request.sample_rate_hz, request.scheduled_for,
+                           transmitter=request.transmitter)
+        snrs = [simulate_capture(key, r, transmitter_for(plan), request.center_frequency_hz, request.sample_rate_hz,
+                                 0.1, request.scheduled_for).ground_truth["snr_db"] for r in DEFAULT_RECEIVERS]
+        assert sum(s >= 10 for s in snrs) >= math.ceil(0.75 * len(snrs)), snrs
