@@ -120,7 +120,7 @@ def _session_run(args: argparse.Namespace) -> int:
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
     print(f"\nsession {args.key}: {'succeeded' if result.success else 'FAILED'}")
-    print(f"  Dagster runs: session_job {result.session_run_id}, session_summary_job {result.summary_run_id}")
+    print(f"  Dagster runs: session_job {result.session_run_id}, session_analysis_job {result.analysis_run_id}")
     print(f"  S3 ({settings.setting('HEIMDALL_S3_ENDPOINT_URL')}, bucket {bucket}):")
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")

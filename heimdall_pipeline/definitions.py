@@ -8,11 +8,12 @@ from dagster_aws.s3 import S3Resource
 from heimdall_pipeline import settings
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
+from heimdall_pipeline.assets.localization import session_localization
 from heimdall_pipeline.assets.sessions import session_summary
 from heimdall_pipeline.checks import raw_iq_captured, raw_iq_integrity, receiver_metrics_rows
 from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
 from heimdall_pipeline.resources.iq_store import IQStore
-from heimdall_pipeline.jobs import request_session_job, session_job, session_summary_job
+from heimdall_pipeline.jobs import request_session_job, session_job, session_analysis_job
 from heimdall_pipeline.assets.lifecycle import archive_schedule, archive_sessions_job
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.schedules import SurveySettings, survey_schedule
@@ -39,9 +40,9 @@ resources = {
 }
 
 defs = Definitions(
-    assets=[raw_iq, receiver_metrics, session_summary],
+    assets=[raw_iq, receiver_metrics, session_summary, session_localization],
     asset_checks=[raw_iq_integrity, raw_iq_captured, receiver_metrics_rows],
-    jobs=[session_job, session_summary_job, request_session_job, archive_sessions_job],
+    jobs=[session_job, session_analysis_job, request_session_job, archive_sessions_job],
     sensors=[session_request_sensor, session_automation_sensor],
     schedules=[survey_schedule, archive_schedule],
     resources=resources,

@@ -14,11 +14,11 @@ session_job = define_asset_job(
     description="Records one session from its receivers and measures every capture.",
 )
 
-session_summary_job = define_asset_job(
-    "session_summary_job",
-    selection=AssetSelection.assets("session_summary"),
+session_analysis_job = define_asset_job(
+    "session_analysis_job",
+    selection=AssetSelection.assets("session_summary", "session_localization"),
     partitions_def=session_partitions,
-    description="Summarises sessions across their receivers (also kept fresh by automation).",
+    description="Cross-receiver analysis of sessions: summary and localization (also kept fresh by automation).",
 )
 
 

@@ -227,10 +227,18 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
                 reported += 1
             if ran and pkey not in kept_metrics and pkey not in result.problems:
                 row = rows.get(rid)
-                metadata = {"metrics_status": "stored", "restored_from": "timescaledb",
-                            "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
-                            "signal_detected": bool(row.signal_detected)} if row else \
-                    {"metrics_status": "no capture", "restored_from": "timescaledb"}
+                if row is not None:
+                    metadata = {"metrics_status": "stored", "restored_from": "timescaledb",
+                                "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
+                                "signal_detected": bool(row.signal_detected)}
+                elif iq_store is not None and iq_store.has_capture(pkey):
+                    # Captured but no row (e.g. dropped by the measurements retention policy):
+                    # left missing, so a receiver_metrics backfill recomputes it from S3.
+                    log(f"session {key}: {pkey} has a capture but no measurements row; "
+                        "backfill receiver_metrics to recompute it")
+                    continue
+                else:
+                    metadata = {"metrics_status": "no capture", "restored_from": "timescaledb"}
                 _report(instance, "receiver_metrics", partition, metadata)
                 reported += 1
         if ran and key not in kept_summary:

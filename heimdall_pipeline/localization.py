@@ -13,6 +13,9 @@ default 1.6..4.5). Distances d_i are great-circle (haversine) distances, so no p
 enters the model; the position is *parametrised* in km on an equirectangular tangent plane about a
 centre point (receivers' centroid while searching, the estimate itself for the uncertainty).
 
+With fewer than 5 detections (no residual degree of freedom for 4 unknowns) a weak Gaussian prior
+n ~ N(2.75, 0.75) is added as a residual so that 3-4 receivers still give a defined solution.
+
 Receivers that did not detect the signal are not ignored: their noise power plus the detection
 threshold is an upper bound on the received power, giving a one-sided residual
 ``max(0, P_pred - bound)`` (zero when the prediction is below the bound).
@@ -57,8 +60,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy.optimize import least_squares
 
-EARTH_RADIUS_KM = 6371.0088
-SPEED_OF_LIGHT_M_S = 299_792_458.0
+from heimdall_pipeline.propagation import EARTH_RADIUS_KM, free_space_path_loss_db, haversine_km
+
 REFERENCE_DISTANCE_KM = 1.0
 DEFAULT_PATH_LOSS_EXPONENT_BOUNDS = (1.6, 4.5)
 DEFAULT_SHADOWING_SIGMA_DB = 6.0
@@ -81,21 +84,6 @@ def chi2_2dof_quantile(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence {confidence} must be in (0, 1)")
     return -2.0 * math.log(1.0 - confidence)
-
-
-def free_space_loss_db(distance_km: float | np.ndarray, frequency_hz: float | np.ndarray) -> np.ndarray:
-    """Free-space path loss 20*log10(4*pi*d*f/c) in dB."""
-    d_m = np.asarray(distance_km, dtype=float) * 1000.0
-    return 20.0 * np.log10(4.0 * math.pi * d_m * np.asarray(frequency_hz, dtype=float) / SPEED_OF_LIGHT_M_S)
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km (vectorised, degrees in)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(np.asarray(lon2, dtype=float) - np.asarray(lon1, dtype=float))
-    a = np.sin(dphi / 2.0) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2.0) ** 2
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def tangent_to_latlon(x_km, y_km, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -514,7 +502,7 @@ def localize(
     lat = np.array([o.latitude for o in ordered], dtype=float)
     lon = np.array([o.longitude for o in ordered], dtype=float)
     det_mask = np.array([o.detected for o in ordered])
-    fspl0 = free_space_loss_db(REFERENCE_DISTANCE_KM, np.array([o.frequency_hz for o in ordered]))
+    fspl0 = free_space_path_loss_db(REFERENCE_DISTANCE_KM, np.array([o.frequency_hz for o in ordered]))
     measured = np.array([o.signal_power_dbm if o.detected else float(o.noise_power_dbm) + detection_threshold_db
                          for o in ordered], dtype=float)
     dz2 = ((np.array([o.altitude_m for o in ordered], dtype=float) - transmitter_altitude_m) / 1000.0) ** 2
@@ -741,7 +729,7 @@ def synthetic_trial(rng: np.random.Generator, receivers: Sequence[Any], *, shado
     rlon = np.array([r.longitude for r in receivers])
     d = haversine_km(lat, lon, rlat, rlon)
     dz2 = (np.array([float(getattr(r, "altitude_m", 0.0) or 0.0) for r in receivers]) / 1000.0) ** 2
-    gain = -free_space_loss_db(REFERENCE_DISTANCE_KM, frequency_hz) - n * _log_distance(d, dz2 + MIN_DISTANCE_KM**2)
+    gain = -free_space_path_loss_db(REFERENCE_DISTANCE_KM, frequency_hz) - n * _log_distance(d, dz2 + MIN_DISTANCE_KM**2)
     gain = gain + rng.normal(0.0, shadowing_sigma_db, len(receivers)) if shadowing_sigma_db > 0 else gain
     noise = rng.uniform(-128.0, -122.0, len(receivers))
     snr0 = gain - noise

@@ -1,7 +1,7 @@
 """Running a requested session through Dagster in this process (CLI main job, tests, benchmark).
 
 It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
-receiver_metrics over all receivers of the session, then session_summary — with the same
+receiver_metrics over all receivers of the session, then the session analysis (summary, localization) — with the same
 definitions, recorded in the given instance so the UI shows the runs afterwards.
 """
 
@@ -21,7 +21,7 @@ from heimdall_pipeline.sensors import session_run_request
 class SessionRunResult:
     session_key: str
     session_run_id: str
-    summary_run_id: str
+    analysis_run_id: str
     success: bool
 
 
@@ -46,7 +46,7 @@ def run_session(defs: Definitions, instance: DagsterInstance, engine, session_ke
     request = session_run_request(session_key, record.receiver_ids, receiver_keys)
     session_result = defs.resolve_job_def("session_job").execute_in_process(
         instance=instance, tags=request.tags, raise_on_error=False)
-    summary_result = defs.resolve_job_def("session_summary_job").execute_in_process(
+    analysis_result = defs.resolve_job_def("session_analysis_job").execute_in_process(
         instance=instance, partition_key=session_key, raise_on_error=False)
-    return SessionRunResult(session_key, session_result.run_id, summary_result.run_id,
-                            session_result.success and summary_result.success)
+    return SessionRunResult(session_key, session_result.run_id, analysis_result.run_id,
+                            session_result.success and analysis_result.success)

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.simulator import MODULATIONS, PropagationModel, haversine_km, path_loss_db, thermal_noise_power_dbm
+from heimdall_pipeline.propagation import PropagationModel, haversine_km, path_loss_db, thermal_noise_power_dbm
+from heimdall_pipeline.sources.simulator import MODULATIONS
 from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
 
 SOURCE_KINDS = ("auto", "simulated", "kiwisdr")
@@ -26,7 +27,7 @@ SESSION_KEY_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 
 # Transmitter dict (simulated sessions). Keys mirror simulator.Transmitter; the transmitter
 # frequency is center_frequency_hz + offset_hz.
-TRANSMITTER_KEYS = ("latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz")
+TRANSMITTER_KEYS = ("latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz", "shadowing_sigma_db")
 _TRANSMITTER_ALIASES = {"lat": "latitude", "lon": "longitude", "lng": "longitude", "alt": "altitude_m"}
 DEFAULT_MODULATION = "carrier"
 EIRP_RANGE_DBM = (-30.0, 90.0)
@@ -228,6 +229,8 @@ def default_transmitter(
         "eirp_dbm": round(eirp, 1),
         "modulation": DEFAULT_MODULATION,
         "offset_hz": round(sign * fraction * sample_rate_hz, 1),
+        # Log-normal shadowing per receiver (dB); 0 = the path-loss model exactly.
+        "shadowing_sigma_db": 0.0,
     }
 
 
@@ -251,6 +254,7 @@ def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> 
         ("longitude", -180.0, 180.0),
         ("altitude_m", -500.0, 10_000.0),
         ("eirp_dbm", *EIRP_RANGE_DBM),
+        ("shadowing_sigma_db", 0.0, 20.0),
     ):
         number = _number(merged[name], "transmitter")
         if not low <= number <= high:

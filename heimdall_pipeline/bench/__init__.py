@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     quick = bool(getattr(args, "quick", False))
-    repeat_n = max(5, int(getattr(args, "repeat", 5) or 5))
+    # at least 5 repetitions for real figures; --quick (smoke test) may ask for fewer
+    repeat_n = max(1 if quick else 5, int(getattr(args, "repeat", 5) or 5))
     sizes = F.Sizes.quick() if quick else F.Sizes.full()
     info = report.machine_info()
     report.print_machine(info)
@@ -76,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
                 continue
-            results.extend(out if isinstance(out, list) else [out])
+            out = out if isinstance(out, list) else [out]
+            results.extend(out)
+            for fig in out:
+                print(f"  {fig.id}: {fig.value.text()} vs {fig.baseline.text()}; "
+                      + "; ".join(t.text() for t in fig.targets), flush=True)
             print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
     finally:
         cleaned = bench.cleanup()

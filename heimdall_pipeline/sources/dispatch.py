@@ -68,9 +68,13 @@ def check_live_window(plan: SessionPlan, receiver: Receiver, now: datetime | Non
         )
 
 
-def capture_function(plan: SessionPlan, *, kiwisdr_password: str = "",
-                     propagation: PropagationModel = PropagationModel()) -> CaptureOne:
+def propagation_for(plan: SessionPlan) -> PropagationModel:
+    return PropagationModel(shadowing_sigma_db=float((plan.transmitter or {}).get("shadowing_sigma_db", 0.0)))
+
+
+def capture_function(plan: SessionPlan, *, kiwisdr_password: str = "") -> CaptureOne:
     """The `capture_one(receiver, attempt)` coroutine for the acquisition policy."""
+    propagation = propagation_for(plan)
 
     async def capture_one(receiver: Receiver, attempt: int) -> Capture:
         kind = source_kind_for(plan, receiver)

@@ -85,6 +85,11 @@ def spectrum_object_key(session_key: str, receiver_id: str) -> str:
     return _object_key(session_key, receiver_id, "spectrum")
 
 
+def localization_object_key(session_key: str) -> str:
+    """'sessions/{session}/localization.png': the session's localization map."""
+    return session_prefix(session_key) + "localization.png"
+
+
 def iq_dataset_name(receiver_id: str) -> str:
     """File name of the .npy object (the SigMF core:dataset value), e.g. 'websdr_f5len.npy'."""
     return f"{OBJECT_PREFIX}{validate_key_part(receiver_id, field='receiver_id')}{KIND_SUFFIXES['iq']}"

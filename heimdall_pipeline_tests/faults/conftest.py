@@ -190,7 +190,7 @@ def request(engine, session_key: str | None = None, *, receivers=(), duration_s:
     """A small, valid session request through THE request function (simulated receivers)."""
     from heimdall_pipeline.session_requests import request_session
 
-    return request_session(engine, requested_by="faults-test", session_key=session_key or new_key(),
+    return request_session(engine, requested_by=fields.pop("requested_by", "faults-test"), session_key=session_key or new_key(),
                            center_frequency_hz=frequency_hz, duration_s=duration_s, sample_rate_hz=12000.0,
                            receiver_ids=list(receivers), scheduled_for=fields.pop("scheduled_for",
                                                                                     datetime.now(timezone.utc)),
@@ -209,3 +209,41 @@ def error_text(result) -> str:
                 error = error.cause or getattr(error, "context", None)
         texts.append(event.message or "")
     return "\n".join(texts)
+
+
+def check_evaluations(instance, run_id: str) -> dict[str, list]:
+    """AssetCheckEvaluation objects of a run, by check name."""
+    from dagster import DagsterEventType
+
+    found: dict[str, list] = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data
+        found.setdefault(evaluation.check_name, []).append(evaluation)
+    return found
+
+
+def partition_metadata(instance, asset: str, keys: list[str]) -> dict[str, dict]:
+    """Latest materialization metadata of each partition key (plain values)."""
+    from dagster import AssetKey
+    from dagster._core.storage.event_log.base import AssetRecordsFilter
+
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=keys), limit=len(keys) * 4).records
+    out: dict[str, dict] = {}
+    for record in records:  # newest first
+        m = record.asset_materialization
+        out.setdefault(m.partition, {k: getattr(v, "value", v) for k, v in m.metadata.items()})
+    return out
+
+
+def list_session_keys(client, bucket: str, session_key: str) -> list[str]:
+    from heimdall_pipeline.verify import list_keys
+
+    return list_keys(client, bucket, f"sessions/{session_key}/")
+
+
+def private_client(env: dict[str, str], **kwargs):
+    from heimdall_pipeline.storage.object_store import s3_client
+
+    return s3_client(env["HEIMDALL_S3_ENDPOINT_URL"], env["HEIMDALL_S3_ACCESS_KEY_ID"],
+                     env["HEIMDALL_S3_SECRET_ACCESS_KEY"], env.get("HEIMDALL_S3_REGION", "us-east-1"), **kwargs)

@@ -171,11 +171,11 @@ def test_restore_into_an_instance_without_the_events_reports_from_s3_verified(en
 
     from heimdall_pipeline.bench.scale import private_dagster_home
     from heimdall_pipeline.db.sessions_repo import mark_archived
-    from heimdall_pipeline.definitions import iq_store
-    from heimdall_pipeline.lifecycle import restore_sessions
+    from heimdall_pipeline.lifecycle import _iq_store, restore_sessions
     from heimdall_pipeline.storage.layout import iq_object_key
 
     engine, _ = env
+    iq_store = _iq_store()
     old, _recent = recorded
     mark_archived(engine, [old])  # whatever the order tests ran in, the session is archived here
     with private_dagster_home("heimdall_lifecycle2") as (home, _):
@@ -225,7 +225,7 @@ def test_archive_never_touches_a_session_with_a_run_in_progress(env, pg_instance
     if old not in pg_instance.get_dynamic_partitions("sessions"):
         restore_sessions(pg_instance, engine, [old])
     mark_restored(engine, [old])
-    run = pg_instance.create_run_for_job(defs.get_job_def("session_summary_job"), status=DagsterRunStatus.STARTED,
+    run = pg_instance.create_run_for_job(defs.get_job_def("session_analysis_job"), status=DagsterRunStatus.STARTED,
                                          tags={"heimdall/session": old})
     result = archive_sessions(pg_instance, engine, 30)
     assert result.skipped_in_progress == [old] and result.archived == []

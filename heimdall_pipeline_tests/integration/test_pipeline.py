@@ -153,3 +153,29 @@ def test_a_live_receiver_cannot_re_record_the_past(defs, instance, engine, sessi
         assert "backfill receiver_metrics" in messages
     finally:
         set_receiver_active(engine, live_id, False)
+
+
+def test_a_session_is_localized_with_an_honest_ellipse(defs, instance, engine, session_key):
+    from heimdall_pipeline.db.measurements_repo import get_localization
+    from heimdall_pipeline.localization import haversine_km
+
+    request = request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
+                              duration_s=1)
+    assert run_session(defs, instance, engine, session_key).success
+    located = get_localization(engine, session_key)
+    truth = request.transmitter
+    assert located.localizable and len(located.receivers_used) >= 3
+    error_km = float(haversine_km(located.latitude, located.longitude, truth["latitude"], truth["longitude"]))
+    # No shadowing in the default simulation: the estimate is close and inside its ellipse.
+    assert error_km < 5.0, error_km
+    assert error_km <= located.ellipse_semi_major_km
+
+
+def test_fewer_than_three_receivers_is_not_localizable(defs, instance, engine, session_key):
+    from heimdall_pipeline.db.measurements_repo import get_localization
+
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
+                    duration_s=1, receiver_ids=["f5len", "hb9q"])
+    assert run_session(defs, instance, engine, session_key).success
+    located = get_localization(engine, session_key)
+    assert not located.localizable and "3" in located.reason and located.latitude is None

@@ -14,7 +14,7 @@ from heimdall_pipeline.localization import (
     LocalizationResult,
     PowerObservation,
     evaluate_accuracy,
-    free_space_loss_db,
+    free_space_path_loss_db,
     haversine_km,
     localize,
     plot_localization,
@@ -31,7 +31,7 @@ def _exact_observations(lat: float, lon: float, eirp: float, n: float, detect=No
     for r in DEFAULT_RECEIVERS:
         d = math.sqrt(float(haversine_km(lat, lon, r.latitude, r.longitude)) ** 2 + (r.altitude_m / 1000) ** 2
                       + loc.MIN_DISTANCE_KM**2)
-        p = eirp - float(free_space_loss_db(1.0, F_HZ)) - 10 * n * math.log10(d)
+        p = eirp - float(free_space_path_loss_db(1.0, F_HZ)) - 10 * n * math.log10(d)
         if detect is None or r.id in detect:
             obs.append(PowerObservation.detection(r.id, r.latitude, r.longitude, F_HZ, p, noise_dbm, r.altitude_m))
         else:
@@ -109,7 +109,7 @@ def test_analytic_jacobian_matches_finite_differences():
     lat = np.array([o.latitude for o in obs])
     lon = np.array([o.longitude for o in obs])
     det = np.array([o.detected for o in obs])
-    fspl = free_space_loss_db(1.0, np.full(len(obs), F_HZ))
+    fspl = free_space_path_loss_db(1.0, np.full(len(obs), F_HZ))
     y = np.array([o.signal_power_dbm if o.detected else o.noise_power_dbm + 3.0 for o in obs]) + fspl
     problem = loc._Problem(lat, lon, det, y, fspl, np.full(len(obs), 0.09), 6.0, (1.6, 4.5), use_prior=True)
     for p in ([120.0, -80.0, 40.0, 2.7], [-500.0, 300.0, 70.0, 4.0], [30.0, 10.0, 20.0, 1.9]):

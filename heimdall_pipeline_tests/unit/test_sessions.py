@@ -246,7 +246,7 @@ def test_default_transmitter_inside_hull_and_deterministic(key, frequency):
     assert _inside_hull(tx["latitude"], tx["longitude"], DEFAULT_RECEIVERS)
     assert -30 <= tx["eirp_dbm"] <= 90
     assert 0.05 * 12000 - 1 <= abs(tx["offset_hz"]) <= 0.2 * 12000 + 1
-    assert set(tx) == {"latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz"}
+    assert set(tx) == {"latitude", "longitude", "altitude_m", "eirp_dbm", "modulation", "offset_hz", "shadowing_sigma_db"}
 
 
 def test_default_transmitter_depends_on_session_key():

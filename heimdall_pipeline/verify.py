@@ -1,0 +1,195 @@
+"""`heimdall verify`: stored IQ objects against measurement rows and requested receivers.
+
+For each session of the range (keys given, or `--since/--until` on scheduled_for, default every
+non-archived session) it lists the session's S3 objects, reads every .npy with its SigMF metadata
+(SHA-256 verified) and compares with the `measurements` rows and the session's requested
+receivers. Prints one line per mismatch; exit code 1 if there is any, 0 if none, 2 for bad input.
+
+`compare_session` holds the comparison and is pure apart from the `read` callable it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+from heimdall_pipeline.storage.iq_format import capture_from_stored
+from heimdall_pipeline.storage.layout import (
+    InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, validate_key_part,
+)
+
+# mismatch kinds
+OBJECT_WITHOUT_ROW = "object without row"
+ROW_WITHOUT_OBJECT = "row without object"
+METADATA_WITHOUT_NPY = "metadata without npy"
+NPY_WITHOUT_METADATA = "npy without metadata"
+SHA_MISMATCH = "sha mismatch"
+MISSING_CAPTURE = "missing capture"
+NOT_REQUESTED = "object of a receiver not requested"
+FOREIGN_OBJECT = "unexpected object"
+# sessions in these states have not recorded anything yet: nothing to compare
+NOT_YET_RECORDED = ("requested",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    session_key: str
+    receiver_id: str | None
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        who = f"{self.session_key}/{self.receiver_id}" if self.receiver_id else self.session_key
+        return f"{who}: {self.kind}" + (f" ({self.detail})" if self.detail else "")
+
+
+def compare_session(session_key: str, requested_receivers: Iterable[str], object_keys: Iterable[str],
+                    row_receivers: Iterable[str], read: Callable[[str], bytes | None]) -> list[Mismatch]:
+    """Mismatches of one session. object_keys: every key under the session's prefix;
+    row_receivers: receiver ids with a measurements row; read(key): the object's bytes or None."""
+    requested, rows = set(requested_receivers), set(row_receivers)
+    npy: set[str] = set()
+    meta: set[str] = set()
+    found: list[Mismatch] = []
+    for key in object_keys:
+        try:
+            key_session, receiver_id, kind = parse_object_key(key)
+        except InvalidKeyError as exc:
+            found.append(Mismatch(session_key, None, FOREIGN_OBJECT, str(exc)))
+            continue
+        if key_session != session_key:
+            found.append(Mismatch(session_key, receiver_id, FOREIGN_OBJECT, key))
+            continue
+        if kind == "iq":
+            npy.add(receiver_id)
+        elif kind == "metadata":
+            meta.add(receiver_id)
+    for rid in sorted(npy | meta | rows | requested):
+        has_npy, has_meta, has_row = rid in npy, rid in meta, rid in rows
+        if has_meta and not has_npy:
+            found.append(Mismatch(session_key, rid, METADATA_WITHOUT_NPY, metadata_object_key(session_key, rid)))
+        if has_npy and not has_meta:
+            found.append(Mismatch(session_key, rid, NPY_WITHOUT_METADATA, iq_object_key(session_key, rid)))
+        if has_npy and has_meta:
+            npy_key, meta_key = iq_object_key(session_key, rid), metadata_object_key(session_key, rid)
+            data, metadata = read(npy_key), read(meta_key)
+            if data is None or metadata is None:
+                found.append(Mismatch(session_key, rid, METADATA_WITHOUT_NPY if data is None else NPY_WITHOUT_METADATA,
+                                      "vanished while verifying"))
+            else:
+                try:
+                    capture_from_stored(data, metadata, key_for_errors=npy_key)
+                except ValueError as exc:  # IntegrityError names the key
+                    found.append(Mismatch(session_key, rid, SHA_MISMATCH, str(exc)))
+        if (has_npy or has_meta) and not has_row:
+            found.append(Mismatch(session_key, rid, OBJECT_WITHOUT_ROW))
+        if has_row and not has_npy:
+            found.append(Mismatch(session_key, rid, ROW_WITHOUT_OBJECT, iq_object_key(session_key, rid)))
+        if rid in requested and not has_npy and not has_meta and not has_row:
+            found.append(Mismatch(session_key, rid, MISSING_CAPTURE))
+        if rid not in requested and (has_npy or has_meta or has_row):
+            found.append(Mismatch(session_key, rid, NOT_REQUESTED))
+    return found
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    sessions_checked: list[str] = dataclasses.field(default_factory=list)
+    sessions_skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    mismatches: list[Mismatch] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def _parse_time(text: str | None, name: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--{name}: {text!r} is not an ISO-8601 date-time") from None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def select_sessions(engine, keys: Iterable[str] = (), since: datetime | None = None,
+                    until: datetime | None = None):
+    """Session records to verify; unknown keys raise UnknownSessionError. Keys are validated
+    before any SQL is built."""
+    from heimdall_pipeline.db.sessions_repo import UnknownSessionError, get_session, list_sessions
+
+    keys = [validate_key_part(key, field="session_key") for key in keys]
+    if keys:
+        records = []
+        for key in keys:
+            record = get_session(engine, key)
+            if record is None:
+                raise UnknownSessionError(key)
+            records.append(record)
+    else:
+        records = [r for r in list_sessions(engine) if r.status != "archived"]
+    return [r for r in records
+            if (since is None or r.scheduled_for >= since) and (until is None or r.scheduled_for < until)]
+
+
+def list_keys(client, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.storage.object_store import error_code
+
+    def read(key: str) -> bytes | None:
+        try:
+            return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - only "missing" is None
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    report = VerifyReport()
+    for record in records:
+        if record.status in NOT_YET_RECORDED:
+            report.sessions_skipped[record.session_key] = f"status {record.status}: not recorded yet"
+            continue
+        rows = measurements_for_session(engine, record.session_key)
+        report.mismatches += compare_session(record.session_key, record.receiver_ids,
+                                             list_keys(client, bucket, session_prefix(record.session_key)),
+                                             [row.receiver_id for row in rows], read)
+        report.sessions_checked.append(record.session_key)
+    return report
+
+
+def format_report(report: VerifyReport) -> str:
+    lines = [f"verified {len(report.sessions_checked)} session(s), skipped {len(report.sessions_skipped)}, "
+             f"{len(report.mismatches)} mismatch(es)"]
+    lines += [f"  skipped {key}: {why}" for key, why in report.sessions_skipped.items()]
+    lines += [f"  MISMATCH {m}" for m in report.mismatches]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.db.sessions_repo import UnknownSessionError
+    from heimdall_pipeline.storage.object_store import s3_client
+
+    try:
+        since, until = _parse_time(getattr(args, "since", None), "since"), _parse_time(getattr(args, "until", None), "until")
+        settings.load_embedded_env()
+        engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
+        records = select_sessions(engine, getattr(args, "sessions", None) or (), since, until)
+    except (ValueError, UnknownSessionError) as exc:  # InvalidKeyError is a ValueError
+        print(f"heimdall verify: {exc}")
+        return 2
+    client = s3_client(settings.setting("HEIMDALL_S3_ENDPOINT_URL"), settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
+                       settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"), settings.setting("HEIMDALL_S3_REGION"))
+    report = verify_sessions(engine, client, settings.setting("HEIMDALL_S3_BUCKET"), records)
+    print(format_report(report))
+    return 0 if report.ok else 1

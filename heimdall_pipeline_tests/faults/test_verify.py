@@ -1,0 +1,80 @@
+"""`heimdall verify`: the comparison (pure) and the command against the shared services."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import sqlalchemy as sa
+
+from heimdall_pipeline import verify
+from heimdall_pipeline.runner import run_session
+from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, spectrum_object_key
+from heimdall_pipeline_tests.faults.conftest import build_defs, request
+
+pytestmark = pytest.mark.faults
+
+
+def test_compare_session_names_each_kind_of_mismatch():
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
+    from heimdall_pipeline.sources.capture import Capture
+    from heimdall_pipeline.storage.iq_format import encode_capture
+
+    objects: dict[str, bytes] = {}
+    for rx in DEFAULT_RECEIVERS[:4]:
+        capture = Capture(session_key="s1", receiver_id=rx.id, samples=np.ones(64, np.complex64),
+                          sample_rate_hz=12000.0, center_frequency_hz=7.1e6,
+                          start_time=datetime(2026, 1, 1, tzinfo=timezone.utc), source_kind="simulated")
+        encoded = encode_capture(capture, rx, dataset_name=f"websdr_{rx.id}.npy")
+        objects[iq_object_key("s1", rx.id)] = encoded.npy_bytes
+        objects[metadata_object_key("s1", rx.id)] = encoded.metadata_json
+    f5len, ph0m, g0mjw, hb9q = (r.id for r in DEFAULT_RECEIVERS[:4])
+    del objects[iq_object_key("s1", ph0m)]                                  # metadata without npy
+    objects[iq_object_key("s1", g0mjw)] = objects[iq_object_key("s1", g0mjw)][:-8] + b"\0" * 8  # sha
+    objects["sessions/s1/stray.txt"] = b"x"
+    found = verify.compare_session("s1", [f5len, ph0m, g0mjw, "hb9sl"], objects, [f5len, ph0m, g0mjw, "dk0ghz"],
+                                   objects.get)
+    kinds = {(m.receiver_id, m.kind) for m in found}
+    assert kinds == {
+        (ph0m, verify.METADATA_WITHOUT_NPY), (ph0m, verify.ROW_WITHOUT_OBJECT),
+        (g0mjw, verify.SHA_MISMATCH),
+        (hb9q, verify.OBJECT_WITHOUT_ROW), (hb9q, verify.NOT_REQUESTED),
+        ("hb9sl", verify.MISSING_CAPTURE),
+        ("dk0ghz", verify.ROW_WITHOUT_OBJECT), ("dk0ghz", verify.NOT_REQUESTED),
+        (None, verify.FOREIGN_OBJECT),
+    }
+    assert verify.compare_session("s1", [f5len], {k: v for k, v in objects.items() if f5len in k}, [f5len],
+                                  objects.get) == []
+
+
+def test_verify_command_finds_what_was_broken(shared_services_env, engine, instance, s3_client, capsys):
+    env = shared_services_env
+    bucket = env["HEIMDALL_S3_BUCKET"]
+    record = request(engine, receivers=["f5len", "ph0m", "hb9q"])
+    assert run_session(build_defs(env), instance, engine, record.session_key).success
+    args = argparse.Namespace(sessions=[record.session_key], since=None, until=None)
+    assert verify.run(args) == 0, capsys.readouterr().out
+    key = record.session_key
+
+    s3_client.delete_object(Bucket=bucket, Key=iq_object_key(key, "ph0m"))  # a delete marker (versioned)
+    data = s3_client.get_object(Bucket=bucket, Key=iq_object_key(key, "hb9q"))["Body"].read()
+    s3_client.put_object(Bucket=bucket, Key=iq_object_key(key, "hb9q"), Body=data[:-1] + bytes([data[-1] ^ 1]))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM measurements WHERE session_key = :k AND receiver_id = 'f5len'"), {"k": key})
+    capsys.readouterr()
+    assert verify.run(args) == 1
+    out = capsys.readouterr().out
+    assert f"{key}/ph0m: {verify.METADATA_WITHOUT_NPY}" in out
+    assert f"{key}/ph0m: {verify.ROW_WITHOUT_OBJECT}" in out
+    assert f"{key}/hb9q: {verify.SHA_MISMATCH}" in out and iq_object_key(key, "hb9q") in out
+    assert f"{key}/f5len: {verify.OBJECT_WITHOUT_ROW}" in out
+
+    # range selection by scheduled_for, and refusal of a bad key before any query
+    later = argparse.Namespace(sessions=[key], since="2999-01-01T00:00:00Z", until=None)
+    assert verify.run(later) == 0
+    assert verify.run(argparse.Namespace(sessions=["../x"], since=None, until=None)) == 2
+    assert spectrum_object_key(key, "f5len")  # spectrum objects are not mismatches

@@ -1,0 +1,184 @@
+"""The run queue's limits, exercised for real: dagster-daemon (sensor → QueuedRunCoordinator →
+DefaultRunLauncher, one process per run) on a PRIVATE PostgreSQL-backed instance, with a
+per-receiver tag limit of 2 and max_concurrent_runs 4.
+
+N sessions (HEIMDALL_QUEUE_SESSIONS, default 12; 1 s, simulated) are requested in a scratch heimdall
+database; each records 2 receivers out of a pool where every receiver is shared by 3-4 sessions,
+so both limits bind. The session_request_sensor running in the daemon launches them. While they
+run, the test samples the instance's run records (queued / starting / started) twice a second, and
+at the end re-computes concurrency from each run's start/end timestamps. Asserted: never more than
+2 runs holding one receiver, never more than 4 runs in progress, and every session run succeeded.
+No timing is asserted (the 15-minute deadline only stops a hung daemon).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from heimdall_pipeline_tests.integration.db_fixtures import scratch_database
+
+PER_RECEIVER_LIMIT = 2
+MAX_CONCURRENT = 4
+POOL_A = ["f5len", "ph0m", "g0mjw"]
+POOL_B = ["hb9q", "dk0ghz", "oe3xec", "hb9sl"]
+TAG = "heimdall/receiver."
+
+RUN_COORDINATOR = f"""
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {MAX_CONCURRENT}
+    dequeue_interval_seconds: 1
+    # Launch the dequeued runs in parallel: a run launch waits for the run process to import the
+    # code location (tens of seconds on 2 loaded cores) and would otherwise serialise the queue.
+    dequeue_use_threads: true
+    dequeue_num_workers: 4
+    tag_concurrency_limits:
+""" + "".join(f'      - {{key: "{TAG}{rid}", limit: {PER_RECEIVER_LIMIT}}}\n' for rid in POOL_A + POOL_B)
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])  # ends before starts on ties
+    best = current = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+def test_queue_limits_hold_with_the_daemon(embedded_services):
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.bench.scale import private_dagster_home
+    from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.session_requests import request_session
+
+    n = int(os.environ.get("HEIMDALL_QUEUE_SESSIONS", "12"))
+    with scratch_database(timescaledb=True) as app_engine, \
+            private_dagster_home("heimdall_queue", run_coordinator=RUN_COORDINATOR) as (home, _):
+        seed_default_receivers(app_engine)
+        tag = uuid.uuid4().hex[:6]
+        sessions = {}
+        for i in range(n):
+            key = f"q{tag}{i:03d}"
+            receivers = [POOL_A[i % len(POOL_A)], POOL_B[i % len(POOL_B)]]
+            request_session(app_engine, requested_by="test_run_queue", center_frequency_hz=7.1e6, duration_s=1.0,
+                            source_kind="simulated", receiver_ids=receivers, session_key=key)
+            sessions[key] = receivers
+
+        # DAGSTER_GRPC_TIMEOUT_SECONDS: on 2 shared cores a run launch over gRPC can exceed the 60 s default.
+        env = {**os.environ, "DAGSTER_HOME": str(home), "DAGSTER_GRPC_TIMEOUT_SECONDS": "300",
+               "HEIMDALL_DATABASE_URL": app_engine.url.render_as_string(hide_password=False)}
+        log = open(home / "daemon.log", "wb")
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(settings.REPO_ROOT / "workspace.yaml")],
+            env=env, cwd=settings.REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        in_progress = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+        sampled_per_receiver: dict[str, int] = collections.Counter()
+        sampled_total = 0
+        try:
+            with DagsterInstance.from_config(str(home)) as instance:
+                deadline = time.monotonic() + 900
+                while True:
+                    assert daemon.poll() is None, (home / "daemon.log").read_text()[-3000:]
+                    active = instance.get_run_records(RunsFilter(statuses=in_progress))
+                    sampled_total = max(sampled_total, len(active))
+                    counts = collections.Counter(
+                        key for r in active for key in r.dagster_run.tags if key.startswith(TAG))
+                    for key, count in counts.items():
+                        sampled_per_receiver[key] = max(sampled_per_receiver[key], count)
+                    runs = instance.get_run_records(RunsFilter(job_name="session_job"))
+                    finished = [r for r in runs if r.dagster_run.is_finished]
+                    if len(finished) >= n:
+                        break
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"only {len(finished)}/{n} session runs finished; daemon log:\n"
+                                    + (home / "daemon.log").read_text()[-3000:])
+                    time.sleep(0.5)
+
+                runs = instance.get_run_records(RunsFilter(job_name="session_job"))
+                by_session = {r.dagster_run.tags["heimdall/session"]: r for r in runs}
+                assert set(by_session) == set(sessions)
+                failed = {k: r.dagster_run.status for k, r in by_session.items()
+                          if r.dagster_run.status != DagsterRunStatus.SUCCESS}
+                assert not failed, failed
+                # Concurrency from the runs' own start/end timestamps.
+                per_receiver = {}
+                for rid in POOL_A + POOL_B:
+                    intervals = [(r.start_time, r.end_time) for k, r in by_session.items() if rid in sessions[k]]
+                    per_receiver[rid] = max_overlap(intervals)
+                total = max_overlap([(r.start_time, r.end_time) for r in runs])
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+            log.close()
+
+        report = (f"{n} sessions: max concurrent per receiver (timestamps) {per_receiver}, sampled "
+                  f"{dict(sampled_per_receiver)}; max runs in progress sampled {sampled_total}, session runs "
+                  f"overlapping {total}; limits {PER_RECEIVER_LIMIT}/receiver, {MAX_CONCURRENT} total")
+        print(report)
+        assert max(per_receiver.values()) <= PER_RECEIVER_LIMIT, report
+        assert max(sampled_per_receiver.values()) <= PER_RECEIVER_LIMIT, report
+        assert sampled_total <= MAX_CONCURRENT and total <= MAX_CONCURRENT, report
+        # The limit was actually reached (the queue had to hold runs back), else the test proves nothing.
+        assert max(per_receiver.values()) == PER_RECEIVER_LIMIT or max(sampled_per_receiver.values()) == PER_RECEIVER_LIMIT, report
+
+
+def _production_instance(home: Path, db_name: str, text: str):
+    from dagster import DagsterInstance
+
+    (home / "dagster.yaml").write_text(text)
+    return DagsterInstance.from_config(str(home))
+
+
+def test_production_instance_config_loads_with_docker_launcher(embedded_services, monkeypatch):
+    """deploy/dagster.production.yaml is a valid instance config: Dagster validates every section
+    and instantiates each class (DockerRunLauncher from dagster-docker, QueuedRunCoordinator,
+    S3ComputeLogManager) against a scratch PostgreSQL database."""
+    from dagster._core.errors import DagsterInvalidConfigError
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+    from dagster_docker import DockerRunLauncher
+
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.bench.scale import private_dagster_home
+
+    text = (settings.REPO_ROOT / "deploy" / "dagster.production.yaml").read_text()
+    with private_dagster_home("heimdall_prodcfg") as (home, db_name):
+        monkeypatch.setenv("DAGSTER_PG_DB", db_name)
+        monkeypatch.setenv("HEIMDALL_USER_CODE_IMAGE", "registry.example.org/heimdall/user-code:2026.11")
+        monkeypatch.setenv("HEIMDALL_DOCKER_NETWORK", "heimdall")
+        monkeypatch.setenv("HEIMDALL_COMPUTE_LOGS_BUCKET", "heimdall-compute-logs")
+        with _production_instance(home, db_name, text) as instance:
+            launcher = instance.run_launcher
+            assert isinstance(launcher, DockerRunLauncher)
+            assert launcher.image == "registry.example.org/heimdall/user-code:2026.11"
+            assert launcher.networks == ["heimdall"]
+            assert {"DAGSTER_PG_PASSWORD", "HEIMDALL_S3_SECRET_ACCESS_KEY", "HEIMDALL_DATABASE_URL"} <= set(launcher.env_vars)
+            coordinator = instance.run_coordinator
+            assert isinstance(coordinator, QueuedRunCoordinator)
+            limits = {limit["key"]: limit["limit"] for limit in coordinator.get_run_queue_config().tag_concurrency_limits}
+            assert limits["heimdall/receiver.f5len"] == 4 and len([k for k in limits if k.startswith(TAG)]) == 7
+            assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds == 7200
+            assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+            assert isinstance(instance.compute_log_manager, S3ComputeLogManager)
+            instance.get_run_records(limit=1)  # the PostgreSQL storage really answers
+
+        # The validation is real: a misspelt launcher key is refused.
+        with pytest.raises(DagsterInvalidConfigError):
+            with _production_instance(home, db_name, text.replace("    network:", "    netwrok:")) as instance:
+                instance.run_launcher  # noqa: B018
