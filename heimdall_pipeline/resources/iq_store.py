@@ -40,6 +40,9 @@ class IQStore(ConfigurableResource):
     multipart_threshold_mb: int = Field(default=16, description="Objects above this size use multipart upload")
     presigned_url_expiry_s: int = Field(default=7 * 24 * 3600, description="Lifetime of links shown in the UI")
     parallel_transfers: int = Field(default=8, description="Objects transferred at once")
+    public_endpoint_url: str = Field(
+        default="", description="Endpoint browsers reach for links in the UI, when it differs from the "
+                                "one the code uses (e.g. http://minio:9000 inside Docker); empty = the same")
     _client: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
@@ -116,7 +119,11 @@ class IQStore(ConfigurableResource):
         }
 
     def presigned_url(self, key: str) -> str:
-        return self.client().generate_presigned_url(
+        """A time-limited GET link; signed for the public endpoint if one is set (signing is local,
+        no request is made)."""
+        signer = self.s3.model_copy(update={"endpoint_url": self.public_endpoint_url}).get_client() \
+            if self.public_endpoint_url else self.client()
+        return signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presigned_url_expiry_s)
 
     def get(self, key: str) -> bytes | None:
