@@ -1,11 +1,10 @@
-import asyncio
 from collections.abc import Sequence
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.acquisition import SessionAcquisition, acquire_session
+from heimdall_pipeline.sources.acquisition import SessionAcquisition, acquire_session, run_blocking
 from heimdall_pipeline.sources.dispatch import SessionPlan, capture_function
 
 
@@ -18,5 +17,6 @@ class ReceiverNetwork(ConfigurableResource):
     def acquire(self, plan: SessionPlan, receivers: Sequence[Receiver]) -> SessionAcquisition:
         """All receivers at once, each with its own timeout and retries; failures are reported,
         never allowed to lose the other receivers' captures."""
-        return asyncio.run(acquire_session(receivers, capture_function(plan, kiwisdr_password=self.kiwisdr_password),
-                                           retry_backoff_base_s=self.retry_backoff_base_s))
+        return run_blocking(lambda: acquire_session(
+            receivers, capture_function(plan, kiwisdr_password=self.kiwisdr_password),
+            retry_backoff_base_s=self.retry_backoff_base_s), name=f"acquire-{plan.session_key}")

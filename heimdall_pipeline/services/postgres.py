@@ -132,7 +132,8 @@ class PostgresCluster:
                 if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                     conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                         sql.Identifier(database), sql.Identifier(self.app_user)))
-        # The extension is not "trusted": the admin creates it so the app role needs no superuser.
+        # Created by the admin so the database has it before the first migration runs (the app
+        # role, owner of the database, could create this trusted extension too).
         with psycopg.connect(self.url("heimdall", admin=True, driver="postgresql"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 

@@ -38,6 +38,7 @@ __all__ = [
     "acquire_session",
     "acquire_with_retries",
     "acquire_one",
+    "run_blocking",
     "backoff_delay_s",
     "is_transient",
 ]
@@ -246,6 +247,30 @@ async def acquire_session(
                               elapsed_s=time.monotonic() - started)
 
 
+def run_blocking(make_coroutine: Callable[[], Awaitable[Any]], name: str = "acquisition") -> Any:
+    """Runs a coroutine to completion from synchronous code. Safe where the calling thread
+    already runs an event loop (a notebook, a test harness): the work then runs on a private
+    loop in a helper thread instead of failing with "asyncio.run() cannot be called"."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(make_coroutine())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def acquire_one(
     receiver: Receiver,
     capture_one: CaptureOne,
@@ -257,30 +282,8 @@ def acquire_one(
     """Synchronous single-receiver acquisition with the same policy (for per-partition assets).
 
     Raises the last error when every allowed attempt failed. Safe to call from a thread that
-    already runs an event loop: the work then runs on a private loop in a helper thread.
+    already runs an event loop (see run_blocking).
     """
-
-    def run() -> Capture:
-        return asyncio.run(acquire_with_retries(
-            receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s,
-            max_backoff_s=max_backoff_s, rng=rng,
-        ))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return run()
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = run()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"acquire-{receiver.id}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_blocking(lambda: acquire_with_retries(
+        receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s, max_backoff_s=max_backoff_s, rng=rng,
+    ), name=f"acquire-{receiver.id}")

@@ -48,7 +48,7 @@ def _admin_execute(services, statements: list[str], database: str = "postgres") 
             conn.execute(statement)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_env(embedded_services, tmp_path_factory):
     """Environment of the UI processes: private databases, private DAGSTER_HOME."""
     suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -69,7 +69,7 @@ def ui_env(embedded_services, tmp_path_factory):
                                            for db in (heimdall_db, dagster_db)])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_engine(ui_env):
     """The private Heimdall database: migrated, default receivers registered."""
     from heimdall_pipeline.db.engine import make_engine
@@ -102,7 +102,7 @@ def _stop(process: subprocess.Popen) -> None:
         pass
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dagster_ui(ui_env, ui_engine, tmp_path_factory):
     """Base URL of a running webserver with a running daemon on the private instance."""
     from dagster import DagsterInstance
@@ -163,7 +163,7 @@ class _patched_environ:
         os.environ.update(self.saved)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ui_instance(ui_env, dagster_ui):
     """A DagsterInstance on the private instance storage (for reading what the UI did)."""
     from dagster import DagsterInstance
@@ -174,7 +174,7 @@ def ui_instance(ui_env, dagster_ui):
     instance.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -193,7 +193,7 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
