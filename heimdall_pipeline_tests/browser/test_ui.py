@@ -119,12 +119,17 @@ def test_session_requested_from_launchpad_is_launched_by_sensor(page, dagster_ui
     tags = {tag["key"]: tag["value"] for tag in session_runs[0]["tags"]}
     assert tags["dagster/sensor_name"] == "session_request_sensor"
     assert all(tags.get(f"heimdall/receiver.{rid}") == "1" for rid in RECEIVERS)
-    sensor = gql(dagster_ui, """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
-        ... on Sensor { sensorState { status ticks(limit: 500) { status runIds } } } } }""",
-                 selector={"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                           "sensorName": "session_request_sensor"})["sensorOrError"]["sensorState"]
-    assert sensor["status"] == "RUNNING"
-    assert any(session_run_id in tick["runIds"] for tick in sensor["ticks"]), "no sensor tick names the run"
+
+    def sensor_state():
+        return gql(dagster_ui, """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+            ... on Sensor { sensorState { status ticks(limit: 500) { status runIds } } } } }""",
+                   selector={"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                             "sensorName": "session_request_sensor"})["sensorOrError"]["sensorState"]
+
+    assert sensor_state()["status"] == "RUNNING"
+    # The tick records its run ids when it finishes, which can be just after the run exists.
+    wait_until("a sensor tick naming the session run",
+               lambda: any(session_run_id in tick["runIds"] for tick in sensor_state()["ticks"]), timeout_s=120)
 
     assert wait_for_run(dagster_ui, session_run_id) == "SUCCESS"
     page.goto(f"{dagster_ui}/runs/{session_run_id}")
