@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
-import sys
 import time
 import traceback
 import warnings

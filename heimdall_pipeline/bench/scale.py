@@ -27,7 +27,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.services.common import stop_process_group
 
 RECEIVERS = ["f5len", "ph0m", "g0mjw", "hb9q", "dk0ghz", "oe3xec", "hb9sl"]
 FULL_SIZES = [1_000, 10_000, 50_000]
@@ -259,12 +259,7 @@ def webserver(home: Path, env: dict) -> Iterator[str]:
             time.sleep(1)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, "dagster-webserver")
         log.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -78,6 +79,32 @@ def stop_pid(pid: int, name: str, timeout_s: float = 20.0) -> None:
     time.sleep(0.2)
     if pid_alive(pid):
         raise ServiceError(f"{name} (pid {pid}) did not stop after SIGKILL")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_group(process: subprocess.Popen, name: str, timeout_s: float = 20.0) -> None:
+    """Stops a process started with start_new_session=True and everything it started (Dagster's
+    webserver and daemon start code servers and runs that do not always exit on SIGTERM):
+    SIGTERM to the group, then SIGKILL to whatever of the group is left after the grace period."""
+    pgid = process.pid  # the session leader's pid is the group id
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (process.poll() is None or _group_alive(pgid)):
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired as exc:
+        raise ServiceError(f"{name} (pid {process.pid}) did not stop") from exc
 
 
 def new_secret(nbytes: int = 24) -> str:

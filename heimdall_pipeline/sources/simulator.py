@@ -52,10 +52,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from heimdall_pipeline.propagation import (  # noqa: F401 - re-exported: the simulator's physics
-    BOLTZMANN_DBM_HZ, EARTH_RADIUS_KM, MIN_DISTANCE_KM, PropagationModel, free_space_path_loss_db, haversine_km,
-    path_loss_db, slant_distance_km, thermal_noise_power_dbm,
-)
+from heimdall_pipeline.propagation import PropagationModel, path_loss_db, slant_distance_km, thermal_noise_power_dbm
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture
 

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.services.common import stop_process_group
 
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = settings.REPO_ROOT / "test-artifacts"
@@ -83,25 +82,6 @@ def ui_engine(ui_env):
     engine.dispose()
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the process group (the webserver's code-server and the runs are children),
-    SIGKILL after a grace period."""
-    if process.poll() is not None:
-        return
-    pgid = os.getpgid(process.pid)
-    os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        process.wait(timeout=10)
-    # Grandchildren still in the group (a run's subprocess) go too.
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture(scope="module")
 def dagster_ui(ui_env, ui_engine, tmp_path_factory):
     """Base URL of a running webserver with a running daemon on the private instance."""
@@ -143,8 +123,8 @@ def dagster_ui(ui_env, ui_engine, tmp_path_factory):
         print(f"\ndagster-webserver at {base_url}; logs in {logs}")
         yield base_url
     finally:
-        for process in processes.values():
-            _stop(process)
+        for name, process in processes.items():
+            stop_process_group(process, name)
 
 
 class _patched_environ:

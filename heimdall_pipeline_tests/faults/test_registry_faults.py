@@ -12,7 +12,7 @@ from dagster import build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
-from heimdall_pipeline.db.receivers_repo import add_receiver, get_receiver, list_receivers
+from heimdall_pipeline.db.receivers_repo import add_receiver, get_receiver
 from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver

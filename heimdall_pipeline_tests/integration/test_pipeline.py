@@ -3,7 +3,6 @@
 import os
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from dagster import AssetCheckKey, AssetKey, build_sensor_context
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -62,6 +61,7 @@ def test_queue_limits_hold_with_the_daemon(embedded_services):
     from heimdall_pipeline import settings
     from heimdall_pipeline.bench.scale import private_dagster_home
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.services.common import stop_process_group
     from heimdall_pipeline.session_requests import request_session
 
     n = int(os.environ.get("HEIMDALL_QUEUE_SESSIONS", "12"))
@@ -120,11 +120,7 @@ def test_queue_limits_hold_with_the_daemon(embedded_services):
                     per_receiver[rid] = max_overlap(intervals)
                 total = max_overlap([(r.start_time, r.end_time) for r in runs])
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
+            stop_process_group(daemon, "dagster-daemon", timeout_s=30)
             log.close()
 
         report = (f"{n} sessions: max concurrent per receiver (timestamps) {per_receiver}, sampled "

@@ -226,14 +226,11 @@ def test_synthetic_trials_meet_the_snr_requirement():
 
 def test_end_to_end_simulated_captures_without_shadowing():
     from heimdall_pipeline.dsp.metrics import compute_metrics
+    from heimdall_pipeline.propagation import PropagationModel, path_loss_db, slant_distance_km, thermal_noise_power_dbm
     from heimdall_pipeline.sources.simulator import (
-        PropagationModel,
         Transmitter,
-        path_loss_db,
         receiver_characteristics,
         simulate_capture,
-        slant_distance_km,
-        thermal_noise_power_dbm,
     )
 
     fs, t0 = 12_000.0, datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

@@ -26,15 +26,12 @@ from heimdall_pipeline.dsp.metrics import (
     welch_psd,
 )
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
+from heimdall_pipeline.propagation import PropagationModel, path_loss_db, slant_distance_km, thermal_noise_power_dbm
 from heimdall_pipeline.sources.simulator import (
-    PropagationModel,
     Transmitter,
-    path_loss_db,
     receiver_characteristics,
     simulate_capture,
     simulate_samples,
-    slant_distance_km,
-    thermal_noise_power_dbm,
 )
 
 FS = 12000.0

@@ -18,17 +18,13 @@ from hypothesis import strategies as st
 
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.propagation import PropagationModel, free_space_path_loss_db, haversine_km, path_loss_db, thermal_noise_power_dbm
 from heimdall_pipeline.sources.simulator import (
-    PropagationModel,
     Transmitter,
-    free_space_path_loss_db,
-    haversine_km,
-    path_loss_db,
     receiver_characteristics,
     signal_power_for_snr,
     simulate_capture,
     simulate_samples,
-    thermal_noise_power_dbm,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
