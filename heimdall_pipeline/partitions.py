@@ -23,3 +23,9 @@ def split_key(partition_key: str) -> tuple[str, str]:
 
 def partition_key_for(session_key: str, receiver_id: str) -> MultiPartitionKey:
     return MultiPartitionKey({"session": session_key, "receiver": receiver_id})
+
+
+# Dagster re-expands the run's whole partition range on every per-partition metadata call, so
+# a 700-partition backfill spent most of its time there. Runs up to this size (a session is one
+# partition per receiver) record metadata per partition; bigger runs record one summary.
+PER_PARTITION_METADATA_LIMIT = 64

@@ -6,8 +6,9 @@ from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import SessionRecord, get_session, set_status
-from heimdall_pipeline.partitions import session_receiver_partitions, split_key
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
+from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, SessionPlan, check_live_window, source_kind_for
@@ -28,7 +29,8 @@ def session_plan(record: SessionRecord) -> SessionPlan:
     kinds={"s3", "numpy"},
     description="IQ recorded by one receiver during one session (.npy complex64 + SigMF metadata in S3).",
 )
-def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork) -> dict:
+def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork,
+           iq_store: IQStore) -> dict:
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     receivers_by_session: dict[str, list[str]] = defaultdict(list)
@@ -66,6 +68,9 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
             capture = acquisition.captures.get(rid)
             failure: AcquisitionFailure | None = acquisition.errors.get(rid)
             outcomes[str(key)] = ReceiverCapture(registry[rid], capture) if capture is not None else failure
+            if capture is not None and len(context.partition_keys) <= PER_PARTITION_METADATA_LIMIT:
+                # A picture for people, beside the capture; the IO manager stores the data itself.
+                context.add_asset_metadata(iq_store.store_spectrum(capture), partition_key=key)
         context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "
                          f"{len(acquisition.errors)} failed, {len(receiver_ids) - len(targets)} not requested")
     return outcomes

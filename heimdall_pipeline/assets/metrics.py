@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeR
 from heimdall_pipeline.db.measurements_repo import MeasurementRow, upsert_measurements
 from heimdall_pipeline.dsp.metrics import compute_metrics
 from heimdall_pipeline.resources.iq_store import IQStore
-from heimdall_pipeline.partitions import session_receiver_partitions
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.storage.layout import iq_object_key
@@ -47,19 +47,22 @@ def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
 def receiver_metrics(context: AssetExecutionContext, raw_iq: Mapping, database: HeimdallDatabase,
                      iq_store: IQStore) -> MaterializeResult:
     rows = []
+    per_partition = len(raw_iq) <= PER_PARTITION_METADATA_LIMIT
     for key, capture in raw_iq.items():
         if capture is None:
-            context.add_asset_metadata({"metrics_status": "no capture"}, partition_key=key)
+            if per_partition:
+                context.add_asset_metadata({"metrics_status": "no capture"}, partition_key=key)
             continue
         row = measurement_row(capture, iq_store.bucket)
         rows.append(row)
-        context.add_asset_metadata({
-            "metrics_status": "stored",
-            "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
-            "signal_detected": row.signal_detected,
-            "frequency_offset_hz": row.frequency_offset_hz if row.frequency_offset_hz is not None else float("nan"),
-            "noise_power_dbm": row.noise_power_dbm,
-        }, partition_key=key)
+        if per_partition:
+            context.add_asset_metadata({
+                "metrics_status": "stored",
+                "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
+                "signal_detected": row.signal_detected,
+                "frequency_offset_hz": row.frequency_offset_hz if row.frequency_offset_hz is not None else float("nan"),
+                "noise_power_dbm": row.noise_power_dbm,
+            }, partition_key=key)
     # One transaction: a failure leaves no partial set of rows behind.
     upsert_measurements(database.engine(), rows)
     return MaterializeResult(metadata={"rows_upserted": len(rows), "partitions": len(raw_iq)})

@@ -14,6 +14,7 @@ from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 
@@ -53,11 +54,12 @@ class S3IQIOManager(ConfigurableIOManager):
         captures = {key: value for key, value in obj.items() if isinstance(value, ReceiverCapture)}
         with ThreadPoolExecutor(max_workers=self.store.parallel_transfers) as pool:
             stored = dict(zip(captures, pool.map(self.store.store_capture, captures.values())))
-        for key, value in obj.items():
-            metadata = stored.get(key) or (
-                {"capture_status": "failed", "error": f"{value.error_type}: {value.message}"}
-                if value is not None else {"capture_status": "not_requested"})
-            context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+        if len(obj) <= PER_PARTITION_METADATA_LIMIT:
+            for key, value in obj.items():
+                metadata = stored.get(key) or (
+                    {"capture_status": "failed", "error": f"{value.error_type}: {value.message}"}
+                    if value is not None else {"capture_status": "not_requested"})
+                context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
         context.add_output_metadata({
             "stored": len(captures),
             "failed": sum(1 for v in obj.values() if v is not None and not isinstance(v, ReceiverCapture)),

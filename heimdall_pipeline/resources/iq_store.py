@@ -101,12 +101,6 @@ class IQStore(ConfigurableResource):
         self.put(npy_key, encoded.npy_bytes, "application/octet-stream", user_metadata)
         self.put(metadata_object_key(capture.session_key, receiver.id), encoded.metadata_json,
                  "application/json", user_metadata)
-        with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~10 MB each), not speed
-            png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
-                               f"{capture.session_key} / {receiver.id}")
-        spectrum_key = spectrum_object_key(capture.session_key, receiver.id)
-        self.put(spectrum_key, png, "image/png", {"session": capture.session_key, "receiver": receiver.id})
-        presigned, spectrum_url = self.presigned_url(npy_key), self.presigned_url(spectrum_key)
         return {
             "capture_status": "stored",
             "s3_key": f"s3://{self.bucket}/{npy_key}",
@@ -114,9 +108,18 @@ class IQStore(ConfigurableResource):
             "sha256": encoded.sha256,
             "samples": len(capture.samples),
             "sample_rate_hz": float(capture.sample_rate_hz),
-            "presigned_url": MetadataValue.url(presigned),
-            "spectrum": MetadataValue.md(f"![spectrum]({spectrum_url})\n\n[spectrum PNG]({spectrum_url})"),
+            "presigned_url": MetadataValue.url(self.presigned_url(npy_key)),
         }
+
+    def store_spectrum(self, capture: Capture) -> dict[str, Any]:
+        """The PSD/waterfall picture beside the capture; metadata showing it in the UI."""
+        with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~10 MB each), not speed
+            png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
+                               f"{capture.session_key} / {capture.receiver_id}")
+        key = spectrum_object_key(capture.session_key, capture.receiver_id)
+        self.put(key, png, "image/png", {"session": capture.session_key, "receiver": capture.receiver_id})
+        url = self.presigned_url(key)
+        return {"spectrum": MetadataValue.md(f"![spectrum]({url})\n\n[spectrum PNG]({url})")}
 
     def presigned_url(self, key: str) -> str:
         """A time-limited GET link; signed for the public endpoint if one is set (signing is local,

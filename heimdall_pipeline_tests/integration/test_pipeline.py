@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import AssetCheckKey, AssetKey, build_sensor_context
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.base import AssetRecordsFilter
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
@@ -43,6 +44,12 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
     assert get_session(engine, session_key).status == "succeeded"
     session_run = instance.get_run_by_id(result.session_run_id)
     assert session_run.is_success
+    # Each partition's materialization says where its data is and shows its spectrum.
+    event = instance.fetch_materializations(AssetRecordsFilter(
+        asset_key=AssetKey("raw_iq"), asset_partitions=[str(partition_key_for(session_key, "hb9q"))]), limit=1)
+    metadata = event.records[0].asset_materialization.metadata
+    assert metadata["s3_key"].value.endswith(iq_object_key(session_key, "hb9q"))
+    assert "![spectrum](" in metadata["spectrum"].value and len(metadata["sha256"].value) == 64
     # Every check of the run was evaluated and passed.
     for asset, check in (("raw_iq", "raw_iq_integrity"), ("raw_iq", "raw_iq_captured"),
                          ("receiver_metrics", "receiver_metrics_rows")):
