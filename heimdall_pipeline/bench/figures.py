@@ -221,6 +221,8 @@ def session_figure(b: Bench) -> Figure:
             t1 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
                 list(pool.map(b.store.store_capture, items))
+            for item in items:  # raw_iq renders the spectrum picture beside each capture
+                b.store.store_spectrum(item.capture)
             t2 = time.perf_counter()
             rows = [measurement_row(item.capture, b.store.bucket) for item in items]
             t3 = time.perf_counter()
@@ -249,8 +251,8 @@ def session_figure(b: Bench) -> Figure:
         "(session_job: acquire without real-time wait, store, metrics, checks; ephemeral instance)",
         size=f"7 receivers x {duration:g} s at 12 kS/s ({int(duration * SAMPLE_RATE_HZ)} samples each)",
         value=value, baseline=base,
-        baseline_label="the same work as plain calls: simulate, IQStore.store_capture (encode, put .npy/JSON/PNG; "
-                       "same thread pool), measurement_row, upsert_measurements",
+        baseline_label="the same work as plain calls: simulate, IQStore.store_capture (encode, put .npy/JSON; "
+                       "same thread pool), IQStore.store_spectrum (PNG), measurement_row, upsert_measurements",
         ratio=ratio, ratio_meaning="Dagster time / plain time",
         targets=[Target("time", "<=", 2.0, value.median, " s"), Target("ratio to baseline", "<=", 1.5, ratio, "x")],
         extra={"dagster_step_ms_median": median_steps,
@@ -286,10 +288,9 @@ class _StubOutputContext:
 
 def io_figure(b: Bench) -> Figure:
     from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
-    from heimdall_pipeline.plots import spectrum_png
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.storage.iq_format import encode_capture
-    from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key
+    from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
 
     manager = S3IQIOManager(store=b.store)
     client = b.store.client()
@@ -307,16 +308,14 @@ def io_figure(b: Bench) -> Figure:
         manager.handle_output(_StubOutputContext(), items)
         timings.append(time.perf_counter() - t0)
 
-    # the same bytes for the raw side: .npy, metadata JSON and PNG of each capture, encoded untimed
+    # the same bytes for the raw side: .npy and metadata JSON of each capture, encoded untimed
     def raw_setup() -> None:
         key = b.new_key("raw")
         objs = []
         for c in captures_for(key):
             r = b.registry[c.receiver_id]
             enc = encode_capture(c, r, dataset_name=iq_dataset_name(r.id))
-            png = spectrum_png(c.samples, c.sample_rate_hz, c.center_frequency_hz, "x")
-            objs += [(iq_object_key(key, r.id), enc.npy_bytes), (metadata_object_key(key, r.id), enc.metadata_json),
-                     (spectrum_object_key(key, r.id), png)]
+            objs += [(iq_object_key(key, r.id), enc.npy_bytes), (metadata_object_key(key, r.id), enc.metadata_json)]
         bodies.append(objs)
 
     def raw_put() -> None:
@@ -353,11 +352,11 @@ def io_figure(b: Bench) -> Figure:
     base = Stat("MB/s", [mb / t for t in raw_times])
     ratio = value.median / base.median
     return Figure(
-        id="io_manager_write", title="S3IQIOManager.handle_output of 7 captures (encode, checksums, PNG, put)",
+        id="io_manager_write", title="S3IQIOManager.handle_output of 7 captures (encode, checksums, put)",
         size=f"7 x {b.sizes.io_samples} samples ({npy_bytes / 7 / 1e6:.2f} MB .npy each; "
-             f"{mb:.2f} MB incl. JSON+PNG)",
+             f"{mb:.2f} MB incl. JSON)",
         value=value, baseline=base,
-        baseline_label=f"raw boto3 put_object of the same bytes (.npy, JSON, PNG), same server, {threads} threads",
+        baseline_label=f"raw boto3 put_object of the same bytes (.npy, JSON), same server, {threads} threads",
         ratio=ratio, ratio_meaning="IO manager MB/s / raw MB/s",
         targets=[Target("ratio to raw", ">=", 0.8, ratio, "x")],
         extra={"raw_sequential_MBps": Stat("MB/s", [mb / t for t in seq_times]).as_dict(),

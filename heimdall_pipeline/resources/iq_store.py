@@ -26,7 +26,7 @@ from heimdall_pipeline.storage.object_store import ensure_bucket, error_code
 
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 _CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> checked boto3 client
-_PNG_SLOTS = threading.BoundedSemaphore(2)  # spectrum pictures rendered at once
+_PNG_SLOTS = threading.BoundedSemaphore(1)  # spectrum pictures rendered at once: CPU-bound, so one
 ACCESS_DENIED_CODES = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
