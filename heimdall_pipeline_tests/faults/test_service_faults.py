@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ def test_s3_killed_while_writing_then_restart_and_rerun(private_services, privat
     env, s3 = private_services.env, private_services.s3
     record = request(private_engine)
     killed: list[int] = []
+    once = threading.Lock()  # the IO manager stores the captures from several threads at once
 
     def remember_key(params, context, **_):
         context["fault_key"] = params.get("Key", "")
@@ -40,10 +42,12 @@ def test_s3_killed_while_writing_then_restart_and_rerun(private_services, privat
     def kill_after_first_npy(context, **_):
         # The first .npy of this session is stored: kill the server (SIGKILL, by its PID) before
         # its metadata or any other object is written.
-        if not killed and context.get("fault_key", "").endswith(".npy") and record.session_key in context["fault_key"]:
-            pid = s3.pid()
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+        if context.get("fault_key", "").endswith(".npy") and record.session_key in context["fault_key"]:
+            with once:
+                if not killed:
+                    pid = s3.pid()
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
 
     s3_hooks += [("before-parameter-build.s3.PutObject", remember_key), ("after-call.s3.PutObject", kill_after_first_npy)]
     defs = build_defs(env, max_attempts=2)
