@@ -38,11 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.services.common import stop_process_group
+from heimdall_pipeline.services.manager import embedded_services
 
 RECEIVERS = ["f5len", "ph0m", "g0mjw", "hb9q", "dk0ghz", "oe3xec", "hb9sl"]
 FULL_SIZES = [1_000, 10_000, 50_000]
@@ -53,45 +53,14 @@ USABLE_QUERY_S = 2.0  # a UI query slower than this is "not usable" for the part
 # --------------------------------------------------------------------------------------------
 # A private Dagster instance: scratch database + DAGSTER_HOME (also used by test_run_queue.py)
 # --------------------------------------------------------------------------------------------
-def _admin_engine(database: str = "postgres") -> sa.Engine:
-    settings.load_embedded_env()
-    password = os.environ.get("HEIMDALL_PG_ADMIN_PASSWORD")
-    if not password:
-        raise RuntimeError("HEIMDALL_PG_ADMIN_PASSWORD is not set: the scale bench needs the embedded "
-                           "PostgreSQL (`heimdall services up`) to create a scratch database")
-    return sa.create_engine(
-        sa.URL.create("postgresql+psycopg", username="postgres", password=password,
-                      host=os.environ.get("DAGSTER_PG_HOST", "127.0.0.1"),
-                      port=int(os.environ.get("DAGSTER_PG_PORT") or os.environ.get("HEIMDALL_PG_PORT") or 55432),
-                      database=database),
-        isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-
-
 def create_scratch_database(prefix: str, owner: str, *, timescaledb: bool = False) -> str:
     name = f"{prefix}_{secrets.token_hex(5)}"
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-    finally:
-        admin.dispose()
-    if timescaledb:
-        db_admin = _admin_engine(name)
-        try:
-            with db_admin.connect() as conn:
-                conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        finally:
-            db_admin.dispose()
+    embedded_services().postgres.create_database(name, owner, timescaledb=timescaledb)
     return name
 
 
 def drop_scratch_database(name: str) -> None:
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    embedded_services().postgres.drop_database(name)
 
 
 def instance_yaml(db_name: str, *, run_coordinator: str = "") -> str:

@@ -137,6 +137,24 @@ class PostgresCluster:
         with psycopg.connect(self.url("heimdall", admin=True, driver="postgresql"), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 
+    def create_database(self, name: str, owner: str, *, timescaledb: bool = False) -> None:
+        """A private database (benchmarks, UI tests); the admin creates the extension in it."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url("postgres", admin=True, driver="postgresql"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner)))
+        if timescaledb:
+            with psycopg.connect(self.url(name, admin=True, driver="postgresql"), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url("postgres", admin=True, driver="postgresql"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
     def check(self) -> str:
         """A real SELECT as the application role; returns the server and TimescaleDB versions."""
         import psycopg

@@ -39,23 +39,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _admin_execute(services, statements: list[str], database: str = "postgres") -> None:
-    import psycopg
-
-    with psycopg.connect(services.postgres.url(database, admin=True, driver="postgresql"), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
 @pytest.fixture(scope="module")
 def ui_env(embedded_services, tmp_path_factory):
     """Environment of the UI processes: private databases, private DAGSTER_HOME."""
     suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
     heimdall_db, dagster_db = f"heimdall_ui_{suffix}", f"dagster_ui_{suffix}"
     user = embedded_services.env["DAGSTER_PG_USER"]
-    _admin_execute(embedded_services, [f'CREATE DATABASE "{heimdall_db}" OWNER "{user}"',
-                                       f'CREATE DATABASE "{dagster_db}" OWNER "{user}"'])
-    _admin_execute(embedded_services, ["CREATE EXTENSION IF NOT EXISTS timescaledb"], database=heimdall_db)
+    embedded_services.postgres.create_database(heimdall_db, user, timescaledb=True)
+    embedded_services.postgres.create_database(dagster_db, user)
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copyfile(settings.REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, **embedded_services.env, "DAGSTER_HOME": str(home), "DAGSTER_PG_DB": dagster_db,
@@ -64,8 +55,8 @@ def ui_env(embedded_services, tmp_path_factory):
     try:
         yield env
     finally:
-        _admin_execute(embedded_services, [f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'
-                                           for db in (heimdall_db, dagster_db)])
+        for db in (heimdall_db, dagster_db):
+            embedded_services.postgres.drop_database(db)
 
 
 @pytest.fixture(scope="module")
