@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, Definitions
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
@@ -38,15 +39,21 @@ def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiv
     return list(known) + missing
 
 
-def run_session(defs: Definitions, instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
+def session_runs(instance: DagsterInstance, engine, session_key: str) -> list[tuple[str, dict[str, str]]]:
+    """The runs that record a session, in order, as (job name, run tags): raw_iq → receiver_metrics
+    over all receivers (the sensor's run request), then the session analysis. Adds the partitions."""
     record = get_session(engine, session_key)
     if record is None:
         raise ValueError(f"session {session_key!r} is not in the sessions table")
     receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
     request = session_run_request(session_key, record.receiver_ids, receiver_keys)
-    session_result = defs.resolve_job_def("session_job").execute_in_process(
-        instance=instance, tags=request.tags, raise_on_error=False)
-    analysis_result = defs.resolve_job_def("session_analysis_job").execute_in_process(
-        instance=instance, partition_key=session_key, raise_on_error=False)
-    return SessionRunResult(session_key, session_result.run_id, analysis_result.run_id,
-                            session_result.success and analysis_result.success)
+    return [("session_job", dict(request.tags)), ("session_analysis_job", {PARTITION_NAME_TAG: session_key})]
+
+
+def run_session(defs: Definitions, instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
+    run_ids, success = [], True
+    for job_name, tags in session_runs(instance, engine, session_key):
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+        run_ids.append(result.run_id)
+        success = success and result.success
+    return SessionRunResult(session_key, run_ids[0], run_ids[1], success)

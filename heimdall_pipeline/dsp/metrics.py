@@ -57,6 +57,8 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
+from heimdall_pipeline.dsp.spectra import hann_window, segment_power_rows
+
 MIN_SAMPLES = 256
 MIN_NPERSEG = 16
 MAX_DEFAULT_NPERSEG = 1024
@@ -217,26 +219,13 @@ def welch_psd(samples: np.ndarray, sample_rate_hz: float, nperseg: int | None = 
     return _welch(x, float(sample_rate_hz), nps)
 
 
-@functools.lru_cache(maxsize=32)
-def _hann(nperseg: int, dtype: str) -> tuple[np.ndarray, float]:
-    w = scipy.signal.get_window("hann", nperseg)  # periodic, as scipy.signal.welch uses
-    return w.astype(dtype), float(np.dot(w, w))
-
-
 def _welch(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
     """Same result as ``scipy.signal.welch(x, fs, 'hann', nperseg, nperseg // 2, detrend=False,
     return_onesided=False, scaling='density')`` (fft-shifted), computed in the samples' precision
-    on strided segment views, in chunks to bound memory; about 5x faster than scipy's."""
-    hop = nperseg - nperseg // 2
-    real_dtype = "float32" if x.dtype == np.complex64 else "float64"
-    w, w2 = _hann(nperseg, real_dtype)
-    segs = np.lib.stride_tricks.sliding_window_view(x, nperseg)[::hop]
-    acc = np.zeros(nperseg, dtype=np.float64)
-    chunk = max(1, (1 << 20) // nperseg)
-    for start in range(0, segs.shape[0], chunk):
-        spec = scipy.fft.fft(segs[start:start + chunk] * w, axis=-1, overwrite_x=True)
-        acc += np.sum(spec.real**2 + spec.imag**2, axis=0, dtype=np.float64)
-    psd = acc / (segs.shape[0] * fs * w2)
+    a block of segments at a time (bounded memory); about 5x faster than scipy's."""
+    rows, counts = segment_power_rows(x, nperseg)
+    _, w2 = hann_window(nperseg, "float64")
+    psd = rows[0] / (counts[0] * fs * w2)
     freqs = scipy.fft.fftfreq(nperseg, d=1.0 / fs)
     return np.fft.fftshift(freqs), np.fft.fftshift(psd)
 

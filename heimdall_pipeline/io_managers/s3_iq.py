@@ -8,8 +8,10 @@ ReceiverCapture to store, or None / an AcquisitionFailure for a partition withou
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
@@ -20,8 +22,9 @@ from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 
 
 class StoredCaptures(Mapping):
-    """Captures of many partitions, read lazily and a few at a time in parallel, so a backfill
-    over thousands of partitions never holds more than a handful in memory."""
+    """Captures of many partitions, read lazily in key order: while one is processed, the next
+    ``read_ahead`` are downloading, so a backfill over thousands of partitions holds only
+    read_ahead captures besides those the caller keeps."""
 
     def __init__(self, store: IQStore, keys: list[str]):
         self._store, self._keys = store, keys
@@ -38,11 +41,21 @@ class StoredCaptures(Mapping):
         return len(self._keys)
 
     def items(self) -> Iterator[tuple[str, Capture | None]]:  # type: ignore[override]
-        window = self._store.parallel_transfers
-        with ThreadPoolExecutor(max_workers=window) as pool:
-            for start in range(0, len(self._keys), window):
-                chunk = self._keys[start:start + window]
-                yield from zip(chunk, pool.map(self._store.load_capture, chunk))
+        read_ahead = max(1, self._store.read_ahead)
+        with ThreadPoolExecutor(max_workers=read_ahead) as pool:
+            pending: deque[tuple[str, Future]] = deque()
+            keys = iter(self._keys)
+            for key in islice(keys, read_ahead):
+                pending.append((key, pool.submit(self._store.load_capture, key)))
+            while pending:
+                key, download = pending.popleft()
+                capture = download.result()
+                del download  # a finished future keeps its result alive
+                next_key = next(keys, None)
+                if next_key is not None:
+                    pending.append((next_key, pool.submit(self._store.load_capture, next_key)))
+                yield key, capture
+                del capture  # not kept alive while the generator waits for the next request
 
 
 class S3IQIOManager(ConfigurableIOManager):

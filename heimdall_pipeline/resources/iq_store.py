@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr
 from heimdall_pipeline.partitions import split_key
 from heimdall_pipeline.plots import spectrum_png
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
+from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
 from heimdall_pipeline.storage.layout import (
     iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key,
@@ -39,7 +40,9 @@ class IQStore(ConfigurableResource):
     bucket: str = Field(default="heimdall-raw-iq", description="Bucket for raw IQ (created if missing, versioned)")
     multipart_threshold_mb: int = Field(default=16, description="Objects above this size use multipart upload")
     presigned_url_expiry_s: int = Field(default=7 * 24 * 3600, description="Lifetime of links shown in the UI")
-    parallel_transfers: int = Field(default=8, description="Objects transferred at once")
+    parallel_transfers: int = Field(default=8, description="Objects uploaded at once")
+    read_ahead: int = Field(default=2, description="Captures downloaded ahead of the one being processed when "
+                                                   "reading many partitions (memory: read_ahead + 1 captures)")
     public_endpoint_url: str = Field(
         default="", description="Endpoint browsers reach for links in the UI, when it differs from the "
                                 "one the code uses (e.g. http://minio:9000 inside Docker); empty = the same")
@@ -73,20 +76,26 @@ class IQStore(ConfigurableResource):
         return self._client
 
     # -- writing ---------------------------------------------------------------------------
-    def put(self, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
-        """One object with a checksum the server verifies before accepting it."""
+    def put(self, key: str, body: bytes | BufferStream, content_type: str, metadata: dict[str, str],
+            *, sha256_hex: str | None = None) -> None:
+        """One object with a SHA-256 the server verifies before accepting it. body: bytes, or a
+        BufferStream (read in place, no joined copy); sha256_hex: its hash if already known."""
         client = self.client()
-        if len(body) > self.multipart_threshold_mb * 1024 * 1024:
+        size = body.size if isinstance(body, BufferStream) else len(body)
+        if size > self.multipart_threshold_mb * 1024 * 1024:
             # Multipart: the SDK sends a SHA-256 per part and the server checks each.
-            client.upload_fileobj(io.BytesIO(body), self.bucket, key,
+            client.upload_fileobj(body if isinstance(body, BufferStream) else io.BytesIO(body), self.bucket, key,
                                   ExtraArgs={"ChecksumAlgorithm": "SHA256", "ContentType": content_type,
                                              "Metadata": metadata},
                                   Config=TransferConfig(multipart_threshold=self.multipart_threshold_mb * 1024 * 1024,
                                                         multipart_chunksize=self.multipart_threshold_mb * 1024 * 1024))
         else:
-            digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+            if sha256_hex is not None:
+                digest = bytes.fromhex(sha256_hex)
+            else:
+                digest = body.sha256() if isinstance(body, BufferStream) else hashlib.sha256(body).digest()
             client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
-                              Metadata=metadata, ChecksumSHA256=digest)
+                              Metadata=metadata, ChecksumSHA256=base64.b64encode(digest).decode())
 
     def store_capture(self, item: ReceiverCapture) -> dict[str, Any]:
         capture, receiver = item.capture, item.receiver
@@ -98,13 +107,13 @@ class IQStore(ConfigurableResource):
             "sha256": encoded.sha256,
         }
         # Data first, then metadata: a reader never finds metadata without its data.
-        self.put(npy_key, encoded.npy_bytes, "application/octet-stream", user_metadata)
+        self.put(npy_key, encoded.npy_stream(), "application/octet-stream", user_metadata, sha256_hex=encoded.sha256)
         self.put(metadata_object_key(capture.session_key, receiver.id), encoded.metadata_json,
                  "application/json", user_metadata)
         return {
             "capture_status": "stored",
             "s3_key": f"s3://{self.bucket}/{npy_key}",
-            "bytes": len(encoded.npy_bytes),
+            "bytes": encoded.npy_size,
             "sha256": encoded.sha256,
             "samples": len(capture.samples),
             "sample_rate_hz": float(capture.sample_rate_hz),
@@ -137,16 +146,19 @@ class IQStore(ConfigurableResource):
                 return None
             raise
 
-    def has_capture(self, partition_key: str) -> bool:
-        """Whether a complete capture is stored (its metadata is written last)."""
-        session, receiver = split_key(partition_key)
+    def exists(self, key: str) -> bool:
         try:
-            self.client().head_object(Bucket=self.bucket, Key=metadata_object_key(session, receiver))
+            self.client().head_object(Bucket=self.bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - only "missing" means False
             if error_code(exc) in MISSING_CODES:
                 return False
             raise
         return True
+
+    def has_capture(self, partition_key: str) -> bool:
+        """Whether a complete capture is stored (its metadata is written last)."""
+        session, receiver = split_key(partition_key)
+        return self.exists(metadata_object_key(session, receiver))
 
     def load_capture(self, partition_key: str) -> Capture | None:
         """The stored capture, None if the partition has none, IntegrityError if it is damaged."""
@@ -154,7 +166,7 @@ class IQStore(ConfigurableResource):
         npy_key, meta_key = iq_object_key(session, receiver), metadata_object_key(session, receiver)
         metadata = self.get(meta_key)
         if metadata is None:
-            if self.get(npy_key) is not None:
+            if self.exists(npy_key):
                 raise IntegrityError(f"s3://{self.bucket}/{npy_key}: data without its metadata {meta_key}")
             return None
         data = self.get(npy_key)

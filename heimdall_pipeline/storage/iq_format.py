@@ -41,6 +41,7 @@ import sigmf
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.storage.buffers import BufferStream
 
 SAMPLE_DTYPE = np.dtype("<c8")
 SIGMF_DATATYPE = "cf32_le"
@@ -57,11 +58,31 @@ class IntegrityError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EncodedCapture:
-    npy_bytes: bytes
+    """A capture ready to store: the .npy object is npy_header followed by the samples' own
+    memory (never joined into one copy unless npy_bytes is asked for)."""
+
+    npy_header: bytes
+    samples: np.ndarray  # 1-D C-contiguous little-endian complex64
     sha256: str
-    header_bytes: int
     metadata: dict[str, Any]
     metadata_json: bytes
+
+    @property
+    def header_bytes(self) -> int:
+        return len(self.npy_header)
+
+    @property
+    def npy_size(self) -> int:
+        return len(self.npy_header) + self.samples.nbytes
+
+    def npy_stream(self) -> BufferStream:
+        """The .npy object as a seekable stream over the header and the samples (no copy)."""
+        return BufferStream(self.npy_header, self.samples)
+
+    @property
+    def npy_bytes(self) -> bytes:
+        """The .npy object as one bytes object (a copy of the samples)."""
+        return self.npy_header + self.samples.tobytes()
 
 
 def _iso_utc(value: datetime) -> str:
@@ -147,12 +168,15 @@ def encode_capture(
     if nominal_sample_rate_hz is None:
         nominal_sample_rate_hz = float(capture.details.get("nominal_sample_rate_hz", rate))
 
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE), allow_pickle=False)
-    npy_bytes = buffer.getvalue()
-    header_bytes, count = _npy_layout(npy_bytes, dataset_name)
-    sha256 = hashlib.sha256(npy_bytes).hexdigest()
-    sha512 = hashlib.sha512(npy_bytes).hexdigest()
+    samples = np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(samples))
+    npy_header = header.getvalue()  # what np.save writes before the data
+    header_bytes, count = len(npy_header), len(samples)
+    sha256, sha512 = hashlib.sha256(npy_header), hashlib.sha512(npy_header)
+    for digest in (sha256, sha512):
+        digest.update(memoryview(samples).cast("B"))
+    sha256, sha512 = sha256.hexdigest(), sha512.hexdigest()
 
     geolocation = {
         "type": "Point",
@@ -211,7 +235,7 @@ def encode_capture(
     # what we return is exactly what a reader parses back
     metadata = json.loads(metadata_json)
     return EncodedCapture(
-        npy_bytes=npy_bytes, sha256=sha256, header_bytes=header_bytes, metadata=metadata, metadata_json=metadata_json
+        npy_header=npy_header, samples=samples, sha256=sha256, metadata=metadata, metadata_json=metadata_json
     )
 
 
@@ -223,8 +247,9 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
         if actual != str(expected_sha256).lower():
             raise IntegrityError(f"{where}: sha256 mismatch: metadata says {expected_sha256}, object has {actual}")
     header_bytes, count = _npy_layout(npy_bytes, key_for_errors)
-    # copy so the array owns writable memory independent of the bytes object
-    return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes).copy()
+    # A read-only view over the downloaded bytes, not a copy: a stored capture is never modified,
+    # and a copy would double the memory of every capture read back.
+    return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
 
 
 def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for_errors: str) -> Capture:

@@ -94,6 +94,24 @@ def test_npy_bytes_are_a_plain_numpy_file():
     assert np.array_equal(raw, capture.samples)
 
 
+def test_upload_stream_is_the_npy_file_without_a_joined_copy():
+    capture = make_capture()
+    encoded = encode(capture)
+    stream = encoded.npy_stream()
+    assert stream.size == encoded.npy_size == len(encoded.npy_bytes)
+    assert stream.read() == encoded.npy_bytes
+    assert stream.sha256().hex() == encoded.sha256
+    assert np.shares_memory(encoded.samples, capture.samples)  # already complex64: no copy
+
+
+def test_captures_read_back_are_read_only():
+    encoded = encode()
+    samples = decode_npy(encoded.npy_bytes, expected_sha256=encoded.sha256, key_for_errors=KEY)
+    assert not samples.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        samples[0] = 0
+
+
 def test_encoding_is_deterministic():
     a, b = encode(), encode()
     assert a.npy_bytes == b.npy_bytes and a.metadata_json == b.metadata_json
