@@ -110,13 +110,12 @@ def _session_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
-    from heimdall_pipeline.definitions import defs
     from heimdall_pipeline.runner import run_session
     from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
 
     engine = _engine()
     with DagsterInstance.get() as instance:
-        result = run_session(defs, instance, engine, args.key)
+        result = run_session(instance, engine, args.key)
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
     print(f"\nsession {args.key}: {'succeeded' if result.success else 'FAILED'}")

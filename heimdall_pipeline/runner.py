@@ -1,15 +1,20 @@
-"""Running a requested session through Dagster in this process (CLI main job, tests, benchmark).
+"""Running a requested session through Dagster in this process (`heimdall main`, `heimdall
+session run`, the benchmark).
 
 It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
-receiver_metrics over all receivers of the session, then the session analysis (summary, localization) — with the same
-definitions, recorded in the given instance so the UI shows the runs afterwards.
+receiver_metrics over all receivers of the session, then the session analysis (summary,
+localization) — with the code location's definitions, recorded in the given persistent instance
+so the UI shows the runs afterwards. The runs go through ``execute_job``, the API a run worker
+uses: each step's output is released once its IO manager has stored it (``execute_in_process``,
+Dagster's testing API, keeps every output until the run ends; the tests use it through
+``session_runs``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
@@ -50,10 +55,21 @@ def session_runs(instance: DagsterInstance, engine, session_key: str) -> list[tu
     return [("session_job", dict(request.tags)), ("session_analysis_job", {PARTITION_NAME_TAG: session_key})]
 
 
-def run_session(defs: Definitions, instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
+def location_job(job_name: str) -> JobDefinition:
+    """A job of the code location, rebuilt from its module (what execute_job reconstructs)."""
+    from heimdall_pipeline.definitions import defs
+
+    return defs.resolve_job_def(job_name)
+
+
+def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
+    if not instance.is_persistent:
+        raise ValueError("run_session needs a persistent Dagster instance (DAGSTER_HOME); "
+                         "tests run the jobs with execute_in_process over session_runs instead")
     run_ids, success = [], True
     for job_name, tags in session_runs(instance, engine, session_key):
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, tags=tags, raise_on_error=False)
-        run_ids.append(result.run_id)
-        success = success and result.success
+        job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
+        with execute_job(job, instance, tags=tags) as result:
+            run_ids.append(result.run_id)
+            success = success and result.success
     return SessionRunResult(session_key, run_ids[0], run_ids[1], success)

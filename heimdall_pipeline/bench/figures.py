@@ -542,11 +542,11 @@ def backfill_figure(b: Bench) -> Figure:
 # ---------------------------------------------------------------------------------------------
 
 
-def _session_peak_rss(b: Bench, duration_s: float, path: str = "worker") -> float:
+def _session_peak_rss(b: Bench, duration_s: float) -> float:
     """MB of peak RSS one session of duration_s added in a fresh child process (after a tiny
-    warm-up session); path: "worker" (as a run worker runs it) or "in_process" (run_session)."""
+    warm-up session)."""
     keys = [b.request(b.sizes.rss_warmup_s, "w"), b.request(duration_s, "m")]
-    proc = subprocess.run([sys.executable, "-m", "heimdall_pipeline.bench.rss_child", path, *keys],
+    proc = subprocess.run([sys.executable, "-m", "heimdall_pipeline.bench.rss_child", *keys],
                           capture_output=True, text=True, env=os.environ.copy(), timeout=900)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RSS_JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -568,12 +568,11 @@ def rss_figure(b: Bench) -> Figure:
     few = min(3, b.n)
     value = Stat("MB", [_session_peak_rss(b, duration) for _ in range(b.n)])
     long_value = Stat("MB", [_session_peak_rss(b, long_duration) for _ in range(few)])
-    in_process = Stat("MB", [_session_peak_rss(b, duration, "in_process") for _ in range(few)])
     ratio = value.median / iq_mb(duration)
     long_ratio = long_value.median / iq_mb(long_duration)
     return Figure(
-        id="session_peak_rss", title="peak RSS added by one 7-receiver session end to end through Dagster, "
-        "run as a run worker runs it (fresh child process per measurement)",
+        id="session_peak_rss", title="peak RSS added by one 7-receiver session end to end through Dagster "
+        "(runner.run_session, fresh child process per measurement)",
         size=f"7 x {int(round(duration * SAMPLE_RATE_HZ))} samples complex64", value=value,
         baseline=Stat("MB", [iq_mb(duration)] * b.n),
         baseline_label="bytes of IQ held: 7 x samples x 8",
@@ -582,18 +581,14 @@ def rss_figure(b: Bench) -> Figure:
                  Target(f"ratio at {long_duration:g} s", "<=", 2.0, long_ratio, "x")],
         extra={f"session_{long_duration:g}s_MB": long_value.as_dict(),
                f"session_{long_duration:g}s_ratio": round(long_ratio, 2),
-               "in_process_run_session_MB": in_process.as_dict(),
-               "in_process_ratio": round(in_process.median / iq_mb(duration), 2),
                "first_run_in_process_MB": Stat("MB", b.rss_first_run_mb).as_dict(),
                "malloc_mmap_threshold_bytes": mmap_threshold_setting()},
         notes="One child process per measurement (python -m heimdall_pipeline.bench.rss_child): imports, engine, "
               f"instance; a {b.sizes.rss_warmup_s:g} s warm-up session takes the one-time costs of the first run in a "
               "process (first_run_in_process_MB: botocore's S3 model, OpenBLAS buffers, fonts, Dagster plan); then "
               "the kernel's peak counter is reset (/proc/self/clear_refs 5) and the measured session runs; value = "
-              "VmHWM after it minus VmRSS before it. Measured path: session_job then session_analysis_job with "
-              "execute_job on a persistent instance, as a run worker executes them. in_process_run_session: the same "
-              "session through runner.run_session (execute_in_process: heimdall main, tests), which keeps each step "
-              "output (the session's IQ) until its run ends.")
+              "VmHWM after it minus VmRSS before it. The session's two runs go through runner.run_session "
+              "(heimdall main / session run): execute_job on a persistent instance, as a run worker executes them.")
 
 
 ALL_FIGURES = ("metrics_short", "metrics_nominal", "metrics_long", "session_end_to_end", "io_manager_write",

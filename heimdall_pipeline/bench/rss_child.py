@@ -9,13 +9,11 @@ In the child (Linux):
 3. the kernel's high-water mark is reset (``echo 5 > /proc/self/clear_refs``), VmRSS read, the
    measured session run end to end, VmHWM read: the difference is the peak memory it added.
 
-Two ways to run the session's jobs:
-* ``worker``: ``execute_job`` on a persistent (temporary) instance, as a run worker executes a
-  run the daemon launched: a step's output is released once its IO manager has stored it.
-* ``in_process``: ``runner.run_session`` (``execute_in_process``, used by ``heimdall main`` and
-  the tests), which keeps every step output for its result object until the run ends.
+The session runs through runner.run_session (what ``heimdall main`` and ``heimdall session run``
+use): execute_job on a persistent (temporary) instance, as a run worker executes a run the daemon
+launched, so each step's output is released once its IO manager has stored it.
 
-Usage: python -m heimdall_pipeline.bench.rss_child worker|in_process WARMUP_KEY KEY
+Usage: python -m heimdall_pipeline.bench.rss_child WARMUP_KEY KEY
 Prints one line: RSS_JSON {...}
 """
 
@@ -25,16 +23,6 @@ import json
 import os
 import sys
 import warnings
-
-PATHS = ("worker", "in_process")
-
-
-def job_named(name: str):
-    """Reconstructs a job of the definitions (execute_job needs a reconstructable job)."""
-    from heimdall_pipeline.definitions import defs
-
-    return defs.resolve_job_def(name)
-
 
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as f:
@@ -52,41 +40,28 @@ def _reset_peak() -> None:
         raise RuntimeError(f"cannot reset the peak RSS counter (/proc/self/clear_refs): {exc}") from exc
 
 
-def main(path: str, warmup_key: str, key: str) -> int:
+def main(warmup_key: str, key: str) -> int:
     warnings.filterwarnings("ignore")
     import logging
 
     from heimdall_pipeline import settings
 
     settings.load_embedded_env()
-    from dagster import DagsterInstance, build_reconstructable_job, execute_job
+    from dagster import DagsterInstance
 
+    import heimdall_pipeline.definitions  # noqa: F401 - the code location is loaded before a run, as in a run worker
     from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.definitions import defs
-    from heimdall_pipeline.runner import run_session, session_runs
+    from heimdall_pipeline.runner import run_session
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
     engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
-
-    def run(instance, session_key: str) -> bool:
-        if path == "in_process":
-            return run_session(defs, instance, engine, session_key).success
-        success = True
-        for job_name, tags in session_runs(instance, engine, session_key):
-            job = build_reconstructable_job(__name__ if __name__ != "__main__" else "heimdall_pipeline.bench.rss_child",
-                                            "job_named", reconstructable_args=(job_name,))
-            with execute_job(job, instance, tags=tags) as result:
-                success = success and result.success
-        return success
-
-    instance_cm = DagsterInstance.ephemeral() if path == "in_process" else DagsterInstance.local_temp()
-    with instance_cm as instance:
-        out: dict = {"path": path, "rss_after_imports_kb": _status_kb("VmRSS")}
-        warmed = run(instance, warmup_key)
+    with DagsterInstance.local_temp() as instance:
+        out: dict = {"rss_after_imports_kb": _status_kb("VmRSS")}
+        warmed = run_session(instance, engine, warmup_key).success
         out["warmup_peak_kb"] = _status_kb("VmHWM")
         _reset_peak()
         out["rss_before_kb"] = _status_kb("VmRSS")
-        measured = run(instance, key)
+        measured = run_session(instance, engine, key).success
         out["peak_kb"] = _status_kb("VmHWM")
         out["rss_after_kb"] = _status_kb("VmRSS")
         out["success"] = bool(warmed and measured)
@@ -95,6 +70,6 @@ def main(path: str, warmup_key: str, key: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in PATHS:
-        sys.exit("usage: python -m heimdall_pipeline.bench.rss_child worker|in_process WARMUP_KEY KEY")
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m heimdall_pipeline.bench.rss_child WARMUP_KEY KEY")
     sys.exit(main(*sys.argv[1:]))

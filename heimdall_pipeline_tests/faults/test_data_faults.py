@@ -13,7 +13,8 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from heimdall_pipeline.checks import raw_iq_integrity
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.partitions import partition_key_for, session_receiver_partitions
-from heimdall_pipeline.runner import ensure_partitions, run_session
+from heimdall_pipeline.runner import ensure_partitions
+from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.storage.iq_format import IntegrityError
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
 from heimdall_pipeline_tests.faults.conftest import (
@@ -89,7 +90,7 @@ def test_same_partition_twice_then_concurrently(shared_services_env, engine, s3_
     results = []
     with DagsterInstance.ephemeral() as first:
         for _ in range(2):
-            results.append(run_session(defs, first, engine, record.session_key))
+            results.append(run_session_in_process(defs, first, engine, record.session_key))
     assert all(r.success for r in results)
     assert sorted(r.receiver_id for r in measurements_for_session(engine, record.session_key)) == RECEIVERS
     for rid in RECEIVERS:
@@ -101,7 +102,7 @@ def test_same_partition_twice_then_concurrently(shared_services_env, engine, s3_
     def worker():
         try:
             with DagsterInstance.ephemeral() as own:
-                concurrent.append(run_session(build_defs(env), own, engine, record.session_key))
+                concurrent.append(run_session_in_process(build_defs(env), own, engine, record.session_key))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

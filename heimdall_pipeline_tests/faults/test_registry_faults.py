@@ -17,7 +17,8 @@ from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
-from heimdall_pipeline.runner import ensure_partitions, run_session
+from heimdall_pipeline.runner import ensure_partitions
+from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.sensors import RECEIVER_TAG_PREFIX, session_request_sensor
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.sessions import InvalidSessionRequestError
@@ -54,7 +55,7 @@ def test_failing_receivers_do_not_lose_the_others(private_services, private_engi
         receivers = [*KIWI_FAULTS, "f5len"]
         record = request(private_engine, receivers=receivers, duration_s=0.5,
                          scheduled_for=datetime.now(timezone.utc))  # live window open
-        result = run_session(build_defs(env), fresh_instance, private_engine, record.session_key)
+        result = run_session_in_process(build_defs(env), fresh_instance, private_engine, record.session_key)
     finally:
         for server in servers.values():
             server.__exit__(None, None, None)
@@ -208,7 +209,7 @@ def test_sql_looking_text_stored_verbatim(private_services, private_engine, fres
     try:
         by = "'; UPDATE sessions SET status='archived'; --"
         record = request(private_engine, receivers=["sqlrx", "f5len"], requested_by=by)
-        result = run_session(build_defs(env), fresh_instance, private_engine, record.session_key)
+        result = run_session_in_process(build_defs(env), fresh_instance, private_engine, record.session_key)
         assert result.success
         rx = get_receiver(private_engine, "sqlrx")
         assert rx.name == SQLISH and rx.location_name == "x' OR '1'='1; DELETE FROM sessions; --"

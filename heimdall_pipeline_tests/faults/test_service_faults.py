@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.partitions import partition_key_for
-from heimdall_pipeline.runner import run_session
+from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.storage.layout import parse_object_key
 from heimdall_pipeline_tests.faults.conftest import (
     build_defs, check_evaluations, error_text, list_session_keys, make_store, private_client, request,
@@ -51,7 +51,7 @@ def test_s3_killed_while_writing_then_restart_and_rerun(private_services, privat
 
     s3_hooks += [("before-parameter-build.s3.PutObject", remember_key), ("after-call.s3.PutObject", kill_after_first_npy)]
     defs = build_defs(env, max_attempts=2)
-    result = run_session(defs, fresh_instance, private_engine, record.session_key)
+    result = run_session_in_process(defs, fresh_instance, private_engine, record.session_key)
     s3_hooks.clear()
 
     assert killed, "the fault was never injected"
@@ -69,7 +69,7 @@ def test_s3_killed_while_writing_then_restart_and_rerun(private_services, privat
         if kind == "metadata":
             assert (rid, "iq") in kinds, f"metadata of {rid} exists without its .npy: {sorted(stored)}"
 
-    again = run_session(build_defs(env), fresh_instance, private_engine, record.session_key)
+    again = run_session_in_process(build_defs(env), fresh_instance, private_engine, record.session_key)
     assert again.success
     assert_all_checks_passed(fresh_instance, again.session_run_id)
     rows = measurements_for_session(private_engine, record.session_key)
@@ -102,7 +102,7 @@ def test_postgres_stopped_during_metrics_write(private_services, private_engine,
 
     sa.event.listen(engine, "after_cursor_execute", stop_after_insert)
     try:
-        result = run_session(build_defs(env), fresh_instance, engine, record.session_key)
+        result = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)
     finally:
         sa.event.remove(engine, "after_cursor_execute", stop_after_insert)
     assert stopped, "the fault was never injected"
@@ -115,7 +115,7 @@ def test_postgres_stopped_during_metrics_write(private_services, private_engine,
     assert count_measurements(engine, session_key=record.session_key) == 0
     # raw_iq was stored before the fault: the re-run measures it, exactly one row per partition.
     for _ in range(2):
-        again = run_session(build_defs(env), fresh_instance, engine, record.session_key)
+        again = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)
         assert again.success
         rows = measurements_for_session(engine, record.session_key)
         assert sorted(r.receiver_id for r in rows) == DEFAULT_IDS
@@ -140,7 +140,7 @@ def test_wrong_s3_credentials_fail_at_resource_start_without_retry(private_servi
 
     record = request(private_engine)
     sent.clear()
-    result = run_session(build_defs(env, **bad), fresh_instance, private_engine, record.session_key)
+    result = run_session_in_process(build_defs(env, **bad), fresh_instance, private_engine, record.session_key)
     assert not result.success
     text = error_text(_run_result_events(fresh_instance, result.session_run_id))
     assert "refused access to bucket" in text

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from heimdall_pipeline import verify
-from heimdall_pipeline.runner import run_session
+from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, spectrum_object_key
 from heimdall_pipeline_tests.faults.conftest import build_defs, request
 
@@ -54,7 +54,7 @@ def test_verify_command_finds_what_was_broken(shared_services_env, engine, insta
     env = shared_services_env
     bucket = env["HEIMDALL_S3_BUCKET"]
     record = request(engine, receivers=["f5len", "ph0m", "hb9q"])
-    assert run_session(build_defs(env), instance, engine, record.session_key).success
+    assert run_session_in_process(build_defs(env), instance, engine, record.session_key).success
     args = argparse.Namespace(sessions=[record.session_key], since=None, until=None)
     assert verify.run(args) == 0, capsys.readouterr().out
     key = record.session_key

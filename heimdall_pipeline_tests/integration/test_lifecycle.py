@@ -42,12 +42,12 @@ def pg_instance(env):
 
 
 def _record(defs, instance, engine, key: str, *, days_ago: float) -> None:
-    from heimdall_pipeline.runner import run_session
+    from heimdall_pipeline_tests.runs import run_session_in_process
     from heimdall_pipeline.session_requests import request_session
 
     request_session(engine, requested_by="test_lifecycle", center_frequency_hz=7.1e6, duration_s=0.5,
                     source_kind="simulated", receiver_ids=RECEIVERS, session_key=key)
-    result = run_session(defs, instance, engine, key)
+    result = run_session_in_process(defs, instance, engine, key)
     assert result.success, key
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE sessions SET scheduled_for = :t WHERE session_key = :k"),

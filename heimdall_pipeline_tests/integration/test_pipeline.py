@@ -13,6 +13,7 @@ from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.runner import ensure_partitions, run_session
+from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.sensors import session_request_sensor
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, session_prefix
@@ -31,9 +32,38 @@ def check_results(result):
     return {evaluation.check_name: evaluation.passed for evaluation in result.get_asset_check_evaluations()}
 
 
+def test_cli_runner_executes_a_session_like_a_run_worker(embedded_services, engine, session_key, s3_client):
+    """runner.run_session (heimdall main / session run): execute_job on a persistent instance."""
+    from dagster import DagsterInstance
+
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6, duration_s=1)
+    with DagsterInstance.local_temp() as instance:
+        result = run_session(instance, engine, session_key)
+        assert result.success
+        session_run = instance.get_run_by_id(result.session_run_id)
+        assert session_run.job_name == "session_job" and session_run.is_success
+        assert session_run.tags["heimdall/session"] == session_key and "heimdall/receiver.hb9q" in session_run.tags
+        analysis_run = instance.get_run_by_id(result.analysis_run_id)
+        assert analysis_run.job_name == "session_analysis_job" and analysis_run.tags["dagster/partition"] == session_key
+        materialized = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("raw_iq")), limit=100)
+        stored = {r.partition_key for r in materialized.records
+                  if r.asset_materialization.metadata["capture_status"].value == "stored"}
+        assert stored == {str(partition_key_for(session_key, r.id)) for r in list_receivers(engine, active_only=True)}
+    assert count_measurements(engine, session_key=session_key) == 7
+    assert len([k for k in object_keys(s3_client, session_key) if k.endswith(".npy")]) == 7
+    assert get_session(engine, session_key).status == "succeeded"
+
+
+def test_cli_runner_refuses_an_ephemeral_instance(instance, engine, session_key):
+    import pytest
+
+    with pytest.raises(ValueError, match="persistent Dagster instance"):
+        run_session(instance, engine, session_key)
+
+
 def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, engine, session_key, s3_client):
     request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6, duration_s=2)
-    result = run_session(defs, instance, engine, session_key)
+    result = run_session_in_process(defs, instance, engine, session_key)
     assert result.success
     receivers = [r.id for r in list_receivers(engine, active_only=True)]
     assert len(receivers) == 7
@@ -58,7 +88,7 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
         assert history and history[0].run_id == result.session_run_id
         assert history[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED, check
     # Re-materializing replaces rather than duplicating.
-    assert run_session(defs, instance, engine, session_key).success
+    assert run_session_in_process(defs, instance, engine, session_key).success
     assert count_measurements(engine, session_key=session_key) == 7
     rows = measurements_for_session(engine, session_key)
     assert all(row.signal_detected and abs(row.snr_db - row.metadata_json["ground_truth"]["snr_db"]) < 0.5
@@ -68,7 +98,7 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
 def test_receivers_not_requested_are_skipped_cleanly(defs, instance, engine, session_key, s3_client):
     request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                     duration_s=1, receiver_ids=["f5len", "hb9q"])
-    result = run_session(defs, instance, engine, session_key)
+    result = run_session_in_process(defs, instance, engine, session_key)
     assert result.success
     assert {row.receiver_id for row in measurements_for_session(engine, session_key)} == {"f5len", "hb9q"}
     assert len([k for k in object_keys(s3_client, session_key) if k.endswith(".npy")]) == 2
@@ -78,7 +108,7 @@ def test_receivers_not_requested_are_skipped_cleanly(defs, instance, engine, ses
 
 def test_session_checks_fail_on_a_corrupted_object(defs, instance, engine, session_key, s3_client):
     request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6, duration_s=1)
-    assert run_session(defs, instance, engine, session_key).success
+    assert run_session_in_process(defs, instance, engine, session_key).success
     key = iq_object_key(session_key, "hb9q")
     data = bytearray(s3_client.get_object(Bucket=bucket(), Key=key)["Body"].read())
     data[-100] ^= 0xFF
@@ -101,7 +131,7 @@ def test_single_run_metrics_backfill_over_several_sessions(defs, instance, engin
     sessions = [f"tb{os.urandom(4).hex()}" for _ in range(3)]
     for key in sessions:
         request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
-        assert run_session(defs, instance, engine, key).success
+        assert run_session_in_process(defs, instance, engine, key).success
     receiver_keys = ensure_partitions(instance, sessions, [r.id for r in list_receivers(engine)])
     # A rectangle of the multi-partition space: every receiver × the three sessions, in one run.
     session_order = instance.get_dynamic_partitions("sessions")
@@ -150,7 +180,7 @@ def test_a_live_receiver_cannot_re_record_the_past(defs, instance, engine, sessi
     try:
         request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                         duration_s=1, receiver_ids=[live_id], scheduled_for=datetime.now(timezone.utc) - timedelta(days=1))
-        result = run_session(defs, instance, engine, session_key)
+        result = run_session_in_process(defs, instance, engine, session_key)
         assert not result.success
         failure = instance.get_run_by_id(result.session_run_id)
         events = instance.all_logs(failure.run_id)
@@ -167,7 +197,7 @@ def test_a_session_is_localized_with_an_honest_ellipse(defs, instance, engine, s
 
     request = request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                               duration_s=1)
-    assert run_session(defs, instance, engine, session_key).success
+    assert run_session_in_process(defs, instance, engine, session_key).success
     located = get_localization(engine, session_key)
     truth = request.transmitter
     assert located.localizable and len(located.receivers_used) >= 3
@@ -182,6 +212,6 @@ def test_fewer_than_three_receivers_is_not_localizable(defs, instance, engine, s
 
     request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                     duration_s=1, receiver_ids=["f5len", "hb9q"])
-    assert run_session(defs, instance, engine, session_key).success
+    assert run_session_in_process(defs, instance, engine, session_key).success
     located = get_localization(engine, session_key)
     assert not located.localizable and "3" in located.reason and located.latitude is None
