@@ -15,7 +15,7 @@ from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.sessions_repo import get_session
-from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.partitions import session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase
 
@@ -51,20 +51,25 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
     engine = database.engine()
     problems: dict[str, str] = {}
     verified = 0
+
+    def load(key: str):
+        try:
+            return iq_store.load_capture(key)
+        except ValueError as exc:  # IntegrityError names the object key
+            return exc
+
     for session_key, receiver_ids in run_partitions(context).items():
         record = get_session(engine, session_key)
-        for rid in receiver_ids:
-            key = f"{rid}|{session_key}"
-            try:
-                capture = iq_store.load_capture(key)
-            except ValueError as exc:  # IntegrityError names the object key
-                problems[key] = str(exc)
+        keys = [f"{rid}|{session_key}" for rid in receiver_ids]
+        for key, capture in read_ahead(load, keys, iq_store.read_ahead):
+            if isinstance(capture, ValueError):
+                problems[key] = str(capture)
                 continue
             if capture is None:
                 continue  # no capture: reported by raw_iq_captured
             found = capture_problems(capture, record)
             if found:
-                problems[key] = f"{iq_store.bucket}/{session_key}/{rid}: " + "; ".join(found)
+                problems[key] = f"{iq_store.bucket}/{session_key}/{split_key(key)[1]}: " + "; ".join(found)
             verified += 1
     return AssetCheckResult(passed=not problems, metadata={
         "verified_objects": verified, "problems": MetadataValue.json(problems)},

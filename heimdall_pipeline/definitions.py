@@ -5,7 +5,7 @@ import os
 from dagster import Definitions, EnvVar, in_process_executor
 from dagster_aws.s3 import S3Resource
 
-from heimdall_pipeline import memory, settings
+from heimdall_pipeline import settings
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.assets.localization import session_localization
@@ -21,8 +21,6 @@ from heimdall_pipeline.sensors import session_automation_sensor, session_request
 
 # Local runs find the embedded services' settings; deployments set the variables themselves.
 settings.load_embedded_env()
-# Every process running these assets (code server, run worker, CLI) handles captures of ~1 MB.
-memory.configure_allocator()
 
 s3 = S3Resource(
     endpoint_url=EnvVar("HEIMDALL_S3_ENDPOINT_URL"),

@@ -33,8 +33,10 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
            iq_store: IQStore) -> dict:
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
+    partition_keys = context.partition_keys  # Dagster expands the range on every access
+    per_partition_metadata = len(partition_keys) <= PER_PARTITION_METADATA_LIMIT
     receivers_by_session: dict[str, list[str]] = defaultdict(list)
-    for key in context.partition_keys:
+    for key in partition_keys:
         session_key, receiver_id = split_key(key)
         receivers_by_session[session_key].append(receiver_id)
 
@@ -61,16 +63,19 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
                                 f"after {failure.attempts} attempt(s)")
-        for key in context.partition_keys:
+        for key in partition_keys:
             key_session, rid = split_key(key)
             if key_session != session_key:
                 continue
             capture = acquisition.captures.get(rid)
             failure: AcquisitionFailure | None = acquisition.errors.get(rid)
-            outcomes[str(key)] = ReceiverCapture(registry[rid], capture) if capture is not None else failure
-            if capture is not None and len(context.partition_keys) <= PER_PARTITION_METADATA_LIMIT:
-                # A picture for people, beside the capture; the IO manager stores the data itself.
-                context.add_asset_metadata(iq_store.store_spectrum(capture), partition_key=key)
+            if capture is None:
+                outcomes[str(key)] = failure
+                continue
+            # A picture for people, beside the capture; the IO manager stores the data itself
+            # and shows the picture with the partition's storage metadata.
+            picture = iq_store.store_spectrum(capture) if per_partition_metadata else {}
+            outcomes[str(key)] = ReceiverCapture(registry[rid], capture, ui_metadata=picture)
         context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "
                          f"{len(acquisition.errors)} failed, {len(receiver_ids) - len(targets)} not requested")
     return outcomes

@@ -8,16 +8,14 @@ ReceiverCapture to store, or None / an AcquisitionFailure for a partition withou
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import islice
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT
-from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 
 
@@ -41,21 +39,7 @@ class StoredCaptures(Mapping):
         return len(self._keys)
 
     def items(self) -> Iterator[tuple[str, Capture | None]]:  # type: ignore[override]
-        read_ahead = max(1, self._store.read_ahead)
-        with ThreadPoolExecutor(max_workers=read_ahead) as pool:
-            pending: deque[tuple[str, Future]] = deque()
-            keys = iter(self._keys)
-            for key in islice(keys, read_ahead):
-                pending.append((key, pool.submit(self._store.load_capture, key)))
-            while pending:
-                key, download = pending.popleft()
-                capture = download.result()
-                del download  # a finished future keeps its result alive
-                next_key = next(keys, None)
-                if next_key is not None:
-                    pending.append((next_key, pool.submit(self._store.load_capture, next_key)))
-                yield key, capture
-                del capture  # not kept alive while the generator waits for the next request
+        return read_ahead(self._store.load_capture, self._keys, self._store.read_ahead)
 
 
 class S3IQIOManager(ConfigurableIOManager):
@@ -69,7 +53,7 @@ class S3IQIOManager(ConfigurableIOManager):
             stored = dict(zip(captures, pool.map(self.store.store_capture, captures.values())))
         if len(obj) <= PER_PARTITION_METADATA_LIMIT:
             for key, value in obj.items():
-                metadata = stored.get(key) or (
+                metadata = {**stored[key], **value.ui_metadata} if key in stored else (
                     {"capture_status": "failed", "error": f"{value.error_type}: {value.message}"}
                     if value is not None else {"capture_status": "not_requested"})
                 context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)

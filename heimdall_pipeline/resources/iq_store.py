@@ -8,7 +8,11 @@ import base64
 import hashlib
 import io
 import threading
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any, TypeVar
 
 from boto3.s3.transfer import TransferConfig
 from dagster import ConfigurableResource, MetadataValue
@@ -25,6 +29,7 @@ from heimdall_pipeline.storage.layout import (
 )
 from heimdall_pipeline.storage.object_store import ensure_bucket, error_code
 
+T = TypeVar("T")
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 _CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> checked boto3 client
 _PNG_SLOTS = threading.BoundedSemaphore(1)  # spectrum pictures rendered at once: CPU-bound, so one
@@ -35,6 +40,24 @@ class S3AccessDeniedError(PermissionError):
     """The S3 server refused the credentials or the bucket permission (never retried)."""
 
 
+def read_ahead(load: Callable[[str], T], keys: Iterable[str], depth: int) -> Iterator[tuple[str, T]]:
+    """(key, load(key)) in key order; while the caller processes one, the next `depth` loads run
+    in threads, so at most `depth` results wait in memory besides what the caller keeps."""
+    depth = max(1, int(depth))
+    keys = iter(keys)
+    with ThreadPoolExecutor(max_workers=depth) as pool:
+        pending = deque((key, pool.submit(load, key)) for key in islice(keys, depth))
+        while pending:
+            key, download = pending.popleft()
+            result = download.result()
+            del download  # a finished future keeps its result alive
+            next_key = next(keys, None)
+            if next_key is not None:
+                pending.append((next_key, pool.submit(load, next_key)))
+            yield key, result
+            del result  # not kept while the generator waits for the caller
+
+
 class IQStore(ConfigurableResource):
     s3: S3Resource
     bucket: str = Field(default="heimdall-raw-iq", description="Bucket for raw IQ (created if missing, versioned)")
@@ -42,7 +65,7 @@ class IQStore(ConfigurableResource):
     presigned_url_expiry_s: int = Field(default=7 * 24 * 3600, description="Lifetime of links shown in the UI")
     parallel_transfers: int = Field(default=8, description="Objects uploaded at once")
     read_ahead: int = Field(default=2, description="Captures downloaded ahead of the one being processed when "
-                                                   "reading many partitions (memory: read_ahead + 1 captures)")
+                                                   "reading many partitions (memory: that many captures more)")
     public_endpoint_url: str = Field(
         default="", description="Endpoint browsers reach for links in the UI, when it differs from the "
                                 "one the code uses (e.g. http://minio:9000 inside Docker); empty = the same")
@@ -84,7 +107,9 @@ class IQStore(ConfigurableResource):
         size = body.size if isinstance(body, BufferStream) else len(body)
         if size > self.multipart_threshold_mb * 1024 * 1024:
             # Multipart: the SDK sends a SHA-256 per part and the server checks each.
-            client.upload_fileobj(body if isinstance(body, BufferStream) else io.BytesIO(body), self.bucket, key,
+            # s3transfer cuts parts with one read() each: a BufferedReader makes every read full.
+            source = io.BufferedReader(body) if isinstance(body, BufferStream) else io.BytesIO(body)
+            client.upload_fileobj(source, self.bucket, key,
                                   ExtraArgs={"ChecksumAlgorithm": "SHA256", "ContentType": content_type,
                                              "Metadata": metadata},
                                   Config=TransferConfig(multipart_threshold=self.multipart_threshold_mb * 1024 * 1024,
@@ -122,7 +147,7 @@ class IQStore(ConfigurableResource):
 
     def store_spectrum(self, capture: Capture) -> dict[str, Any]:
         """The PSD/waterfall picture beside the capture; metadata showing it in the UI."""
-        with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~10 MB each), not speed
+        with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~3 MB each), not speed
             png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
                                f"{capture.session_key} / {capture.receiver_id}")
         key = spectrum_object_key(capture.session_key, capture.receiver_id)

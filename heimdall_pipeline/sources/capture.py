@@ -59,10 +59,12 @@ class Capture:
 
 @dataclasses.dataclass(frozen=True)
 class ReceiverCapture:
-    """A capture with the receiver that made it (its location goes into the stored metadata)."""
+    """A capture with the receiver that made it (its location goes into the stored metadata),
+    and what to show beside it in the UI once stored (e.g. its spectrum picture)."""
 
     receiver: "Receiver"
     capture: Capture
+    ui_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 from heimdall_pipeline.receivers import Receiver  # noqa: E402  (type used above, no cycle)

@@ -6,10 +6,16 @@ import hashlib
 import io
 
 
+# A read returns at most this much (a raw stream may return less than asked): botocore hashes
+# an upload's body in 1 MiB reads, each a new bytes object, in every upload thread at once.
+MAX_READ_BYTES = 64 * 1024
+
+
 class BufferStream(io.RawIOBase):
     """A seekable, read-only file over several buffers in a row (e.g. an .npy header and the
     samples' memory), so an upload reads the data where it lies instead of a joined copy.
-    botocore seeks back to the start to retry, and to find the length."""
+    botocore seeks back to the start to retry, and to find the length. Reads are short (at most
+    MAX_READ_BYTES); wrap it in io.BufferedReader where full reads are required."""
 
     def __init__(self, *buffers):
         self._views = [memoryview(b).cast("B") for b in buffers]
@@ -34,6 +40,19 @@ class BufferStream(io.RawIOBase):
             raise ValueError(f"negative seek position {base + offset}")
         self._position = base + offset
         return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        chunk = bytearray(min(size, MAX_READ_BYTES, max(self.size - self._position, 0)))
+        del chunk[self.readinto(chunk):]
+        return bytes(chunk)
+
+    def readall(self) -> bytes:
+        parts = []
+        while part := self.read(MAX_READ_BYTES):
+            parts.append(part)
+        return b"".join(parts)
 
     def readinto(self, target) -> int:
         target = memoryview(target).cast("B")

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pytest
 
-from heimdall_pipeline.storage.buffers import BufferStream
+from heimdall_pipeline.storage.buffers import MAX_READ_BYTES, BufferStream
 
 
 def parts():
@@ -15,7 +15,7 @@ def parts():
     return header, samples, header + samples.tobytes()
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 8192, 100_000])
+@pytest.mark.parametrize("chunk", [1, 7, 64, 8192, 100_000, 1 << 20])
 def test_reads_the_buffers_in_a_row(chunk):
     header, samples, whole = parts()
     stream = BufferStream(header, samples)
@@ -47,3 +47,14 @@ def test_sha256_and_no_copy_of_the_samples():
     samples[0] = 99  # the stream reads the array's own memory
     stream.seek(len(header))
     assert np.frombuffer(stream.read(8), np.complex64)[0] == 99
+
+
+def test_reads_are_short_and_a_buffered_reader_makes_them_full():
+    header = b"h" * 100
+    samples = np.zeros(3 * MAX_READ_BYTES // 8, np.complex64)
+    whole = header + samples.tobytes()
+    assert len(BufferStream(header, samples).read(1 << 20)) == MAX_READ_BYTES  # bounded per read
+    buffered = io.BufferedReader(BufferStream(header, samples))
+    assert buffered.read(2 * MAX_READ_BYTES + 5) == whole[:2 * MAX_READ_BYTES + 5]
+    buffered.seek(0)
+    assert buffered.read() == whole
