@@ -31,6 +31,7 @@ setup(
             "pyyaml>=6,<7",
             "dagster-docker>=0.29,<0.30",
             "pyinstrument>=4.6,<6",
+            "memray>=1.12,<2",
         ],
     },
     entry_points={"console_scripts": ["heimdall=heimdall_pipeline.cli:main"]},
