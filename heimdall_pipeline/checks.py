@@ -7,6 +7,7 @@ session or backfill run, with the failing partition keys named in the metadata.
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
@@ -44,11 +45,9 @@ def capture_problems(capture, record) -> list[str]:
     return problems
 
 
-@asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
-             description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
-def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
-                     database: HeimdallDatabase) -> AssetCheckResult:
-    engine = database.engine()
+def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> tuple[dict[str, str], int]:
+    """Problems of each stored capture of one session (object, SHA-256, dtype, finiteness,
+    sample count) by partition key, and how many captures were verified."""
     problems: dict[str, str] = {}
     verified = 0
 
@@ -58,19 +57,63 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
         except ValueError as exc:  # IntegrityError names the object key
             return exc
 
+    keys = [f"{rid}|{record.session_key}" for rid in receiver_ids]
+    for key, capture in read_ahead(load, keys, iq_store.read_ahead):
+        if isinstance(capture, ValueError):
+            problems[key] = str(capture)
+            continue
+        if capture is None:
+            continue  # no capture: reported by raw_iq_captured
+        found = capture_problems(capture, record)
+        if found:
+            problems[key] = f"{iq_store.bucket}/{record.session_key}/{split_key(key)[1]}: " + "; ".join(found)
+        verified += 1
+    return problems, verified
+
+
+def missing_captures(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> list[str]:
+    """Partition keys of requested receivers of one session without a stored capture."""
+    return [f"{rid}|{record.session_key}" for rid in receiver_ids
+            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{record.session_key}")]
+
+
+def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequence[str]) -> dict[str, str]:
+    """Missing or implausible measurements rows of one session, by partition key."""
+    problems: dict[str, str] = {}
+    rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
+    for rid in receiver_ids:
+        key = f"{rid}|{session_key}"
+        row = rows.get(rid)
+        if row is None:
+            if iq_store.has_capture(key):
+                problems[key] = "capture stored but no measurements row"
+            continue
+        values = {"noise_power_dbm": row.noise_power_dbm, "psd_dbm": row.psd_dbm}
+        if row.signal_detected:
+            values.update(snr_db=row.snr_db, signal_power_dbm=row.signal_power_dbm,
+                          frequency_offset_hz=row.frequency_offset_hz)
+        bad = [name for name, value in values.items() if value is None or not math.isfinite(value)]
+        if row.signal_detected and row.snr_db is not None and not SNR_BOUNDS_DB[0] <= row.snr_db <= SNR_BOUNDS_DB[1]:
+            bad.append(f"snr_db {row.snr_db:.1f} outside {SNR_BOUNDS_DB}")
+        half_rate = row.sample_rate_khz * 1e3 / 2
+        if row.frequency_offset_hz is not None and not abs(row.frequency_offset_hz) < half_rate:
+            bad.append(f"|frequency_offset_hz| {abs(row.frequency_offset_hz):.1f} ≥ rate/2 {half_rate:.1f}")
+        if bad:
+            problems[key] = ", ".join(bad)
+    return problems
+
+
+@asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
+             description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
+def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
+                     database: HeimdallDatabase) -> AssetCheckResult:
+    engine = database.engine()
+    problems: dict[str, str] = {}
+    verified = 0
     for session_key, receiver_ids in run_partitions(context).items():
-        record = get_session(engine, session_key)
-        keys = [f"{rid}|{session_key}" for rid in receiver_ids]
-        for key, capture in read_ahead(load, keys, iq_store.read_ahead):
-            if isinstance(capture, ValueError):
-                problems[key] = str(capture)
-                continue
-            if capture is None:
-                continue  # no capture: reported by raw_iq_captured
-            found = capture_problems(capture, record)
-            if found:
-                problems[key] = f"{iq_store.bucket}/{session_key}/{split_key(key)[1]}: " + "; ".join(found)
-            verified += 1
+        found, count = integrity_problems(iq_store, get_session(engine, session_key), receiver_ids)
+        problems.update(found)
+        verified += count
     return AssetCheckResult(passed=not problems, metadata={
         "verified_objects": verified, "problems": MetadataValue.json(problems)},
         description="; ".join(problems.values())[:1000] or None)
@@ -83,10 +126,7 @@ def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
     engine = database.engine()
     missing = []
     for session_key, receiver_ids in run_partitions(context).items():
-        record = get_session(engine, session_key)
-        for rid in receiver_ids:
-            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{session_key}"):
-                missing.append(f"{rid}|{session_key}")
+        missing += missing_captures(iq_store, get_session(engine, session_key), receiver_ids)
     return AssetCheckResult(passed=not missing, severity=AssetCheckSeverity.WARN,
                             metadata={"missing_captures": MetadataValue.json(missing)},
                             description=f"no capture from {', '.join(missing)}" if missing else None)
@@ -99,25 +139,6 @@ def receiver_metrics_rows(context: AssetCheckExecutionContext, iq_store: IQStore
     engine = database.engine()
     problems: dict[str, str] = {}
     for session_key, receiver_ids in run_partitions(context).items():
-        rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
-        for rid in receiver_ids:
-            key = f"{rid}|{session_key}"
-            row = rows.get(rid)
-            if row is None:
-                if iq_store.has_capture(key):
-                    problems[key] = "capture stored but no measurements row"
-                continue
-            values = {"noise_power_dbm": row.noise_power_dbm, "psd_dbm": row.psd_dbm}
-            if row.signal_detected:
-                values.update(snr_db=row.snr_db, signal_power_dbm=row.signal_power_dbm,
-                              frequency_offset_hz=row.frequency_offset_hz)
-            bad = [name for name, value in values.items() if value is None or not math.isfinite(value)]
-            if row.signal_detected and row.snr_db is not None and not SNR_BOUNDS_DB[0] <= row.snr_db <= SNR_BOUNDS_DB[1]:
-                bad.append(f"snr_db {row.snr_db:.1f} outside {SNR_BOUNDS_DB}")
-            half_rate = row.sample_rate_khz * 1e3 / 2
-            if row.frequency_offset_hz is not None and not abs(row.frequency_offset_hz) < half_rate:
-                bad.append(f"|frequency_offset_hz| {abs(row.frequency_offset_hz):.1f} ≥ rate/2 {half_rate:.1f}")
-            if bad:
-                problems[key] = ", ".join(bad)
+        problems.update(row_problems(iq_store, engine, session_key, receiver_ids))
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)},
                             description="; ".join(f"{k}: {v}" for k, v in problems.items())[:1000] or None)

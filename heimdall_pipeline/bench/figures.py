@@ -184,11 +184,10 @@ def session_figure(b: Bench) -> Figure:
 
     from heimdall_pipeline.assets.acquisition import session_plan
     from heimdall_pipeline.assets.metrics import measurement_row
-    from heimdall_pipeline.checks import capture_problems
-    from heimdall_pipeline.db.measurements_repo import measurements_for_session, upsert_measurements
+    from heimdall_pipeline.checks import integrity_problems, missing_captures, row_problems
+    from heimdall_pipeline.db.measurements_repo import upsert_measurements
     from heimdall_pipeline.db.sessions_repo import get_session
     from heimdall_pipeline.definitions import defs
-    from heimdall_pipeline.resources.iq_store import read_ahead
     from heimdall_pipeline.runner import ensure_partitions
     from heimdall_pipeline.sensors import session_run_request
     from heimdall_pipeline.sources.capture import ReceiverCapture
@@ -232,15 +231,12 @@ def session_figure(b: Bench) -> Figure:
             t3 = time.perf_counter()
             upsert_measurements(b.engine, rows)
             t4 = time.perf_counter()
-            # the three checks' work: read back and verify each capture, HEAD each, read the rows
-            keys = [f"{item.receiver.id}|{key}" for item in items]
-            for pkey, capture in read_ahead(b.store.load_capture, keys, b.store.read_ahead):
-                if capture_problems(capture, record):
-                    raise RuntimeError(f"bench capture {pkey} failed its integrity check")
-            if not all(b.store.has_capture(pkey) for pkey in keys):
-                raise RuntimeError(f"bench session {key}: a capture is missing")
-            if len(measurements_for_session(b.engine, key)) != len(items):
-                raise RuntimeError(f"bench session {key}: rows missing")
+            # the three checks' work, through the functions the asset checks call
+            problems = {**integrity_problems(b.store, record, record.receiver_ids)[0],
+                        **dict.fromkeys(missing_captures(b.store, record, record.receiver_ids), "missing"),
+                        **row_problems(b.store, b.engine, key, record.receiver_ids)}
+            if problems:
+                raise RuntimeError(f"bench session {key} failed its checks: {problems}")
             t5 = time.perf_counter()
             plain_parts.append({"simulate": t1 - t0, "store (encode, put, PNG)": t2 - t1, "metrics": t3 - t2,
                                 "upsert": t4 - t3, "checks (read back + SHA-256, HEAD, rows)": t5 - t4})
@@ -267,7 +263,7 @@ def session_figure(b: Bench) -> Figure:
         value=value, baseline=base,
         baseline_label="the same work as plain calls: simulate, IQStore.store_capture (encode, put .npy/JSON; "
                        "same thread pool), IQStore.store_spectrum (PNG), measurement_row, upsert_measurements, "
-                       "and the checks' work (load_capture + capture_problems, has_capture, measurements_for_session)",
+                       "and the checks' work (checks.integrity_problems, missing_captures, row_problems)",
         ratio=ratio, ratio_meaning="Dagster time / plain time",
         targets=[Target("time", "<=", 2.0, value.median, " s"), Target("ratio to baseline", "<=", 1.5, ratio, "x")],
         extra={"dagster_step_ms_median": median_steps,
