@@ -33,6 +33,10 @@ class Capture:
     center_frequency_hz: the frequency the receiver was tuned to.
     start_time: UTC time of the first sample.
     source_kind: "simulated" or "kiwisdr".
+    power_unit: the scale of the samples: "dBm" (mW at the antenna port, as the simulator makes
+        them) or "dBFS" (the ADC's full scale, as a KiwiSDR sends them).
+    calibration: for dBFS samples that could be calibrated, {"offset_db": dBm - dBFS, "spread_db",
+        "frames"}; None where no calibration exists (the figures then stay in dBFS).
     details: JSON-serialisable source facts (server version, dropped frames, RSSI, ...).
     ground_truth: JSON-serialisable truth, only for simulated captures.
     """
@@ -45,6 +49,8 @@ class Capture:
     start_time: datetime
     source_kind: str
     gps_timestamps: tuple[GpsTimestamp, ...] = ()
+    power_unit: str = "dBm"
+    calibration: dict[str, Any] | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     ground_truth: dict[str, Any] | None = None
 
