@@ -16,12 +16,19 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class GpsTimestamp:
-    """A GPS time tag for the first sample of one frame (KiwiSDR IQ mode)."""
+    """A GPS time tag for the first sample of one frame (KiwiSDR IQ mode).
+
+    gps_seconds: GPS seconds of the week, as the KiwiSDR sends them.
+    fix_age_s: seconds since the receiver's last GNSS fix as the frame header reports it
+        (0 = this tag comes from a fresh fix; None where the source does not say). Time models
+        trust fresh fixes only.
+    """
 
     sample_index: int
     gps_seconds: int
     gps_nanoseconds: int
     has_solution: bool
+    fix_age_s: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
