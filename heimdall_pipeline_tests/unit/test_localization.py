@@ -9,17 +9,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline import localization as loc
-from heimdall_pipeline.localization import (
-    LocalizationResult,
-    PowerObservation,
-    evaluate_accuracy,
-    free_space_path_loss_db,
-    haversine_km,
-    localize,
-    plot_localization,
-    synthetic_trial,
-)
+from heimdall_pipeline import propagation
+from heimdall_pipeline.localization import LocalizationResult, PowerObservation, localize
+from heimdall_pipeline.localization import accuracy, rss
+from heimdall_pipeline.localization.accuracy import evaluate_accuracy, synthetic_trial
+from heimdall_pipeline.localization.plotting import plot_localization
+from heimdall_pipeline.propagation import free_space_path_loss_db, haversine_km
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 
 F_HZ = 145.5e6
@@ -30,7 +25,7 @@ def _exact_observations(lat: float, lon: float, eirp: float, n: float, detect=No
     obs = []
     for r in DEFAULT_RECEIVERS:
         d = math.sqrt(float(haversine_km(lat, lon, r.latitude, r.longitude)) ** 2 + (r.altitude_m / 1000) ** 2
-                      + loc.MIN_DISTANCE_KM**2)
+                      + propagation.MIN_DISTANCE_KM**2)
         p = eirp - float(free_space_path_loss_db(1.0, F_HZ)) - 10 * n * math.log10(d)
         if detect is None or r.id in detect:
             obs.append(PowerObservation.detection(r.id, r.latitude, r.longitude, F_HZ, p, noise_dbm, r.altitude_m))
@@ -93,7 +88,6 @@ def test_noise_free_observations_recover_position_eirp_and_exponent():
     assert res.contains(49.7, 6.1)
     assert res.receivers_used == tuple(r.id for r in DEFAULT_RECEIVERS)
     assert res.receivers_as_bounds == ()
-    assert res.solve_time_s < 0.5
 
 
 def test_exponent_is_bounded():
@@ -111,16 +105,16 @@ def test_analytic_jacobian_matches_finite_differences():
     det = np.array([o.detected for o in obs])
     fspl = free_space_path_loss_db(1.0, np.full(len(obs), F_HZ))
     y = np.array([o.signal_power_dbm if o.detected else o.noise_power_dbm + 3.0 for o in obs]) + fspl
-    problem = loc._Problem(lat, lon, det, y, fspl, np.full(len(obs), 0.09), 6.0, (1.6, 4.5), use_prior=True)
+    problem = rss._Problem(lat, lon, det, y, fspl, np.full(len(obs), 0.09), 6.0, (1.6, 4.5), use_prior=True)
     for p in ([120.0, -80.0, 40.0, 2.7], [-500.0, 300.0, 70.0, 4.0], [30.0, 10.0, 20.0, 1.9]):
         p = np.array(p)
-        r, J = loc._normalised_and_jacobian(problem, p, 48.0, 6.0)
+        r, J = rss._normalised_and_jacobian(problem, p, 48.0, 6.0)
         num = np.empty_like(J)
         for k in range(4):
             h = np.zeros(4)
             h[k] = 1e-5 * max(1.0, abs(p[k]))
-            num[:, k] = (loc._normalised_and_jacobian(problem, p + h, 48.0, 6.0)[0]
-                         - loc._normalised_and_jacobian(problem, p - h, 48.0, 6.0)[0]) / (2 * h[k])
+            num[:, k] = (rss._normalised_and_jacobian(problem, p + h, 48.0, 6.0)[0]
+                         - rss._normalised_and_jacobian(problem, p - h, 48.0, 6.0)[0]) / (2 * h[k])
         assert np.allclose(J, num, atol=1e-6)
 
 
@@ -128,7 +122,7 @@ def test_non_detections_are_one_sided_bounds():
     # Three detections plus four tight bounds (silent receivers just below detection): satisfied bounds
     # contribute exactly zero, and the solution respects them.
     rng = np.random.default_rng(11)
-    sampler = loc._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
     done = 0
     while done < 8:
         lat, lon = sampler(rng)
@@ -165,8 +159,8 @@ def test_a_violated_bound_pushes_the_estimate_away():
 def test_ellipse_geometry_and_contains():
     res = LocalizationResult(True, latitude=48.0, longitude=8.0, ellipse_semi_major_km=100.0,
                              ellipse_semi_minor_km=20.0, ellipse_orientation_deg=90.0)  # major axis east-west
-    dlon_90km = math.degrees(90.0 / (loc.EARTH_RADIUS_KM * math.cos(math.radians(48.0))))
-    dlat_90km = math.degrees(90.0 / loc.EARTH_RADIUS_KM)
+    dlon_90km = math.degrees(90.0 / (propagation.EARTH_RADIUS_KM * math.cos(math.radians(48.0))))
+    dlat_90km = math.degrees(90.0 / propagation.EARTH_RADIUS_KM)
     assert res.contains(48.0, 8.0 + dlon_90km)
     assert res.contains(48.0, 8.0 - dlon_90km)
     assert not res.contains(48.0 + dlat_90km, 8.0)
@@ -235,7 +229,7 @@ def test_end_to_end_simulated_captures_without_shadowing():
 
     fs, t0 = 12_000.0, datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     rng = np.random.default_rng(31)
-    sampler = loc._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
     noise = np.array([thermal_noise_power_dbm(fs, receiver_characteristics(r.id).noise_figure_db)
                       for r in DEFAULT_RECEIVERS])
     errors = []
