@@ -124,12 +124,11 @@ def _session_run(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
     print(f"  TimescaleDB table measurements: {len(rows)} rows")
-    print(f"    {'receiver':<8} {'SNR dB':>7} {'signal dBm':>10} {'noise dBm':>9} {'offset Hz':>10}")
+    print(f"    {'receiver':<8} {'SNR dB':>7} {'signal':>14} {'noise':>14} {'offset Hz':>10}")
     for row in rows:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
-        signal = f"{row.signal_power_dbm:10.1f}" if row.signal_power_dbm is not None else "         -"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
-        print(f"    {row.receiver_id:<8} {snr} {signal} {row.noise_power_dbm:9.1f} {offset}")
+        print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
     return 0 if result.success else 1
 
 

@@ -114,9 +114,11 @@ class SilentCaptureError(InvalidCaptureError):
 
 @dataclasses.dataclass(frozen=True)
 class SignalMetrics:
-    """Metrics of one capture. Powers in dBm, densities in dBm/Hz, frequencies in Hz.
+    """Metrics of one capture. Powers in dB and densities in dB/Hz of the samples' own unit
+    (`Capture.power_unit`: dBm for samples in mW, dBFS for samples relative to the ADC's full
+    scale); the measurement row maps them onto its dBm or dBFS columns. Frequencies in Hz.
 
-    snr_db / signal_power_dbm / frequency_offset_hz / bandwidth_hz are None unless
+    snr_db / signal_power_db / frequency_offset_hz / bandwidth_hz are None unless
     signal_detected. bandwidth_hz is the approximate occupied width: the signal region's bins minus
     the 2-bin main-lobe margin on each side, times the Welch bin width. estimated_snr_db is the raw full-band SNR estimate (may be negative or
     -inf when nothing rises above the floor); detection_z is the significance statistic.
@@ -124,12 +126,12 @@ class SignalMetrics:
 
     signal_detected: bool
     snr_db: float | None
-    signal_power_dbm: float | None
+    signal_power_db: float | None
     frequency_offset_hz: float | None
     bandwidth_hz: float | None
-    noise_power_dbm: float
-    noise_floor_dbm_hz: float
-    psd_peak_dbm_hz: float
+    noise_power_db: float
+    noise_floor_db_hz: float
+    psd_peak_db_hz: float
     psd_peak_frequency_hz: float
     estimated_snr_db: float
     detection_z: float
@@ -369,12 +371,12 @@ def compute_metrics(
     return SignalMetrics(
         signal_detected=detected,
         snr_db=snr_db,
-        signal_power_dbm=signal_dbm,
+        signal_power_db=signal_dbm,
         frequency_offset_hz=offset,
         bandwidth_hz=bandwidth,
-        noise_power_dbm=_db(noise_mw),
-        noise_floor_dbm_hz=_db(floor),
-        psd_peak_dbm_hz=_db(peak_val),
+        noise_power_db=_db(noise_mw),
+        noise_floor_db_hz=_db(floor),
+        psd_peak_db_hz=_db(peak_val),
         psd_peak_frequency_hz=float(freqs[peak]),
         estimated_snr_db=float(est_snr_db),
         detection_z=float(z),

@@ -134,11 +134,11 @@ class PowerObservation:
 
     @classmethod
     def from_metrics(cls, receiver: Any, metrics: Any, frequency_hz: float) -> "PowerObservation":
-        """From a receivers.Receiver and a dsp.metrics.SignalMetrics (duck-typed: signal_detected,
-        signal_power_dbm, noise_power_dbm)."""
+        """From a receivers.Receiver and the dsp.metrics.SignalMetrics of a capture in dBm (duck-typed:
+        signal_detected, signal_power_db, noise_power_db)."""
         detected = bool(metrics.signal_detected)
-        signal = float(metrics.signal_power_dbm) if detected else None
-        noise = metrics.noise_power_dbm
+        signal = float(metrics.signal_power_db) if detected else None
+        noise = metrics.noise_power_db
         noise = float(noise) if noise is not None and math.isfinite(float(noise)) else None
         return cls(receiver.id, float(receiver.latitude), float(receiver.longitude), float(frequency_hz),
                    detected, signal, noise, float(getattr(receiver, "altitude_m", 0.0) or 0.0))

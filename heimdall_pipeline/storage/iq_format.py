@@ -204,6 +204,8 @@ def encode_capture(
         f"{ns}:receiver_kind": receiver.kind,
         f"{ns}:location_name": receiver.location_name,
         f"{ns}:source_kind": capture.source_kind,
+        f"{ns}:power_unit": capture.power_unit,
+        f"{ns}:calibration": capture.calibration,
         f"{ns}:samples": count,
         f"{ns}:sha256": sha256,
         f"{ns}:sample_rate_nominal_hz": float(nominal_sample_rate_hz),
@@ -252,6 +254,16 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
     return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
 
 
+def _unit_before_explicit_units(glob: dict) -> str:
+    """Objects stored before the unit was recorded: KiwiSDR samples not scaled by its RSSI were
+    full-scale (dBFS); everything else was in mW (dBm)."""
+    ns = HEIMDALL_NAMESPACE
+    details = glob.get(f"{ns}:details") or {}
+    if glob.get(f"{ns}:source_kind") == "kiwisdr" and not details.get("power_calibrated"):
+        return "dBFS"
+    return "dBm"
+
+
 def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for_errors: str) -> Capture:
     """Inverse of encode_capture: rebuilds the Capture, verifying heimdall:sha256 and the sample count."""
     where = f"'{key_for_errors}'" if key_for_errors else "stored capture"
@@ -282,6 +294,8 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             center_frequency_hz=float(segment["core:frequency"]),
             start_time=_parse_iso_utc(segment["core:datetime"]),
             source_kind=glob[f"{ns}:source_kind"],
+            power_unit=glob.get(f"{ns}:power_unit") or _unit_before_explicit_units(glob),
+            calibration=glob.get(f"{ns}:calibration"),
             gps_timestamps=tuple(
                 GpsTimestamp(sample_index=int(i), gps_seconds=int(s), gps_nanoseconds=int(n), has_solution=bool(h))
                 for i, s, n, h in glob.get(f"{ns}:gps_timestamps", [])

@@ -67,7 +67,7 @@ def test_observation_validation():
 
 def test_from_metrics_duck_typed():
     class M:
-        signal_detected, signal_power_dbm, noise_power_dbm = False, None, -124.5
+        signal_detected, signal_power_db, noise_power_db = False, None, -124.5
 
     rx = DEFAULT_RECEIVERS[3]
     o = PowerObservation.from_metrics(rx, M, F_HZ)
@@ -253,3 +253,54 @@ def test_end_to_end_simulated_captures_without_shadowing():
         errors.append(res.distance_km(lat, lon))
     print(f"\nend-to-end sigma=0: median {np.median(errors):.2f} km, p90 {np.percentile(errors, 90):.2f} km")
     assert np.median(errors) < 1.0
+
+
+# ---------------------------------------------------------------- rows in dBm only (power units)
+
+
+def _rows_for(truth_lat: float, truth_lon: float, uncalibrated: set[str]):
+    from heimdall_pipeline.db.measurements_repo import MeasurementRow
+
+    rows = []
+    for r in DEFAULT_RECEIVERS:
+        d = haversine_km(truth_lat, truth_lon, r.latitude, r.longitude)
+        power = 50.0 - free_space_path_loss_db(1.0, F_HZ) - 30.0 * math.log10(max(d, 1e-3))
+        common = dict(time=datetime(2025, 1, 1, tzinfo=timezone.utc), session_key="s", receiver_id=r.id,
+                      frequency_mhz=F_HZ / 1e6, sample_rate_khz=12.0, samples_count=12000, signal_detected=True)
+        if r.id in uncalibrated:  # dBFS figures only
+            rows.append(MeasurementRow(power_unit="dBFS", signal_power_dbfs=power - 100.0, noise_power_dbfs=-150.0, **common))
+        else:
+            rows.append(MeasurementRow(power_unit="dBm", signal_power_dbm=power, noise_power_dbm=-130.0,
+                                       psd_dbm_hz=-160.0, **common))
+    return rows
+
+
+def test_localization_uses_dbm_rows_and_names_uncalibrated_ones():
+    from heimdall_pipeline.assets.localization import localize_session
+
+    registry = {r.id: r for r in DEFAULT_RECEIVERS}
+    left_out = {DEFAULT_RECEIVERS[0].id, DEFAULT_RECEIVERS[1].id}
+    result, observations = localize_session(_rows_for(48.5, 7.5, left_out), registry, 0.0)
+    assert {o.receiver_id for o in observations} == set(registry) - left_out
+    assert result.localizable and set(result.receivers_used) == set(registry) - left_out
+    assert "2 receivers left out for uncalibrated dBFS powers" in result.reason
+    assert all(rid in result.reason for rid in left_out)
+    assert result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc)).reason == result.reason
+
+    everything = set(registry) - {DEFAULT_RECEIVERS[2].id, DEFAULT_RECEIVERS[3].id}
+    result, observations = localize_session(_rows_for(48.5, 7.5, everything), registry, 0.0)
+    assert not result.localizable and len(observations) == 2
+    assert result.reason.startswith("only 2 receivers detected the signal")
+    assert f"{len(everything)} receivers left out for uncalibrated dBFS powers" in result.reason
+
+
+def test_all_dbm_rows_localize_without_a_left_out_reason():
+    from heimdall_pipeline.assets.localization import localize_session
+
+    registry = {r.id: r for r in DEFAULT_RECEIVERS}
+    result, observations = localize_session(_rows_for(48.5, 7.5, set()), registry, 0.0)
+    assert result.localizable and result.reason is None and len(observations) == len(registry)
+    assert result.distance_km(48.5, 7.5) < 1.0
+    row = result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc), {"transmitter_truth": None})
+    assert row.method == "rss" and row.latitude == result.latitude and row.residuals == result.residuals_db
+    assert row.metadata_json == {"receivers_as_bounds": [], "transmitter_truth": None}

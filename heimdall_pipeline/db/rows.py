@@ -1,0 +1,141 @@
+"""Row classes and value conversion derived from the SQLAlchemy models, so that each table's
+columns are declared once (models.py) and every writer and reader follows them.
+
+- `row_class(table, ...)`: a frozen dataclass with one keyword field per column; a column that is
+  nullable or has a server default may be left out (None: NULL, or the column's default).
+- `RowWriter(table)`: turns rows into database values by column type (floats, ints, bools,
+  UTC datetimes, JSON text with NaN as null, text arrays) and upserts them, in bulk through COPY.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+from heimdall_pipeline.db.engine import json_dumps
+
+
+def row_class(table: sa.Table, name: str, doc: str, **namespace: Any) -> type:
+    """A frozen keyword-only dataclass named `name` with one field per column of `table`."""
+    fields = []
+    for column in table.columns:
+        kind = column.type.python_type
+        if column.nullable or column.server_default is not None:
+            fields.append((column.name, kind | None, dataclasses.field(default=None)))
+        else:
+            fields.append((column.name, kind))
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, kw_only=True,
+                                     namespace={"__doc__": doc, **namespace})
+    cls.__module__ = sys._getframe(1).f_globals.get("__name__", cls.__module__)
+    return cls
+
+
+def utc(value: datetime, field: str) -> datetime:
+    """An aware UTC datetime; naive values are taken as UTC."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{field}: expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _converter(column: sa.Column) -> Callable[[Any], Any]:
+    """Plain Python value (or JSON text) for `column` from any value a writer may hold (numpy
+    scalars included). Values already of the right type pass through (the bulk path's hot loop)."""
+    kind = column.type
+    name = column.name
+    if isinstance(kind, sa.DateTime):
+        return lambda v: utc(v, name)
+    if isinstance(kind, sa.Double):
+        return lambda v: v if v.__class__ is float else float(v)
+    if isinstance(kind, sa.Boolean):
+        return lambda v: v if v.__class__ is bool else bool(v)
+    if isinstance(kind, (sa.BigInteger, sa.Integer)):
+        return lambda v: v if v.__class__ is int else int(v)
+    if isinstance(kind, JSONB):
+        return json_dumps  # sent as text, parsed by the server
+    if isinstance(kind, ARRAY):
+        return lambda v: [str(item) for item in v]
+    return lambda v: v if v.__class__ is str else str(v)
+
+
+def _default_sql(column: sa.Column) -> str | None:
+    """The SQL of a column's server default (for rows that leave it out), or None."""
+    default = column.server_default
+    if default is None:
+        return None
+    arg = default.arg
+    if isinstance(arg, str):
+        return "'" + arg.replace("'", "''") + "'"
+    if hasattr(arg, "text"):
+        return arg.text
+    return str(arg.compile(dialect=sa.dialects.postgresql.dialect()))
+
+
+class RowWriter:
+    """Writes rows of one table. `key` is its conflict target (the primary key by default)."""
+
+    def __init__(self, table: sa.Table, key: Iterable[str] | None = None):
+        self.table = table
+        self.columns = tuple(c.name for c in table.columns)
+        self.key = tuple(key) if key is not None else tuple(c.name for c in table.primary_key.columns)
+        self._converters = tuple(_converter(c) for c in table.columns)
+        self._key_positions = tuple(self.columns.index(k) for k in self.key)
+        staging = f"{table.name}_incoming"
+        cols = ", ".join(self.columns)
+        selected = ", ".join(
+            f"COALESCE({c.name}, {_default_sql(c)})" if _default_sql(c) and not c.nullable else c.name
+            for c in table.columns)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        # CREATE ... AS copies the column types but not NOT NULL, so left-out values reach the
+        # COALESCE with the column's default; ON COMMIT DROP: gone with the transaction.
+        self._drop_staging = f"DROP TABLE IF EXISTS pg_temp.{staging}"
+        self._create_staging = (f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
+                                f"SELECT {cols} FROM {table.name} WITH NO DATA")
+        self._copy = f"COPY {staging} ({cols}) FROM STDIN"
+        self._merge = (f"INSERT INTO {table.name} ({cols}) SELECT {selected} FROM {staging} "
+                       f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}")
+
+    def values(self, row: Any) -> tuple:
+        """The database values of one row, in column order (None stays None)."""
+        return tuple(None if v is None else convert(v)
+                     for convert, v in zip(self._converters, (getattr(row, c) for c in self.columns)))
+
+    def unique_values(self, rows: Iterable[Any]) -> list[tuple]:
+        """Values of `rows`, one per key: the last row with a key wins."""
+        positions = self._key_positions
+        unique: dict[tuple, tuple] = {}
+        for row in rows:
+            values = self.values(row)
+            unique[tuple(values[p] for p in positions)] = values
+        return list(unique.values())
+
+    def copy_upsert(self, conn: sa.Connection, values: list[tuple]) -> None:
+        """Inserts or replaces `values` within the connection's transaction: COPY into a
+        temporary table, then one INSERT ... ON CONFLICT DO UPDATE from it."""
+        if not values:
+            return
+        driver = conn.connection.driver_connection
+        cursor = driver.cursor()
+        statement = self._create_staging
+        try:
+            cursor.execute(self._drop_staging)  # a second upsert in the same transaction
+            cursor.execute(statement)
+            statement = self._copy
+            with cursor.copy(statement) as copy:
+                for row in values:
+                    copy.write_row(row)
+            statement = self._merge
+            cursor.execute(statement)
+        except type(driver).Error as exc:  # the same exceptions as statements through SQLAlchemy
+            raise sa.exc.DBAPIError.instance(statement, None, exc, type(driver).Error) from exc
+        finally:
+            cursor.close()
+
+    def read(self, row_type: type, mapping: Any) -> Any:
+        return row_type(**{c: mapping[c] for c in self.columns})
