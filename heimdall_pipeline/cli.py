@@ -32,12 +32,9 @@ def _services(args: argparse.Namespace) -> int:
 
 
 def _engine():
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
+    from heimdall_pipeline.resources import build_resources
 
-    engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
-    ensure_schema(engine)
-    return engine
+    return build_resources(os.environ)["database"].engine()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -231,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     bench.add_argument("--scale", action="store_true", help="partition-scale figures (1k/10k/50k sessions)")
     bench.add_argument("--repeat", type=int, default=5)
+    bench.add_argument("--only", action="append", metavar="FIGURE",
+                       help="measure only these figures (repeatable): metrics, session, io, upsert, backfill, rss, import")
     bench.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.bench", a))
 
     dev = commands.add_parser("dev", help="Dagster UI and daemon on the embedded instance")

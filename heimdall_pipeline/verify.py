@@ -177,7 +177,9 @@ def run(args) -> int:
     from heimdall_pipeline import settings
     from heimdall_pipeline.db.engine import make_engine
     from heimdall_pipeline.db.sessions_repo import UnknownSessionError
-    from heimdall_pipeline.storage.object_store import s3_client
+    import os
+
+    from heimdall_pipeline.resources import build_resources
 
     try:
         since, until = _parse_time(getattr(args, "since", None), "since"), _parse_time(getattr(args, "until", None), "until")
@@ -187,8 +189,7 @@ def run(args) -> int:
     except (ValueError, UnknownSessionError) as exc:  # InvalidKeyError is a ValueError
         print(f"heimdall verify: {exc}")
         return 2
-    client = s3_client(settings.setting("HEIMDALL_S3_ENDPOINT_URL"), settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                       settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"), settings.setting("HEIMDALL_S3_REGION"))
-    report = verify_sessions(engine, client, settings.setting("HEIMDALL_S3_BUCKET"), records)
+    resources = build_resources(os.environ)
+    report = verify_sessions(engine, resources["s3"].get_client(), resources["iq_store"].bucket, records)
     print(format_report(report))
     return 0 if report.ok else 1

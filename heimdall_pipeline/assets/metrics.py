@@ -2,19 +2,22 @@
 upserted into the TimescaleDB `measurements` hypertable (one row per session × receiver)."""
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeResult, asset
 
 from heimdall_pipeline.db.measurements_repo import MeasurementRow, upsert_measurements
-from heimdall_pipeline.dsp.metrics import SignalMetrics, compute_metrics
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.storage.layout import iq_object_key
 
+if TYPE_CHECKING:
+    from heimdall_pipeline.dsp.metrics import SignalMetrics
 
-def power_columns(metrics: SignalMetrics, power_unit: str, calibration: dict | None) -> dict:
+
+def power_columns(metrics: "SignalMetrics", power_unit: str, calibration: dict | None) -> dict:
     """The measurement columns of the metrics' powers (in the capture's unit): a dBm capture fills
     the dBm columns; a dBFS capture fills its dBFS columns, and the dBm ones only when calibrated
     (dBFS + offset_db), so a dBm column never holds a dBFS figure."""
@@ -36,6 +39,8 @@ def power_columns(metrics: SignalMetrics, power_unit: str, calibration: dict | N
 
 def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
     """The measurements row of one capture (pure: the benchmark's baseline calls it too)."""
+    from heimdall_pipeline.dsp.metrics import compute_metrics  # scipy: loaded when first measured
+
     metrics = compute_metrics(capture.samples, capture.sample_rate_hz)
     return MeasurementRow(
         time=capture.start_time,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from datetime import datetime, timezone
+from operator import attrgetter, itemgetter
 from typing import Any, Callable, Iterable
 
 import sqlalchemy as sa
@@ -44,24 +45,40 @@ def utc(value: datetime, field: str) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def _converter(column: sa.Column) -> Callable[[Any], Any]:
-    """Plain Python value (or JSON text) for `column` from any value a writer may hold (numpy
-    scalars included). Values already of the right type pass through (the bulk path's hot loop)."""
+_NONE = type(None)
+
+
+def _column_converter(column: sa.Column) -> Callable[[list], list]:
+    """Converts one column of values (None stays None) to plain Python values or JSON text, from
+    any value a writer may hold (numpy scalars included). Columnar, so the common case (values
+    already of the right type) costs one C-level type scan per column, not a call per value."""
     kind = column.type
     name = column.name
+
+    def by_value(convert: Callable[[Any], Any], plain: type) -> Callable[[list], list]:
+        def run(values: list) -> list:
+            if set(map(type, values)) <= {plain, _NONE}:
+                return values
+            return [None if v is None else convert(v) for v in values]
+        return run
+
     if isinstance(kind, sa.DateTime):
-        return lambda v: utc(v, name)
+        def run_time(values: list) -> list:
+            if set(map(type, values)) <= {datetime} and set(map(attrgetter("tzinfo"), values)) <= {timezone.utc}:
+                return values
+            return [None if v is None else utc(v, name) for v in values]
+        return run_time
     if isinstance(kind, sa.Double):
-        return lambda v: v if v.__class__ is float else float(v)
+        return by_value(float, float)
     if isinstance(kind, sa.Boolean):
-        return lambda v: v if v.__class__ is bool else bool(v)
+        return by_value(bool, bool)
     if isinstance(kind, (sa.BigInteger, sa.Integer)):
-        return lambda v: v if v.__class__ is int else int(v)
-    if isinstance(kind, JSONB):
-        return json_dumps  # sent as text, parsed by the server
+        return by_value(int, int)
+    if isinstance(kind, JSONB):  # sent as text, parsed by the server
+        return lambda values: [None if v is None else json_dumps(v) for v in values]
     if isinstance(kind, ARRAY):
-        return lambda v: [str(item) for item in v]
-    return lambda v: v if v.__class__ is str else str(v)
+        return lambda values: [None if v is None else [str(item) for item in v] for v in values]
+    return by_value(str, str)
 
 
 def _default_sql(column: sa.Column) -> str | None:
@@ -84,8 +101,9 @@ class RowWriter:
         self.table = table
         self.columns = tuple(c.name for c in table.columns)
         self.key = tuple(key) if key is not None else tuple(c.name for c in table.primary_key.columns)
-        self._converters = tuple(_converter(c) for c in table.columns)
-        self._key_positions = tuple(self.columns.index(k) for k in self.key)
+        self._converters = tuple(_column_converter(c) for c in table.columns)
+        self._getter = attrgetter(*self.columns)
+        self._key_of = itemgetter(*(self.columns.index(k) for k in self.key))
         staging = f"{table.name}_incoming"
         cols = ", ".join(self.columns)
         selected = ", ".join(
@@ -103,16 +121,17 @@ class RowWriter:
 
     def values(self, row: Any) -> tuple:
         """The database values of one row, in column order (None stays None)."""
-        return tuple(None if v is None else convert(v)
-                     for convert, v in zip(self._converters, (getattr(row, c) for c in self.columns)))
+        return self.unique_values([row])[0]
 
     def unique_values(self, rows: Iterable[Any]) -> list[tuple]:
-        """Values of `rows`, one per key: the last row with a key wins."""
-        positions = self._key_positions
-        unique: dict[tuple, tuple] = {}
-        for row in rows:
-            values = self.values(row)
-            unique[tuple(values[p] for p in positions)] = values
+        """Values of `rows` in column order, one per key: the last row with a key wins."""
+        rows = list(rows)
+        if not rows:
+            return []
+        columns = zip(*map(self._getter, rows))
+        converted = [convert(list(values)) for convert, values in zip(self._converters, columns)]
+        key = self._key_of
+        unique = {key(values): values for values in zip(*converted)}
         return list(unique.values())
 
     def copy_upsert(self, conn: sa.Connection, values: list[tuple]) -> None:
