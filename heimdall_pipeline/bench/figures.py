@@ -637,4 +637,4 @@ def rss_figure(b: Bench) -> Figure:
 
 
 ALL_FIGURES = ("metrics_short", "metrics_nominal", "metrics_long", "session_end_to_end", "io_manager_write",
-               "upsert_rows", "backfill_single_run", "session_peak_rss")
+               "upsert_rows", "backfill_single_run", "session_peak_rss", "import_time")
