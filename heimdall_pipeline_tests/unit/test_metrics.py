@@ -132,8 +132,8 @@ def test_end_to_end_with_simulate_capture_ground_truth():
         assert gt["snr_db"] == pytest.approx(15.0)
         assert m.signal_detected
         assert abs(m.snr_db - gt["snr_db"]) <= 0.5
-        assert abs(m.signal_power_db - gt["signal_power_db"]) <= 0.5
-        assert abs(m.noise_power_db - gt["noise_power_db"]) <= 0.2
+        assert abs(m.signal_power_db - gt["signal_power_dbm"]) <= 0.5
+        assert abs(m.noise_power_db - gt["noise_power_dbm"]) <= 0.2
         assert abs(m.frequency_offset_hz - gt["frequency_offset_hz"]) <= 1.0
     json.dumps([r.as_dict() for r in results])
 
