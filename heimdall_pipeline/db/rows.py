@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from operator import attrgetter, itemgetter
 from typing import Any, Callable, Iterable
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -112,6 +113,12 @@ class RowWriter:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
         # CREATE ... AS copies the column types but not NOT NULL, so left-out values reach the
         # COALESCE with the column's default; ON COMMIT DROP: gone with the transaction.
+        defaulted = [c for c in table.columns if _default_sql(c) and not c.nullable]
+        self._defaulted_positions = tuple(self.columns.index(c.name) for c in defaulted)
+        # the defaults as COPY takes them (JSON as text), evaluated by the server at each upsert
+        self._defaults = "SELECT " + ", ".join(
+            f"({_default_sql(c)})::text" if isinstance(c.type, JSONB) else _default_sql(c) for c in defaulted)
+        self._copy_into_table = f"COPY {table.name} ({cols}) FROM STDIN"
         self._drop_staging = f"DROP TABLE IF EXISTS pg_temp.{staging}"
         self._create_staging = (f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
                                 f"SELECT {cols} FROM {table.name} WITH NO DATA")
@@ -135,15 +142,22 @@ class RowWriter:
         return list(unique.values())
 
     def copy_upsert(self, conn: sa.Connection, values: list[tuple]) -> None:
-        """Inserts or replaces `values` within the connection's transaction: COPY into a
-        temporary table, then one INSERT ... ON CONFLICT DO UPDATE from it."""
+        """Inserts or replaces `values` (unique keys) within the connection's transaction.
+
+        Rows whose keys are all new (a partition's first materialisation) go straight into the
+        table by COPY; otherwise (any key exists: nothing of that attempt is kept) they are COPYed
+        into a temporary table and merged by one INSERT ... ON CONFLICT DO UPDATE."""
         if not values:
             return
         driver = conn.connection.driver_connection
         cursor = driver.cursor()
-        statement = self._create_staging
+        statement = self._defaults
         try:
-            cursor.execute(self._drop_staging)  # a second upsert in the same transaction
+            if self._copy_new_rows(cursor, values):
+                return
+            statement = self._drop_staging  # a second upsert in the same transaction
+            cursor.execute(statement)
+            statement = self._create_staging
             cursor.execute(statement)
             statement = self._copy
             with cursor.copy(statement) as copy:
@@ -151,10 +165,35 @@ class RowWriter:
                     copy.write_row(row)
             statement = self._merge
             cursor.execute(statement)
-        except type(driver).Error as exc:  # the same exceptions as statements through SQLAlchemy
-            raise sa.exc.DBAPIError.instance(statement, None, exc, type(driver).Error) from exc
+        except psycopg.Error as exc:  # the same exceptions as statements through SQLAlchemy
+            raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
         finally:
             cursor.close()
+
+    def _copy_new_rows(self, cursor: Any, values: list[tuple]) -> bool:
+        """COPY straight into the table when no key exists yet; False (and nothing written) otherwise."""
+        positions = self._defaulted_positions
+        if positions:  # left-out values take the column defaults the server gives now
+            defaults = cursor.execute(self._defaults).fetchone()
+            missing = itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
+            values = [row if None not in missing(row) else self._with_defaults(row, defaults) for row in values]
+        cursor.execute("SAVEPOINT heimdall_copy_new_rows")
+        try:
+            with cursor.copy(self._copy_into_table) as copy:
+                for row in values:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute("ROLLBACK TO SAVEPOINT heimdall_copy_new_rows")
+            return False
+        cursor.execute("RELEASE SAVEPOINT heimdall_copy_new_rows")
+        return True
+
+    def _with_defaults(self, row: tuple, defaults: tuple) -> tuple:
+        filled = list(row)
+        for position, default in zip(self._defaulted_positions, defaults):
+            if filled[position] is None:
+                filled[position] = default
+        return tuple(filled)
 
     def read(self, row_type: type, mapping: Any) -> Any:
         return row_type(**{c: mapping[c] for c in self.columns})
