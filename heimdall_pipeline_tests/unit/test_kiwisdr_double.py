@@ -104,8 +104,9 @@ def test_smeter_follows_the_level():
 
 
 @pytest.mark.skipif(not RECORDINGS.is_dir(), reason=f"the shared recordings are not at {RECORDINGS}")
-def test_replay_of_a_real_recording_is_captured_bit_for_bit():
-    path = RECORDINGS / "20200813T065220Z_77500_HB9ODP_iq.wav"
+@pytest.mark.parametrize("station", ["HB9ODP", "JO51xl", "pa0rdt"])
+def test_replay_of_a_real_recording_is_captured_bit_for_bit(station):
+    path = RECORDINGS / f"20200813T065220Z_77500_{station}_iq.wav"
     recording = read_kiwi_wav(path)
     rate = 12001.0
     with FakeKiwiSDR(replay=path, sample_rate=rate, realtime=False, smeter_offset_db=-48.0) as kiwi:
