@@ -21,23 +21,25 @@ Definitions
   peak's component plus, for an FM signal with lines further apart, the rest of its line comb:
 * FM comb rule. A tone-modulated FM signal is a comb of lines at carrier + n*fm whose sidebands
   come in pairs of equal power (|J_-n| = |J_n|), with fm up to ``MAX_MODULATION_HZ`` (3 kHz).
-  Components are placed at their strongest line (parabolic interpolation); only components
+  The *lines* are the runs of above-threshold bins inside the components (a continuous spectrum
+  is one such run), placed at their strongest bin (parabolic interpolation); only lines
   significant on their own (z >= 6, as in the detection rule) take part. For every spacing s
-  that divides (by 1..4, since a line may sit in a Bessel null) the distance from the peak to
-  another line, with merge_gap_hz/4 < s <= 3 kHz (fitted by least squares to the lines on the
-  comb), and every carrier position on that comb, a line at carrier + n*s (within 2 bins, also
-  after folding once past +-fs/2) is kept when n = 0 or the component at carrier - n*s has a
-  power within ``SIDEBAND_PAIR_TOLERANCE_DB`` (6 dB). A comb counts only if it keeps the peak and
-  at least ``MIN_COMB_LINES`` (3) components; the one with the most power wins (ties: the
+  that divides (by 1..4, since a line may sit in a Bessel null) the distance from the peak line
+  to another line, with merge_gap_hz/4 < s <= 3 kHz (fitted by least squares to the lines on the
+  comb; multiples of a comb already found are skipped), and every carrier position on that comb,
+  a line at carrier + n*s (within 2 bins, also after folding once past +-fs/2) is kept when
+  n = 0 or a line at carrier - n*s has a power within ``SIDEBAND_PAIR_TOLERANCE_DB`` (6 dB). A
+  comb counts only if it keeps the peak line and at least ``MIN_COMB_LINES`` (3) lines; the
+  components holding its lines are the signal, the comb with the most power wins (ties: the
   narrower). So two unrelated carriers are never one signal (two lines are not a comb), nor is a
-  third one unless it completes an equally spaced, power-symmetric comb. Limit: equally spaced
-  carriers with pairwise equal powers look like FM and are merged; and a wide FM signal with a
-  low tone at low SNR, where only its two outer sideband groups rise above the noise (e.g. 400 Hz
-  tone, 3.5 kHz deviation at 6 dB), is not joined (two components) and measured low. Measured on the simulator:
-  whole-signal power within 0.05 dB for tones 150 Hz-3 kHz, deviations 50 Hz-5 kHz, at 6 and
-  30 dB SNR (heimdall_pipeline_tests/unit/test_metrics.py checks 0.5 dB). Components outside the signal are other
-  signals: excluded from the floor, not added to the power. The bandwidth of a comb spans its
-  lowest to its highest line plus one line's width.
+  third one unless it completes an equally spaced, power-symmetric comb; a wide FM signal whose
+  inner lines are lost in the noise still joins its two outer groups of lines. Limit: equally
+  spaced carriers with pairwise equal powers look like FM and are merged. Measured on the
+  simulator: whole-signal power within 0.05 dB for tones 150 Hz-3 kHz and deviations
+  50 Hz-5 kHz at 6 and 30 dB SNR (``heimdall_pipeline_tests/unit/test_metrics.py`` checks
+  0.5 dB). Components outside the signal are other signals: excluded from the floor, not added
+  to the power. The bandwidth of a comb spans its lowest to its highest line plus one line's
+  width.
 * Signal power: sum over the region of (PSD - N0) * bin width, i.e. the integrated PSD minus the
   noise it contains.
 * SNR: **full-band** SNR, ``signal power / (N0 * fs)``; the same definition as the simulator's
@@ -334,60 +336,87 @@ def _circular_hz(delta: float, fs: float) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class _Component:
-    """One gap-bridged spectral component: its bins, excess power (mW), strongest line (Hz),
-    occupied width and significance (z, as in the detection rule)."""
+    """One gap-bridged spectral component: its bins, excess power (mW) and occupied width."""
 
     bins: np.ndarray  # bool mask
     power_mw: float
-    line_hz: float
+    width_hz: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Line:
+    """A run of above-threshold bins inside a component: a spectral line, or a stretch of a
+    continuous spectrum. Placed at its strongest bin, interpolated (comb spacings are measured
+    over many lines); power and significance (z, as in the detection rule) over its bins."""
+
+    hz: float
+    bin: int
+    power_mw: float
     width_hz: float
     z: float
+    component: int
 
 
-def _components(merged: np.ndarray, flagged: np.ndarray, psd: np.ndarray, floor: float, freqs: np.ndarray,
-                fs: float, nu: float) -> list[_Component]:
-    """The circular runs of ``merged``, each limited to its flagged bins."""
+def _interpolated_hz(psd: np.ndarray, top: int, freqs: np.ndarray, fs: float) -> float:
+    m = psd.shape[0]
+    a, b, c = (float(psd[(top + j) % m]) for j in (-1, 0, 1))
+    delta = 0.0
+    if a > 0 and c > 0:
+        den = math.log(a) - 2.0 * math.log(b) + math.log(c)
+        if den < 0:
+            delta = float(np.clip(0.5 * (math.log(a) - math.log(c)) / den, -0.5, 0.5))
+    return _circular_hz(float(freqs[top]) + delta * fs / m, fs)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of the runs of True in a 1-D mask (not circular)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _spectrum_parts(merged: np.ndarray, flagged: np.ndarray, above: np.ndarray, psd: np.ndarray, floor: float,
+                    freqs: np.ndarray, fs: float, nu: float) -> tuple[list[_Component], list[_Line]]:
+    """The components (circular runs of ``merged``, limited to their flagged bins) and their lines."""
     m = merged.shape[0]
-    if merged.all() or not merged.any():
-        runs = [np.arange(m)] if merged.all() else []
+    if merged.all():
+        runs = [np.arange(m)]
     else:
         start = int(np.flatnonzero(~merged)[0])  # rotate so that no run wraps around
         order = (np.arange(m) + start) % m
-        rotated = merged[order]
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], rotated.astype(np.int8), [0]))))
-        runs = [order[a:b] for a, b in zip(edges[::2], edges[1::2])]
+        runs = [order[a:b] for a, b in _runs(merged[order])]
     df = fs / m
-    out = []
+
+    def excess(idx: np.ndarray) -> tuple[float, float]:
+        density = float(np.sum(psd[idx] - floor))
+        return density * df, density / (floor * math.sqrt(HANN_ENBW_BINS * idx.size / nu))
+
+    components: list[_Component] = []
+    lines: list[_Line] = []
     for run in runs:
         idx = run[flagged[run]]
         if idx.size == 0:
             continue
-        # placed at its strongest line (a component may hold a strong line and a weak folded one),
-        # interpolated between bins: comb spacings are measured over many lines
-        top = int(idx[int(np.argmax(psd[idx]))])
-        a, b, c = (float(psd[(top + j) % m]) for j in (-1, 0, 1))
-        delta = 0.0
-        if a > 0 and c > 0:
-            den = math.log(a) - 2.0 * math.log(b) + math.log(c)
-            if den < 0:
-                delta = float(np.clip(0.5 * (math.log(a) - math.log(c)) / den, -0.5, 0.5))
-        line = _circular_hz(float(freqs[top]) + delta * df, fs)
-        excess_density = float(np.sum(psd[idx] - floor))
         mask = np.zeros(m, dtype=bool)
         mask[idx] = True
-        out.append(_Component(bins=mask, power_mw=excess_density * df, line_hz=line,
-                              width_hz=float(max(idx.size - 2 * REGION_DILATION_BINS, 1) * df),
-                              z=excess_density / (floor * math.sqrt(HANN_ENBW_BINS * idx.size / nu))))
-    return out
+        number = len(components)
+        components.append(_Component(bins=mask, power_mw=excess(idx)[0],
+                                     width_hz=float(max(idx.size - 2 * REGION_DILATION_BINS, 1) * df)))
+        for a, b in _runs(above[run]):
+            own = run[max(a - REGION_DILATION_BINS, 0):b + REGION_DILATION_BINS]
+            own = own[flagged[own]]
+            top = int(run[a + int(np.argmax(psd[run[a:b]]))])
+            power, z = excess(own)
+            lines.append(_Line(hz=_interpolated_hz(psd, top, freqs, fs), bin=top, power_mw=power,
+                               width_hz=float((b - a) * df), z=z, component=number))
+    return components, lines
 
 
-def _refined_spacing(components: list[_Component], peak: _Component, rough: float, fs: float,
-                     tolerance: float) -> float:
+def _refined_spacing(lines: list[_Line], peak: _Line, rough: float, fs: float, tolerance: float) -> float:
     """The line spacing fitted (least squares through the peak) to the lines on a rough comb:
     an error in one spacing adds up over many lines."""
     num = den = 0.0
-    for comp in components:
-        offset = _circular_hz(comp.line_hz - peak.line_hz, fs)
+    for line in lines:
+        offset = _circular_hz(line.hz - peak.hz, fs)
         k = round(offset / rough)
         if k and abs(offset) <= fs / 2.0 - rough and abs(offset - k * rough) <= tolerance:
             num += k * offset
@@ -399,56 +428,63 @@ def _bin_of(frequency_hz: float, freqs0: float, df: float, m: int) -> int:
     return int(round((frequency_hz - freqs0) / df)) % m
 
 
-def _fm_comb(components: list[_Component], peak: _Component, fs: float, freqs0: float, df: float,
-             merge_gap_hz: float) -> tuple[list[_Component], float]:
-    """The lines of the FM signal the peak belongs to (see module doc) and its occupied width;
-    just the peak's component when no comb qualifies."""
+def _fm_comb(components: list[_Component], lines: list[_Line], peak: _Line, fs: float, freqs0: float,
+             df: float, merge_gap_hz: float) -> tuple[list[_Component], float]:
+    """The components of the FM signal the peak line belongs to (see module doc) and its occupied
+    width; just the peak's component when no comb qualifies."""
+    m = components[0].bins.size
     tolerance = COMB_TOLERANCE_BINS * df
     # sidebands must stand out on their own: chance noise bins would otherwise pair up on a comb
-    significant = [c for c in components if c is peak or c.z >= DETECTION_Z_THRESHOLD]
-    m = peak.bins.size
-    owner = np.full(m, -1)
-    for i, comp in enumerate(significant):
-        owner[comp.bins] = i
+    significant = [line for line in lines if line is peak or line.z >= DETECTION_Z_THRESHOLD]
+    near = np.full(m, -1)  # which significant line sits within the tolerance of each bin
+    reach_bins = int(math.ceil(COMB_TOLERANCE_BINS))
+    for i in sorted(range(len(significant)), key=lambda i: significant[i].power_mw):
+        near[np.arange(significant[i].bin - reach_bins, significant[i].bin + reach_bins + 1) % m] = i
     # the spacing divides the distance from the peak to every other line: a line between them may
     # be missing (a Bessel null) and lines closer than merge_gap_hz are often already joined
     shortest = max(merge_gap_hz / 4.0, 3.0 * df)
     spacings: set[float] = set()
-    for comp in significant:
-        d = abs(_circular_hz(comp.line_hz - peak.line_hz, fs))
+    for line in significant:
+        d = abs(_circular_hz(line.hz - peak.hz, fs))
         for k in range(1, 5):
             if shortest < d / k <= MAX_MODULATION_HZ + tolerance:
                 spacings.add(round(d / k / (df / 2.0)) * (df / 2.0))
-    best: tuple[float, list[_Component], float] = (peak.power_mw, [peak], peak.width_hz)
+    own = components[peak.component]
+    best: tuple[float, list[_Component], float] = (own.power_mw, [own], own.width_hz)
+    found: list[float] = []
     for rough in sorted(spacings):
+        if any(round(rough / f) >= 2 and abs(rough - round(rough / f) * f) <= tolerance for f in found):
+            continue  # a multiple of a comb already found only finds a part of it
         s = _refined_spacing(significant, peak, rough, fs, tolerance)
         reach = int(math.ceil(fs / s))
         for c in range(-reach, reach + 1):
-            carrier = peak.line_hz + c * s
-            if c and owner[_bin_of(carrier + c * s, freqs0, df, m)] < 0:
+            carrier = peak.hz + c * s
+            if c and near[_bin_of(carrier + c * s, freqs0, df, m)] < 0:
                 continue  # the peak is a sideband here, and its partner is missing
-            on_comb: dict[int, _Component] = {}
-            for comp in significant:
-                offset = _circular_hz(comp.line_hz - carrier, fs)
+            on_comb: dict[int, _Line] = {}
+            for line in significant:
+                offset = _circular_hz(line.hz - carrier, fs)
                 for folded in (offset, offset - fs, offset + fs):  # lines past +-fs/2 fold back once
                     n = int(round(folded / s))
                     if abs(n * s) <= fs and abs(folded - n * s) <= tolerance:
-                        if n not in on_comb or comp.power_mw > on_comb[n].power_mw:
-                            on_comb[n] = comp
+                        if n not in on_comb or line.power_mw > on_comb[n].power_mw:
+                            on_comb[n] = line
                         break
-            kept = {}
-            for n, comp in on_comb.items():
-                # the partner line may share a component with other lines, or fold back
-                j = owner[_bin_of(carrier - n * s, freqs0, df, m)]
-                partner = significant[j] if j >= 0 else None
-                if n == 0 or (partner is not None and abs(_db(comp.power_mw) - _db(partner.power_mw))
+            kept: dict[int, _Line] = {}
+            for n, line in on_comb.items():
+                j = near[_bin_of(carrier - n * s, freqs0, df, m)]  # its partner, possibly folded back
+                if n == 0 or (j >= 0 and abs(_db(line.power_mw) - _db(significant[j].power_mw))
                               <= SIDEBAND_PAIR_TOLERANCE_DB):
-                    kept[n] = comp
-            members = list({id(c): c for c in kept.values()}.values())
-            if len(members) < MIN_COMB_LINES or not any(m is peak for m in members):
+                    kept[n] = line
+            distinct = {id(line): line for line in kept.values()}
+            if len(distinct) < MIN_COMB_LINES or id(peak) not in distinct:
                 continue
-            power = sum(m.power_mw for m in members)
-            width = min((max(kept) - min(kept)) * s + max(m.width_hz for m in members), fs)
+            if not found or found[-1] != s:
+                found.append(s)
+            members = [components[i] for i in sorted({line.component for line in distinct.values()})]
+            power = sum(comp.power_mw for comp in members)
+            span = (max(kept) - min(kept)) * s + max(line.width_hz for line in kept.values())
+            width = min(max(span, max(comp.width_hz for comp in members)), fs)
             # equal power: a carrier placed across +-fs/2 explains the same lines with a wider comb
             if power > best[0] * (1 + 1e-9) or (power >= best[0] * (1 - 1e-9) and width < best[2]):
                 best = (power, members, width)
@@ -500,10 +536,11 @@ def compute_metrics(
     region = _component(merged, peak) & flagged
     occupied_hz = None
     if region.any():
-        components = _components(merged, flagged, psd, floor, freqs, fs, nu)
-        peak_component = next(c for c in components if c.bins[peak])
-        lines, occupied_hz = _fm_comb(components, peak_component, fs, float(freqs[0]), df, merge_gap_hz)
-        region = np.logical_or.reduce([c.bins for c in lines])
+        components, lines = _spectrum_parts(merged, flagged, above, psd, floor, freqs, fs, nu)
+        peak_line = next((line for line in lines if line.bin == peak), None)
+        if peak_line is not None:
+            members, occupied_hz = _fm_comb(components, lines, peak_line, fs, float(freqs[0]), df, merge_gap_hz)
+            region = np.logical_or.reduce([c.bins for c in members])
     else:
         region[peak] = True
     n_region = int(region.sum())
