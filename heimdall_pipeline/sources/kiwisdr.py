@@ -42,7 +42,7 @@ Power scale: samples are ``int16 / 32768`` (full scale = 1.0), i.e. on the ADC's
 (``Capture.power_unit = "dBFS"``). Each SND frame carries the S-meter, which the KiwiSDR computes
 on the same passband-filtered samples (before the fixed gain that AGC-off applies) as an
 exponential average of the instantaneous power in dB (time constant 10 ms) plus the owner's
-S-meter calibration, sent as 0.1 dB steps. The client runs the same estimator over the IQ it
+S-meter calibration, sent truncated to 0.1 dB steps (the client adds half a step). The client runs the same estimator over the IQ it
 receives and, for every usable frame, takes offset = S-meter dBm - IQ dBFS at the frame's end;
 ``Capture.calibration = {"offset_db": mean, "spread_db": standard deviation, "frames": n}``, or
 None when the S-meter does not allow it (pinned at its -127 / +3.4 dBm limits, or fewer than
@@ -55,9 +55,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import struct
-import logging
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -498,9 +498,9 @@ class _IQStream:
             self.reason_disabled = unquote(value or "")
             return
         if name == "down":
-            what = DOWN_REASONS.get(value or "", "down")
+            what = f" ({DOWN_REASONS.get(value, 'reason unknown')}, down={value})" if value is not None else ""
             reason = f": {self.reason_disabled}" if self.reason_disabled else ""
-            raise ReceiverDownError(self.rid, f"{self.receiver.name} is down ({what}, down={value}){reason}")
+            raise ReceiverDownError(self.rid, f"{self.receiver.name} is down{what}{reason}")
         if name == "version_maj":
             self.version_major = int(value or "")
         elif name == "version_min":
