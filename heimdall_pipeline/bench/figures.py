@@ -562,8 +562,10 @@ def import_seconds(statement: str) -> float:
     run worker and code server the daemon launches pays before it does anything."""
     code = ("import time, warnings; warnings.filterwarnings('ignore'); t0 = time.perf_counter(); "
             f"{statement}; print(time.perf_counter() - t0)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=os.environ.copy(), timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"`{statement}` failed in a fresh interpreter: {out.stderr.strip()[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
