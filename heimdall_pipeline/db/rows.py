@@ -118,7 +118,6 @@ class RowWriter:
         # the defaults as COPY takes them (JSON as text), evaluated by the server at each upsert
         self._defaults = "SELECT " + ", ".join(
             f"({_default_sql(c)})::text" if isinstance(c.type, JSONB) else _default_sql(c) for c in defaulted)
-        self._copy_into_table = f"COPY {table.name} ({cols}) FROM STDIN"
         self._drop_staging = f"DROP TABLE IF EXISTS pg_temp.{staging}"
         self._create_staging = (f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
                                 f"SELECT {cols} FROM {table.name} WITH NO DATA")
@@ -172,14 +171,23 @@ class RowWriter:
 
     def _copy_new_rows(self, cursor: Any, values: list[tuple]) -> bool:
         """COPY straight into the table when no key exists yet; False (and nothing written) otherwise."""
-        positions = self._defaulted_positions
-        if positions:  # left-out values take the column defaults the server gives now
-            defaults = cursor.execute(self._defaults).fetchone()
-            missing = itemgetter(*positions) if len(positions) > 1 else (lambda row: (row[positions[0]],))
-            values = [row if None not in missing(row) else self._with_defaults(row, defaults) for row in values]
+        columns = self.columns
+        # a defaulted column left out of every row is left out of the COPY: the server fills it
+        omitted = {p for p in self._defaulted_positions if all(row[p] is None for row in values)}
+        partly = [p for p in self._defaulted_positions if p not in omitted]
+        if partly:  # some rows left these out: they take the defaults the server gives now
+            defaults = dict(zip(self._defaulted_positions, cursor.execute(self._defaults).fetchone()))
+            values = [row if None not in (row[p] for p in partly) else
+                      tuple(defaults[i] if v is None and i in defaults else v for i, v in enumerate(row))
+                      for row in values]
+        if omitted:
+            kept = [i for i in range(len(columns)) if i not in omitted]
+            keep = itemgetter(*kept)
+            values = list(map(keep, values))
+            columns = tuple(columns[i] for i in kept)
         cursor.execute("SAVEPOINT heimdall_copy_new_rows")
         try:
-            with cursor.copy(self._copy_into_table) as copy:
+            with cursor.copy(f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in values:
                     copy.write_row(row)
         except psycopg.errors.UniqueViolation:
@@ -187,13 +195,6 @@ class RowWriter:
             return False
         cursor.execute("RELEASE SAVEPOINT heimdall_copy_new_rows")
         return True
-
-    def _with_defaults(self, row: tuple, defaults: tuple) -> tuple:
-        filled = list(row)
-        for position, default in zip(self._defaulted_positions, defaults):
-            if filled[position] is None:
-                filled[position] = default
-        return tuple(filled)
 
     def read(self, row_type: type, mapping: Any) -> Any:
         return row_type(**{c: mapping[c] for c in self.columns})
