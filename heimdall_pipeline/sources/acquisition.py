@@ -36,8 +36,6 @@ __all__ = [
     "SessionAcquisition",
     "CaptureOne",
     "acquire_session",
-    "acquire_with_retries",
-    "acquire_one",
     "run_blocking",
     "backoff_delay_s",
     "is_transient",
@@ -174,26 +172,6 @@ async def _run_with_policy(
         await sleep(backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng))
 
 
-async def acquire_with_retries(
-    receiver: Receiver,
-    capture_one: CaptureOne,
-    *,
-    retry_backoff_base_s: float = DEFAULT_RETRY_BACKOFF_BASE_S,
-    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
-    rng: random.Random | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> Capture:
-    """One receiver with the timeout/retry policy; raises the last error when it gives up."""
-    try:
-        capture, _ = await _run_with_policy(
-            receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s,
-            max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
-        )
-    except _AttemptsExhausted as gave_up:
-        raise gave_up.error from None
-    return capture
-
-
 async def acquire_session(
     receivers: Sequence[Receiver],
     capture_one: CaptureOne,
@@ -270,20 +248,3 @@ def run_blocking(make_coroutine: Callable[[], Awaitable[Any]], name: str = "acqu
         raise box["error"]
     return box["value"]
 
-
-def acquire_one(
-    receiver: Receiver,
-    capture_one: CaptureOne,
-    *,
-    retry_backoff_base_s: float = DEFAULT_RETRY_BACKOFF_BASE_S,
-    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
-    rng: random.Random | None = None,
-) -> Capture:
-    """Synchronous single-receiver acquisition with the same policy (for per-partition assets).
-
-    Raises the last error when every allowed attempt failed. Safe to call from a thread that
-    already runs an event loop (see run_blocking).
-    """
-    return run_blocking(lambda: acquire_with_retries(
-        receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s, max_backoff_s=max_backoff_s, rng=rng,
-    ), name=f"acquire-{receiver.id}")
