@@ -79,7 +79,7 @@ def _check_status(status: str) -> str:
 def insert_session(engine: sa.Engine, session: Session) -> Session:
     """Stores a (validated) session with status 'requested'; returns it as stored (id, time stamps)."""
     ensure_schema(engine)
-    stmt = (pg_insert(sessions).values(_row_values(session), status="requested")
+    stmt = (pg_insert(sessions).values({**_row_values(session), "status": "requested"})
             .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c))
     with engine.begin() as conn:
         row = conn.execute(stmt).first()

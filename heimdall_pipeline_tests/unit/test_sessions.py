@@ -293,3 +293,24 @@ def test_default_transmitter_reaches_most_receivers_in_the_simulator():
         snrs = [simulate_capture(key, r, transmitter_for(request), request.center_frequency_hz, request.sample_rate_hz,
                                  0.1, request.scheduled_for).ground_truth["snr_db"] for r in DEFAULT_RECEIVERS]
         assert sum(s >= 10 for s in snrs) >= math.ceil(0.75 * len(snrs)), snrs
+
+
+def test_launchpad_config_is_the_session_request_field_for_field():
+    from heimdall_pipeline.jobs import SessionConfig, TransmitterConfig
+    from heimdall_pipeline.sessions import REQUEST_FIELDS, TRANSMITTER_KEYS
+
+    # requested_by is the run that asks
+    assert set(SessionConfig.model_fields) == set(REQUEST_FIELDS) - {"requested_by"}
+    assert set(TransmitterConfig.model_fields) == set(TRANSMITTER_KEYS)
+    config = SessionConfig(center_frequency_hz=7.1e6, duration_s=2, receiver_ids=["f5len", "hb9q", "g0mjw"],
+                           session_key="form1", scheduled_for="2026-11-23T14:00:00Z",
+                           transmitter=TransmitterConfig(eirp_dbm=40.0, modulation="fm_tone"))
+    session = validate_session_request(**config.request_fields(), requested_by="dagster:run", receivers=REGISTRY, now=NOW)
+    assert session.to_dict() == {**config.request_fields(), "requested_by": "dagster:run",
+                                 "sample_rate_hz": 12000.0, "duration_s": 2.0, "source_kind": "auto",
+                                 "transmitter": session.transmitter}
+    assert session.transmitter["eirp_dbm"] == 40.0 and session.transmitter["modulation"] == "fm_tone"
+    by_id = {r.id: r for r in DEFAULT_RECEIVERS}
+    selected = [by_id[rid] for rid in config.receiver_ids]
+    assert session.transmitter == {**default_transmitter("form1", selected, 7.1e6, 12000.0),
+                                   "eirp_dbm": 40.0, "modulation": "fm_tone"}
