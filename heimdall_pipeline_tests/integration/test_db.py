@@ -28,6 +28,7 @@ from heimdall_pipeline.db.migrations import (
     migrate,
     plan_features,
 )
+from heimdall_pipeline.db import models
 from heimdall_pipeline.db.models import Base
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
 from heimdall_pipeline.sessions import Session
@@ -447,3 +448,26 @@ def test_requested_sessions_bounded_by_a_cursor(scratch_engine):
     assert keys(after_id=new.id, since=tick, now=tick) == []
     assert keys(after_id=new.id, since=tick, now=now + timedelta(hours=2)) == ["cursor-later"]
     assert later.id < new.id
+
+
+def test_migration_from_the_kind_check_keeps_rows_and_takes_kinds_from_the_registry(monkeypatch):
+    from heimdall_pipeline.db import migrations
+
+    with scratch_database(timescaledb=False) as engine:
+        with monkeypatch.context() as before:  # the schema as it was: version 1, kinds in a CHECK
+            before.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+            assert migrate(engine).schema_version == 1
+        kept = DEFAULT_RECEIVERS[0]
+        with engine.begin() as conn:  # SQL, as the repository would migrate first
+            conn.execute(sa.insert(models.websdrs).values(dataclasses.asdict(kept)))
+        with pytest.raises(sa.exc.IntegrityError, match="websdrs_kind"):
+            with engine.begin() as conn:
+                conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
+
+        assert 2 in migrate(engine).applied_versions
+        assert rrepo.list_receivers(engine) == [kept]
+        # the kinds are the registry's now: Receiver.validated() refuses what no module provides
+        with engine.begin() as conn:
+            conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
+        with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind"):
+            rrepo.update_receiver(engine, kept.id, name="x")
