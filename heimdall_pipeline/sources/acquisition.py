@@ -36,6 +36,7 @@ __all__ = [
     "SessionAcquisition",
     "CaptureOne",
     "acquire_session",
+    "acquire_with_retries",
     "run_blocking",
     "backoff_delay_s",
     "is_transient",
@@ -172,6 +173,26 @@ async def _run_with_policy(
         await sleep(backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng))
 
 
+async def acquire_with_retries(
+    receiver: Receiver,
+    capture_one: CaptureOne,
+    *,
+    retry_backoff_base_s: float = DEFAULT_RETRY_BACKOFF_BASE_S,
+    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
+    rng: random.Random | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> Capture:
+    """One receiver with the timeout/retry policy; raises the last error when it gives up."""
+    try:
+        capture, _ = await _run_with_policy(
+            receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s,
+            max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
+        )
+    except _AttemptsExhausted as gave_up:
+        raise gave_up.error from None
+    return capture
+
+
 async def acquire_session(
     receivers: Sequence[Receiver],
     capture_one: CaptureOne,
@@ -247,4 +268,3 @@ def run_blocking(make_coroutine: Callable[[], Awaitable[Any]], name: str = "acqu
     if "error" in box:
         raise box["error"]
     return box["value"]
-
