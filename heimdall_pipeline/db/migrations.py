@@ -170,9 +170,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     )),
+    # The receiver kinds are the sources registered in code (sources/registry.py); a list here
+    # would be a second copy that a new kind must change. Rows are kept as they are.
+    Migration(2, "receiver kinds come from the source registry: drop the websdrs kind check", (
+        "ALTER TABLE websdrs DROP CONSTRAINT IF EXISTS websdrs_kind",
+    )),
     # Units in names and an explicit power unit: existing rows are dBm captures (the only kind
     # measured so far) and received-power localizations.
-    Migration(2, "measurement power units (psd_dbm_hz, power_unit, dBFS and calibration columns); "
+    Migration(3, "measurement power units (psd_dbm_hz, power_unit, dBFS and calibration columns); "
                  "localization method", (
         "ALTER TABLE measurements RENAME COLUMN psd_dbm TO psd_dbm_hz",
         "ALTER TABLE measurements ADD COLUMN power_unit text NOT NULL DEFAULT 'dBm'",
