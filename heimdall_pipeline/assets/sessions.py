@@ -4,10 +4,9 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 import math
 
 from dagster import (
-    AssetDep, AssetExecutionContext, AssetKey, AutomationCondition, BackfillPolicy, MaterializeResult,
-    MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
+    AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AutomationCondition, BackfillPolicy,
+    MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
 )
-from dagster._core.storage.event_log.base import AssetRecordsFilter
 
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.sessions_repo import get_session, set_status
