@@ -43,7 +43,9 @@ def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = 
     out = np.zeros(positions.size, dtype=np.complex64)
     if n == 0 or positions.size == 0:
         return out.reshape(positions.shape)
-    table = _TABLES.setdefault(half_taps, _table(half_taps))
+    table = _TABLES.get(half_taps)
+    if table is None:
+        table = _TABLES[half_taps] = _table(half_taps)
     padded = np.concatenate([np.zeros(half_taps, np.complex64), samples, np.zeros(half_taps + 1, np.complex64)])
     taps = np.arange(-half_taps + 1, half_taps + 1)
     flat = positions.ravel()
