@@ -46,24 +46,34 @@ def _timed(result_fn, *args, **kwargs) -> tuple[TdoaResult, float]:
     return result, time.perf_counter() - started
 
 
+def recording_positions(directory: str | Path) -> tuple[dict[str, Receiver], tuple[float, float] | None]:
+    """The receivers.json of a recording directory ({"receivers": {name: {latitude, longitude}},
+    "transmitter": {latitude, longitude}}) as Receivers by name, and the transmitter's true
+    position when it gives one."""
+    info = json.loads((Path(directory) / "receivers.json").read_text())
+    receivers = {
+        name: Receiver(id=name.lower(), name=name, url=f"http://{place.get('host', 'localhost')}:{place.get('port', 8073)}",
+                       kind="kiwisdr", location_name=name, latitude=float(place["latitude"]),
+                       longitude=float(place["longitude"]))
+        for name, place in info["receivers"].items()
+    }
+    tx = info.get("transmitter")
+    return receivers, (None if tx is None else (float(tx["latitude"]), float(tx["longitude"])))
+
+
 def recording_set(directory: str | Path) -> tuple[list[TimedCapture], tuple[float, float] | None]:
-    """The kiwirecorder IQ files of a directory as TimedCaptures, positioned from its
-    receivers.json ({"receivers": {name: {latitude, longitude}}, "transmitter": {latitude, longitude}}),
+    """The kiwirecorder IQ files of a directory as TimedCaptures positioned from its receivers.json,
     and the transmitter's true position when the file gives one."""
     directory = Path(directory)
-    info = json.loads((directory / "receivers.json").read_text())
+    receivers, truth = recording_positions(directory)
     captures = []
     for path in sorted(directory.glob("*_iq.wav")):
         recording = read_kiwi_wav(path)
-        place = info["receivers"].get(recording.name.receiver)
-        if place is None:
+        receiver = receivers.get(recording.name.receiver)
+        if receiver is None:
             raise ValueError(f"{path.name}: receiver {recording.name.receiver!r} is not in {directory / 'receivers.json'}")
-        receiver = Receiver(id=recording.name.receiver.lower(), name=recording.name.receiver, url="http://localhost",
-                            kind="kiwisdr", location_name=recording.name.receiver,
-                            latitude=float(place["latitude"]), longitude=float(place["longitude"]))
         captures.append(timed_capture(receiver, recording_capture(recording, "reference", receiver.id)))
-    tx = info.get("transmitter")
-    return captures, (None if tx is None else (float(tx["latitude"]), float(tx["longitude"])))
+    return captures, truth
 
 
 def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
 from heimdall_pipeline.tdoa.align import AlignedCaptures
 
 BAND_THRESHOLD_DB = 6.0  # the band: contiguous bins at least this far above the noise floor
-MIN_BANDWIDTH_HZ = 20.0  # narrower than this, a signal has no time structure worth correlating
+MIN_BANDWIDTH_HZ = 10.0  # rms; narrower than this, a signal has no time structure worth correlating
 FINE_STEPS = 16  # sub-sample search grid around a correlation peak, steps per sample
 OUTLIER_SIGMAS = 5.0  # only gross outliers: with few windows a tighter cut picks a cluster
 MIN_WINDOWS = 3
@@ -42,6 +42,7 @@ class SignalBand:
     low_hz: float
     high_hz: float
     peak_snr_db: float
+    rms_bandwidth_hz: float
 
     @property
     def width_hz(self) -> float:
@@ -101,11 +102,17 @@ def signal_band(aligned: AlignedCaptures, threshold_db: float = BAND_THRESHOLD_D
         hi += 1
     bin_hz = rate / nper
     low, high = freqs[lo] - bin_hz / 2, freqs[hi] + bin_hz / 2
-    if high - low < min_bandwidth_hz:
+    # rms bandwidth of the signal's power (noise removed): what sets the correlation peak's width.
+    # Leakage around a strong carrier widens the band above the noise, not this.
+    power = np.clip(mean[lo:hi + 1] - 1.0, 0.0, None)
+    centre = float(np.sum(power * freqs[lo:hi + 1]) / np.sum(power))
+    rms = float(np.sqrt(np.sum(power * (freqs[lo:hi + 1] - centre) ** 2) / np.sum(power)))
+    if rms < min_bandwidth_hz:
         raise NoTimeStructureError(
-            f"the signal occupies {high - low:.1f} Hz (< {min_bandwidth_hz:g} Hz): a (nearly) pure carrier has no "
+            f"the signal's rms bandwidth is {rms:.1f} Hz (< {min_bandwidth_hz:g} Hz): a (nearly) pure carrier has no "
             "time structure to cross-correlate")
-    return SignalBand(low_hz=float(low), high_hz=float(high), peak_snr_db=float(10 * np.log10(mean[peak])))
+    return SignalBand(low_hz=float(low), high_hz=float(high), peak_snr_db=float(10 * np.log10(mean[peak])),
+                      rms_bandwidth_hz=rms)
 
 
 def frequency_offsets(aligned: AlignedCaptures, band: SignalBand, max_lags_s: list[float], window_s: float,
