@@ -30,7 +30,7 @@ from heimdall_pipeline.sources.simulator import (
 )
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, recording_capture
 from heimdall_pipeline.tdoa.align import TimedCapture, timed_capture
-from heimdall_pipeline.tdoa.localize import TdoaResult, localize_tdoa
+from heimdall_pipeline.tdoa.localize import KIWISDR_TIMING_SIGMA_S, TdoaResult, localize_tdoa
 
 SIM_CENTER_HZ = 7_100_000.0
 SIM_SAMPLE_RATE_HZ = 12_000.0
@@ -77,8 +77,10 @@ def recording_set(directory: str | Path) -> tuple[list[TimedCapture], tuple[floa
 
 
 def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dict[str, Any]:
-    """The ``tdoa_real`` figure of a reference recording set."""
+    """The ``tdoa_real`` figure of a reference recording set (real receivers: their systematic
+    timing allowance, KIWISDR_TIMING_SIGMA_S, applies unless localize_kwargs say otherwise)."""
     captures, truth = recording_set(directory)
+    localize_kwargs.setdefault("receiver_timing_sigma_s", KIWISDR_TIMING_SIGMA_S)
     result, seconds = _timed(localize_tdoa, captures, truth=truth, **localize_kwargs)
     return {
         "figure": "tdoa_real",

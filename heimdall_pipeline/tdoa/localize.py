@@ -24,6 +24,10 @@ from heimdall_pipeline.tdoa.solve import PairGeometry, Region95, modelled_lags_s
 MIN_RECEIVERS = 3
 DEFAULT_WINDOW_S = 0.5  # many windows make their scatter (the lag errors) well measured
 DEFAULT_MAX_FREQUENCY_OFFSET_HZ = 10.0
+# Real KiwiSDRs carry per-receiver timing biases the lag scatter cannot show (antenna and filter
+# group delay, the GNSS receiver's own offset, sky-wave paths): the shared DCF77 set's pair lag
+# errors are 4-9 us. Sources that are real receivers pass this as receiver_timing_sigma_s.
+KIWISDR_TIMING_SIGMA_S = 4e-6
 MIN_SIGMA_S = 10e-9  # no lag is trusted to better than 10 ns
 MAX_SPREAD_FRACTION = 0.25  # windows scattered over this much of the allowed lags: no real peak
 METHOD = "tdoa"
@@ -100,12 +104,16 @@ def _timing_variance_s2(c: TimedCapture) -> float:
 
 def localize_tdoa(captures: Sequence[TimedCapture], *, window_s: float = DEFAULT_WINDOW_S,
                   max_frequency_offset_hz: float = DEFAULT_MAX_FREQUENCY_OFFSET_HZ,
+                  receiver_timing_sigma_s: float = 0.0,
                   truth: tuple[float, float] | None = None) -> TdoaResult:
     """Locate the transmitter heard in the captures by time difference of arrival.
 
     max_frequency_offset_hz: how far apart two receivers' tunings may be (searched and removed
     before correlating); e.g. 1 ppm of the centre frequency for receivers without GNSS-disciplined
     tuning.
+    receiver_timing_sigma_s: each receiver's systematic timing uncertainty, added to every pair's
+    lag error (0 for simulations, whose timing errors the lag scatter shows; KIWISDR_TIMING_SIGMA_S
+    for real receivers) so the 95 % region covers what the windows cannot measure.
 
     truth: the true (lat, lon) when known (simulations, reference recordings): the result then
     carries the position error and each pair's lag error.
@@ -154,7 +162,8 @@ def localize_tdoa(captures: Sequence[TimedCapture], *, window_s: float = DEFAULT
     geometry = []
     for p in usable:
         a, b = by_id[p.receiver_a], by_id[p.receiver_b]
-        sigma = math.sqrt(p.standard_error_s**2 + _timing_variance_s2(a) + _timing_variance_s2(b) + MIN_SIGMA_S**2)
+        sigma = math.sqrt(p.standard_error_s**2 + _timing_variance_s2(a) + _timing_variance_s2(b)
+                          + 2 * receiver_timing_sigma_s**2 + MIN_SIGMA_S**2)
         geometry.append(PairGeometry(a=(a.latitude, a.longitude), b=(b.latitude, b.longitude), lag_s=p.lag_s, sigma_s=sigma))
     solution = solve(geometry, receivers=len(used))
 

@@ -33,6 +33,7 @@ def test_real_dcf77_within_2_km_with_each_pairs_lag_error():
     figure = real_recordings_figure(DCF77_DIR)
     assert figure["localized"], figure["reason"]
     assert figure["error_km"] < 2.0
+    assert figure["inside_region_95"]  # with the real receivers' timing allowance
     assert set(figure["lag_errors_us"]) == {"hb9odp-jo51xl", "hb9odp-pa0rdt", "jo51xl-pa0rdt"}
     assert all(abs(e) < 12.0 for e in figure["lag_errors_us"].values())
     result = figure["result"]
