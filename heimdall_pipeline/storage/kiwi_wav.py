@@ -27,7 +27,6 @@ import re
 import struct
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 

@@ -8,8 +8,6 @@ import itertools
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
 from heimdall_pipeline.propagation import haversine_km, propagation_delay_s
 from heimdall_pipeline.tdoa.align import TimedCapture, align
 from heimdall_pipeline.tdoa.correlate import (
