@@ -112,7 +112,8 @@ def test_queue_limits_hold_with_the_daemon(embedded_services):
                 assert set(by_session) == set(sessions)
                 failed = {k: r.dagster_run.status for k, r in by_session.items()
                           if r.dagster_run.status != DagsterRunStatus.SUCCESS}
-                assert not failed, failed
+                assert not failed, {key: [str(e.message) for e in instance.all_logs(by_session[key].dagster_run.run_id)
+                                          if e.dagster_event and e.dagster_event.is_failure][:3] for key in failed}
                 # Concurrency from the runs' own start/end timestamps.
                 per_receiver = {}
                 for rid in POOL_A + POOL_B:
