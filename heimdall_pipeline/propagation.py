@@ -14,6 +14,7 @@ BOLTZMANN_DBM_HZ = -174.0  # 10*log10(k * 290 K / 1 mW), rounded as is customary
 # pole at 0. One floor for the simulator's path loss and the estimator's distances (localization/),
 # so the estimator fits exactly the model the simulated powers come from.
 MIN_DISTANCE_KM = 1e-3
+SPEED_OF_LIGHT_KM_S = 299_792.458
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,12 @@ def slant_distance_km(lat1, lon1, alt1_m, lat2, lon2, alt2_m):
     ground = np.asarray(haversine_km(lat1, lon1, lat2, lon2), dtype=float)
     dh_km = (np.asarray(alt2_m, dtype=float) - np.asarray(alt1_m, dtype=float)) / 1000.0
     d = np.sqrt(ground**2 + dh_km**2)
+    return float(d) if np.ndim(d) == 0 else d
+
+
+def propagation_delay_s(distance_km):
+    """Travel time in seconds over distance_km at the speed of light; broadcasts."""
+    d = np.asarray(distance_km, dtype=float) / SPEED_OF_LIGHT_KM_S
     return float(d) if np.ndim(d) == 0 else d
 
 
