@@ -1,18 +1,28 @@
-"""session_localization: where the transmitter of a session is, from its receivers' powers."""
+"""session_localization: where the transmitter of a session is, by time difference of arrival when
+at least three receivers hold timed captures of the same signal, from their received powers
+otherwise."""
 
 import dataclasses
 
+import numpy as np
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from heimdall_pipeline.assets.sessions import per_session
-from heimdall_pipeline.db.measurements_repo import measurements_for_session, upsert_localization
+from heimdall_pipeline.db.measurements_repo import delete_localization, measurements_for_session, upsert_localization
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.partitions import session_partitions
+from heimdall_pipeline.partitions import partition_key_for, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import localization_object_key
+from heimdall_pipeline.tdoa import TdoaResult, TimedCapture, localize_tdoa, timed_capture
+from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ, KIWISDR_TIMING_SIGMA_S
+
+SIMULATED_KIND = "simulated"
+# Receivers without GNSS-disciplined tuning (and the simulator's +-0.5 ppm oscillators) may sit up
+# to 1 ppm of the centre frequency apart: TDoA searches that far for each pair's tuning offset.
+TUNING_SPREAD_PPM = 1.0
 
 
 def observations_of(rows, registry) -> tuple[list[PowerObservation], list[str]]:
@@ -48,12 +58,113 @@ def localize_session(rows, registry, shadowing_sigma: float) -> tuple[Localizati
     return result, observations
 
 
+def simulated_receivers(record, registry) -> bool:
+    """Whether every receiver of the session was recorded by the simulator."""
+    return all(record.source_kind_for(registry[rid]) == SIMULATED_KIND for rid in record.receiver_ids if rid in registry)
+
+
 def shadowing_sigma_db(record, registry) -> float:
     """The spread of received powers around the path-loss model that the ellipse must allow for:
     known for an all-simulated session, the typical 6 dB of real propagation otherwise."""
-    if record.transmitter and all(registry[rid].kind == "simulated" for rid in record.receiver_ids if rid in registry):
+    if record.transmitter and simulated_receivers(record, registry):
         return float(record.transmitter.get("shadowing_sigma_db", 0.0))
     return DEFAULT_SHADOWING_SIGMA_DB
+
+
+def known_transmitter(record) -> tuple[float, float] | None:
+    """The transmitter's true position when the session knows it (simulated sessions)."""
+    tx = record.transmitter or {}
+    if tx.get("latitude") is None or tx.get("longitude") is None:
+        return None
+    return float(tx["latitude"]), float(tx["longitude"])
+
+
+def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> list[TimedCapture]:
+    """Each measured receiver's stored capture with its time model (fitted from the GNSS tags in
+    the stored metadata), or the reason it has none."""
+    captures = []
+    for row in rows:
+        receiver = registry[row.receiver_id]
+        capture = iq_store.load_capture(partition_key_for(session_key, receiver.id))
+        if capture is None:
+            captures.append(TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude),
+                                         longitude=float(receiver.longitude), samples=np.zeros(0, np.complex64),
+                                         time_model=None, untimed_reason="no stored capture"))
+        else:
+            captures.append(timed_capture(receiver, capture))
+    return captures
+
+
+def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> TdoaResult:
+    """TDoA over the session's stored captures. Real receivers (any source but the simulator) carry
+    a systematic timing uncertainty their lag scatter cannot show (KIWISDR_TIMING_SIGMA_S)."""
+    captures = timed_captures_of(record.session_key, rows, registry, iq_store)
+    timing_sigma = 0.0 if simulated_receivers(record, registry) else KIWISDR_TIMING_SIGMA_S
+    max_offset = max(DEFAULT_MAX_FREQUENCY_OFFSET_HZ, TUNING_SPREAD_PPM * 1e-6 * record.center_frequency_hz)
+    return localize_tdoa(captures, receiver_timing_sigma_s=timing_sigma, max_frequency_offset_hz=max_offset,
+                         truth=known_transmitter(record))
+
+
+def pair_table(result: TdoaResult) -> str:
+    """The pairs' lags as a Markdown table (microseconds)."""
+    with_truth = any("lag_error_s" in p for p in result.pairs)
+    header = "| pair | lag µs | std. error µs | window spread µs | windows | residual µs |"
+    header += " true lag µs | lag error µs |" if with_truth else ""
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for p in result.pairs:
+        line = (f"| {p['receiver_a']}–{p['receiver_b']} | {p['lag_s'] * 1e6:+.2f} | {p['standard_error_s'] * 1e6:.2f} | "
+                f"{p['window_spread_s'] * 1e6:.2f} | {p['windows_used']}/{p['windows_total']} | "
+                f"{p['residual_s'] * 1e6:+.2f} |")
+        if with_truth:
+            line += f" {p['true_lag_s'] * 1e6:+.2f} | {p['lag_error_s'] * 1e6:+.2f} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _map_metadata(iq_store: IQStore, session_key: str, png: bytes) -> MetadataValue:
+    key = localization_object_key(session_key)
+    iq_store.put(key, png, "image/png", {"session": session_key})
+    url = iq_store.presigned_url(key)
+    return MetadataValue.md(f"![localization]({url})\n\n[localization map]({url})")
+
+
+def tdoa_metadata(result: TdoaResult, iq_store: IQStore, session_key: str) -> dict:
+    from heimdall_pipeline.localization.plotting import plot_tdoa_localization  # matplotlib: when drawn
+
+    truth = None if result.truth is None else (result.truth["latitude"], result.truth["longitude"])
+    metadata = {
+        "method": "tdoa", "localizable": True, "receivers_used": ", ".join(result.receivers_used),
+        "latitude": result.latitude, "longitude": result.longitude,
+        "region_95_semi_axes_km": f"{result.region.semi_major_km:.2f} × {result.region.semi_minor_km:.2f}",
+        "region_95_major_bearing_deg": result.region.major_bearing_deg,
+        "tdoa_pairs": MetadataValue.md(pair_table(result)),
+        "signal_band_hz": f"{result.band_hz[0]:.0f} .. {result.band_hz[1]:.0f}",
+        "common_span_s": result.common_span_s,
+        "map": _map_metadata(iq_store, session_key, plot_tdoa_localization(result, truth)),
+    }
+    if result.error_km is not None:
+        metadata["error_vs_known_position_km"] = result.error_km
+        metadata["known_position_inside_region_95"] = bool(result.truth["inside_region"])
+    return metadata
+
+
+def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQStore, session_key: str) -> dict:
+    metadata = {"method": "rss", "localizable": result.localizable, "receivers_used": ", ".join(result.receivers_used)}
+    if result.localizable:
+        from heimdall_pipeline.localization.plotting import plot_localization  # matplotlib: when drawn
+
+        metadata.update({
+            "latitude": result.latitude, "longitude": result.longitude,
+            "ellipse_95_semi_axes_km": f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f}",
+            "ellipse_orientation_deg": result.ellipse_orientation_deg,
+            "eirp_dbm": result.eirp_dbm, "path_loss_exponent": result.path_loss_exponent,
+            "map": _map_metadata(iq_store, session_key, plot_localization(result, observations, truth)),
+        })
+        if truth:
+            metadata["error_vs_known_position_km"] = result.distance_km(*truth)
+    if result.reason:
+        metadata["reason"] = result.reason
+    return metadata
 
 
 @asset(
@@ -63,47 +174,43 @@ def shadowing_sigma_db(record, registry) -> float:
     automation_condition=AutomationCondition.eager(),
     group_name="heimdall",
     kinds={"timescaledb", "scipy"},
-    description="Transmitter position with a 95 % confidence ellipse, from the receivers' signal powers "
-                "(log-distance path loss, robust least squares); 'not localizable' below 3 detections.",
+    description="Transmitter position with a 95 % region: by time difference of arrival (the stored captures "
+                "aligned on GNSS time, pair lags, hyperbolic fit) when at least 3 receivers hold timed captures "
+                "of the signal, else from the receivers' signal powers (log-distance path loss); "
+                "the `method` column and metadata say which, and why TDoA was not used.",
 )
 def session_localization(context: AssetExecutionContext, database: HeimdallDatabase,
                          iq_store: IQStore) -> MaterializeResult:
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
-    located = 0
+    by_method = {"tdoa": 0, "rss": 0}
     for session_key in context.partition_keys:
         record = get_session(engine, session_key)
         if record is None:
             raise ValueError(f"session {session_key!r} is not in the sessions table")
-        result, observations = localize_session(measurements_for_session(engine, session_key), registry,
-                                                shadowing_sigma_db(record, registry))
-        row = result.to_row(session_key, record.scheduled_for, {"transmitter_truth": record.transmitter})
-        upsert_localization(engine, row)
-        metadata = {"localizable": result.localizable, "receivers_used": ", ".join(result.receivers_used)}
-        if result.localizable:
-            located += 1
-            truth = record.transmitter
-            from heimdall_pipeline.localization.plotting import plot_localization  # matplotlib: when drawn
-
-            png_key = localization_object_key(session_key)
-            iq_store.put(png_key, plot_localization(
-                result, observations, (truth["latitude"], truth["longitude"]) if truth else None),
-                "image/png", {"session": session_key})
-            url = iq_store.presigned_url(png_key)
-            metadata.update({
-                "latitude": result.latitude, "longitude": result.longitude,
-                "ellipse_95_semi_axes_km": f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f}",
-                "ellipse_orientation_deg": result.ellipse_orientation_deg,
-                "eirp_dbm": result.eirp_dbm, "path_loss_exponent": result.path_loss_exponent,
-                "map": MetadataValue.md(f"![localization]({url})\n\n[localization map]({url})"),
-            })
-            if truth:
-                metadata["error_vs_simulated_truth_km"] = result.distance_km(truth["latitude"], truth["longitude"])
-        if result.reason:
-            metadata["reason"] = result.reason
+        rows = measurements_for_session(engine, session_key)
+        tdoa = localize_session_tdoa(record, rows, registry, iq_store)
+        upsert_localization(engine, tdoa.to_row(session_key, record.scheduled_for))
+        if tdoa.localized:
+            # the session's answer is the TDoA one: an earlier received-power row would contradict it
+            delete_localization(engine, session_key, "rss")
+            by_method["tdoa"] += 1
+            metadata = tdoa_metadata(tdoa, iq_store, session_key)
+            context.log.info(f"session {session_key}: TDoA places the transmitter at {tdoa.latitude:.4f}, "
+                             f"{tdoa.longitude:.4f} (95 % region {tdoa.region.semi_major_km:.2f} × "
+                             f"{tdoa.region.semi_minor_km:.2f} km)")
+        else:
+            result, observations = localize_session(rows, registry, shadowing_sigma_db(record, registry))
+            upsert_localization(engine, result.to_row(session_key, record.scheduled_for,
+                                                      {"transmitter_truth": record.transmitter}))
+            by_method["rss"] += result.localizable
+            metadata = rss_metadata(result, observations, known_transmitter(record), iq_store, session_key)
+            metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
+            context.log.info(f"session {session_key}: {tdoa.reason}; received power: " + (
+                f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
+                f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"
+                if result.localizable else f"not localizable: {result.reason}"))
+        metadata["tdoa"] = "used" if tdoa.localized else tdoa.reason
         context.add_asset_metadata(metadata, partition_key=session_key)
-        context.log.info(f"session {session_key}: " + (
-            f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
-            f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"
-            if result.localizable else f"not localizable: {result.reason}"))
-    return MaterializeResult(metadata={"sessions": len(context.partition_keys), "localized": located})
+    return MaterializeResult(metadata={"sessions": len(context.partition_keys), "localized_by_tdoa": by_method["tdoa"],
+                                       "localized_by_rss": by_method["rss"]})

@@ -108,6 +108,15 @@ def upsert_localization(engine: sa.Engine, row: LocalizationRow) -> None:
         _localizations.copy_upsert(conn, [values])
 
 
+def delete_localization(engine: sa.Engine, session_key: str, method: str) -> int:
+    """Removes a session's localization by one method (e.g. an earlier received-power estimate that
+    a time-difference one now replaces); returns the number of rows removed."""
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(localizations).where(localizations.c.session_key == session_key,
+                                                           localizations.c.method == method)).rowcount
+
+
 def get_localization(engine: sa.Engine, session_key: str, method: str = "rss") -> LocalizationRow | None:
     ensure_schema(engine)
     stmt = (sa.select(localizations)
@@ -124,5 +133,5 @@ def get_localization(engine: sa.Engine, session_key: str, method: str = "rss") -
 
 __all__ = [
     "LOCALIZATION_COLUMNS", "MEASUREMENT_COLUMNS", "LocalizationRow", "MeasurementRow", "count_measurements",
-    "get_localization", "measurements_for_session", "upsert_localization", "upsert_measurements",
+    "delete_localization", "get_localization", "measurements_for_session", "upsert_localization", "upsert_measurements",
 ]

@@ -35,7 +35,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from heimdall_pipeline.db.models import MEASUREMENT_POWER_FIGURES_RULE
+from heimdall_pipeline.db.models import LOCALIZATION_METHODS, MEASUREMENT_POWER_FIGURES_RULE
 
 log = logging.getLogger("heimdall.db")
 
@@ -193,6 +193,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE localizations ADD COLUMN method text NOT NULL DEFAULT 'rss'",
         "ALTER TABLE localizations DROP CONSTRAINT localizations_pkey",
         "ALTER TABLE localizations ADD CONSTRAINT localizations_pkey PRIMARY KEY (session_key, method, time)",
+    )),
+    # TDoA results: the per-pair lags are a list of objects (a JSON column, not one column per
+    # pair); the method is one of the estimators in code.
+    Migration(4, "localization TDoA pair lags; localization methods checked", (
+        "ALTER TABLE localizations ADD COLUMN pair_lags jsonb",
+        f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
+        f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",
     )),
 )
 

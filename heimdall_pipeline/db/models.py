@@ -47,6 +47,7 @@ TZ = DateTime(timezone=True)
 
 # The unit of a capture's samples (sources/capture.py): mW at the antenna, or the ADC's full scale.
 POWER_UNITS = ("dBm", "dBFS")
+LOCALIZATION_METHODS = ("rss", "tdoa")  # received power; time difference of arrival
 # The dBm columns hold dBm only: a dBm capture fills them (and no dBFS figure); a dBFS capture
 # fills its dBFS figures, and its dBm figures only together with the calibration that gave them.
 # Migration 2 creates the constraint from this text: change it only with a migration that replaces it.
@@ -168,11 +169,13 @@ class Measurement(Base):
 
 
 class Localization(Base):
-    """A session's transmitter position by one method ('rss': received power)."""
+    """A session's transmitter position by one method ('rss': received power; 'tdoa': time difference
+    of arrival, whose per-pair lags are in `pair_lags`)."""
 
     __tablename__ = "localizations"
     __table_args__ = (
         PrimaryKeyConstraint("session_key", "method", "time", name="localizations_pkey"),
+        CheckConstraint(f"method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)})", name="localizations_method"),
     )
 
     time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # session start
@@ -193,6 +196,9 @@ class Localization(Base):
     metadata_json: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False,
                                                           server_default=text("'{}'::jsonb"))
     computed_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    # TDoA: one object per receiver pair (lag, its standard error and window spread, fit residual,
+    # and with a known transmitter the true lag and the error); NULL for other methods
+    pair_lags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB, nullable=True)
 
 
 class SchemaMigration(Base):
