@@ -123,7 +123,7 @@ def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, d
     region holds the truth, lag error rms and the median solve time over ``trials`` trials."""
     rng = np.random.default_rng(seed)
     sampler = _hull_sampler(receivers)
-    errors, inside, lag_errors, times, refused = [], [], [], [], []
+    errors, inside, semi_major, lag_errors, times, refused = [], [], [], [], [], []
     for k in range(trials):
         result, seconds = simulated_trial(rng, f"tdoa-sim-{seed}-{k}", receivers, snr_db=snr_db, duration_s=duration_s,
                                           sampler=sampler, bandwidth_hz=bandwidth_hz, window_s=window_s)
@@ -133,6 +133,7 @@ def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, d
             continue
         errors.append(result.error_km)
         inside.append(bool(result.truth["inside_region"]))
+        semi_major.append(result.region.semi_major_km)
         lag_errors.extend(_lag_errors_us(result).values())
     return {
         "figure": "tdoa_sim",
@@ -147,4 +148,5 @@ def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, d
         "lag_error_rms_us": float(np.sqrt(np.mean(np.square(lag_errors)))) if lag_errors else None,
         "median_solve_time_s": float(np.median(times)),
         "errors_km": errors,
+        "region_semi_major_km": semi_major,
     }
