@@ -19,6 +19,11 @@ KIWISDR_MAX_FREQUENCY_HZ = 30e6
 SIMULATED_MAX_FREQUENCY_HZ = 6e9
 
 
+def has_control_characters(text: str) -> bool:
+    """C0/C1 control characters (ESC, newline, DEL, ...): never part of a name or URL."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
 class InvalidReceiverError(ValueError):
     """A receiver definition is refused; the message names the field."""
 
@@ -61,6 +66,10 @@ class Receiver:
             )
         if not self.name or len(self.name) > 200:
             raise InvalidReceiverError("name", "must be 1-200 characters")
+        for field in ("name", "location_name", "url"):
+            if has_control_characters(getattr(self, field) or ""):
+                # ESC, newline and the like would rewrite a terminal that lists the registry
+                raise InvalidReceiverError(field, f"{getattr(self, field)!r} contains control characters")
         if self.kind not in RECEIVER_KINDS:
             raise InvalidReceiverError("kind", f"{self.kind!r} is not one of {', '.join(RECEIVER_KINDS)}")
         parsed = urlparse(self.url or "")
