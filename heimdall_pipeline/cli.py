@@ -234,10 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("keys", nargs="+")
     restore.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
 
-    verify = commands.add_parser("verify", help="check stored objects against measurement rows")
+    verify = commands.add_parser("verify", help="check stored objects against measurement rows (exit 0 "
+                                                "consistent, 1 mismatches, 2 could not check)")
     verify.add_argument("sessions", nargs="*", help="session keys (default: all)")
     verify.add_argument("--since", help="only sessions scheduled at/after this ISO time")
     verify.add_argument("--until", help="only sessions scheduled before this ISO time")
+    verify.add_argument("--repair", action="store_true",
+                        help="remove spectrum PNGs without capture and unfinished uploads of finished sessions")
     verify.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.verify", a))
 
     bench = commands.add_parser("bench", help="benchmarks with same-run baselines")

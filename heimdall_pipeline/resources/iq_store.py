@@ -27,13 +27,12 @@ from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_sto
 from heimdall_pipeline.storage.layout import (
     iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key,
 )
-from heimdall_pipeline.storage.object_store import MISSING_BUCKET_CODES, error_code
+from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
 
 T = TypeVar("T")
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 _CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> boto3 client
 _PNG_SLOTS = threading.BoundedSemaphore(1)  # spectrum pictures rendered at once: CPU-bound, so one
-ACCESS_DENIED_CODES = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 class S3AccessDeniedError(PermissionError):

@@ -28,6 +28,7 @@ def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, reg
 
 
 MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")
+ACCESS_DENIED_CODES = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 def error_code(exc: Exception) -> str:
