@@ -9,13 +9,13 @@ import sys
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.services import manager
-from heimdall_pipeline.services.common import ServiceError
+from heimdall_pipeline.services.common import ServiceError, run_until_signalled
 
 
 def _services(args: argparse.Namespace) -> int:
     if args.action == "up":
         services = manager.up()
-        for name, state in manager.status().items():
+        for name, state in manager.status().report.items():
             print(f"{name}: {state}")
         print(f"credentials (local-only): {settings.services_env_path()}")
         print(f"use them in a shell: eval \"$(heimdall services env)\"  (DAGSTER_HOME={services.dagster_home})")
@@ -23,8 +23,12 @@ def _services(args: argparse.Namespace) -> int:
         stopped = manager.down()
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.action == "status":
-        for name, state in manager.status().items():
+        current = manager.status()
+        for name, state in current.report.items():
             print(f"{name}: {state}")
+        if not current.healthy:
+            print(f"not running or unhealthy: {', '.join(current.down)} (start with: heimdall services up)", file=sys.stderr)
+            return 1
     elif args.action == "env":
         for name, value in manager.exported_env().items():
             print(f"export {name}={shlex.quote(value)}")
@@ -169,9 +173,8 @@ def _dev(args: argparse.Namespace) -> int:
     env = {**os.environ, **services.env}
     cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
            str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
-    print("starting: " + " ".join(cmd))
-    os.execve(cmd[0], cmd, env)
-    return 0
+    print("starting: " + " ".join(cmd), flush=True)
+    return run_until_signalled(cmd, env, "dagster dev")
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:

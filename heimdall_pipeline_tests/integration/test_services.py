@@ -4,9 +4,15 @@ PostgreSQL with TimescaleDB, and a Dagster code location that loads."""
 import base64
 import hashlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -64,8 +70,9 @@ def test_services_up_is_idempotent_and_status_reports_real_checks(embedded_servi
     pids = (embedded_services.s3.pid(), embedded_services.postgres.pid())
     again = manager.up()
     assert (again.s3.pid(), again.postgres.pid()) == pids
-    report = manager.status()
-    assert "put/get OK" in report["SeaweedFS"] and "SELECT OK" in report["PostgreSQL"]
+    current = manager.status()
+    assert current.healthy and current.down == ()
+    assert "put/get OK" in current.report["SeaweedFS"] and "SELECT OK" in current.report["PostgreSQL"]
 
 
 def test_a_port_in_use_is_named_in_the_error(embedded_services):
@@ -86,3 +93,88 @@ def test_definitions_load_and_validate(embedded_services):
                              "-w", "workspace.yaml"], capture_output=True, text=True, cwd=os.path.dirname(
                                  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every living process below pid (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    from heimdall_pipeline.services.common import pid_alive
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.2)
+    return {p for p in pids if pid_alive(p)}
+
+
+@pytest.fixture()
+def new_runtime_folder(monkeypatch):
+    """An empty runtime folder with its own free ports (nothing started yet); stopped and removed
+    at the end."""
+    from heimdall_pipeline_tests.faults.conftest import _free_port_set
+
+    s3_port, base, pg_port = _free_port_set()
+    home = Path(tempfile.mkdtemp(prefix="heimdall-services-"))
+    os.chmod(home, 0o755)  # the postgres OS user must reach the cluster folder
+    for name, value in {"HEIMDALL_HOME": str(home), "HEIMDALL_S3_PORT": str(s3_port),
+                        "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}.items():
+        monkeypatch.setenv(name, value)
+    yield s3_port, base, pg_port
+    manager.down()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runtime_folder, capsys):
+    from heimdall_pipeline import cli
+
+    s3_port, _, pg_port = new_runtime_folder
+    with socket.socket() as squatter:  # another program holds the S3 port
+        squatter.bind(("127.0.0.1", s3_port))
+        squatter.listen()
+        with pytest.raises(ServiceError, match=f"S3 port {s3_port}"):
+            manager.up()
+    services = manager.embedded_services()
+    assert services.postgres.pid() is None and services.s3.pid() is None
+    assert port_is_free(pg_port)
+    capsys.readouterr()
+    assert cli.main(["services", "status"]) == 1
+    captured = capsys.readouterr()
+    assert "PostgreSQL: stopped" in captured.out and "SeaweedFS, PostgreSQL" in captured.err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_heimdall_dev_stops_its_children_and_exits_on_a_signal(embedded_services, signum):
+    heimdall = os.path.join(os.path.dirname(sys.executable), "heimdall")
+    port = next(p for p in range(3300, 3400) if port_is_free(p))
+    dev = subprocess.Popen([heimdall, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    try:
+        assert "starting:" in dev.stdout.readline()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_descendants(dev.pid)) < 2:  # dagster dev and what it started
+            time.sleep(0.2)
+        children = _descendants(dev.pid)
+        assert children, "dagster dev did not start"
+        dev.send_signal(signum)
+        assert dev.wait(timeout=60) == 128 + signum
+        assert _wait_gone(children, 10) == set(), "children left running"
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+        for pid in _descendants(dev.pid):
+            os.kill(pid, signal.SIGKILL)
