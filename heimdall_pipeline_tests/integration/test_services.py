@@ -178,3 +178,38 @@ def test_heimdall_dev_stops_its_children_and_exits_on_a_signal(embedded_services
             os.killpg(dev.pid, signal.SIGKILL)
         for pid in _descendants(dev.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_bootstrap_keeps_one_environment_per_checkout(tmp_path):
+    """Two clones bootstrapped with one cache each get their own environment: installing the second
+    never re-points the first one's (editable) install; a second run only checks."""
+    from heimdall_pipeline.settings import REPO_ROOT
+
+    ignore = shutil.ignore_patterns(".heimdall", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
+    env = {k: v for k, v in os.environ.items() if k != "HEIMDALL_VENV"}
+    env["HEIMDALL_CACHE"] = str(tmp_path / "cache")
+
+    def bootstrap(checkout: Path) -> tuple[Path, str]:
+        done = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return Path(done.stdout.strip()), done.stderr
+
+    def installed_from(venv: Path) -> Path:
+        code = "import heimdall_pipeline, pathlib; print(pathlib.Path(heimdall_pipeline.__file__).parent.parent)"
+        return Path(subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                                   check=True, cwd=tmp_path).stdout.strip())
+
+    first, second = tmp_path / "first" / "heimdall", tmp_path / "second" / "heimdall"
+    for checkout in (first, second):
+        shutil.copytree(REPO_ROOT, checkout, ignore=ignore)
+    try:
+        first_venv, _ = bootstrap(first)
+        second_venv, _ = bootstrap(second)
+        assert first_venv != second_venv
+        assert tmp_path / "cache" in first_venv.parents and first not in first_venv.parents  # outside the repo
+        assert installed_from(first_venv) == first and installed_from(second_venv) == second
+        again, log = bootstrap(first)
+        assert again == first_venv and "installing" not in log and "creating" not in log
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)  # two environments: not kept among pytest's temp folders
