@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from heimdall_pipeline.services import manager
 from heimdall_pipeline.services.common import ServiceError, port_is_free, require_free_ports
+from heimdall_pipeline.services.seaweedfs import HEALTH_BUCKET
 
 
 def test_s3_put_get_with_user_metadata_and_verified_checksum(s3_client):
@@ -213,3 +214,67 @@ def test_bootstrap_keeps_one_environment_per_checkout(tmp_path):
         assert again == first_venv and "installing" not in log and "creating" not in log
     finally:
         shutil.rmtree(tmp_path, ignore_errors=True)  # two environments: not kept among pytest's temp folders
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports a process listens on, from its socket inodes in /proc (not from our own list)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _anonymous(port: int, method: str, path: str, body: bytes | None = None, headers=None):
+    """The HTTP status of an unauthenticated request, or the connection error's name."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:  # gRPC ports drop plain HTTP
+        return type(exc).__name__
+    finally:
+        connection.close()
+
+
+def test_only_the_s3_gateway_with_keys_accepts_writes_on_any_port(embedded_services, s3_client):
+    s3 = embedded_services.s3
+    ports = _listening_ports(s3.pid())
+    assert s3.s3_port in ports and ports <= set(s3.all_ports().values()), ports  # no port we do not know of
+    bucket, key = os.environ["HEIMDALL_S3_BUCKET"], f"tests/anon-{uuid.uuid4().hex}"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"kept")
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\nx\r\n--b--\r\n'
+    attempts = [
+        ("PUT", f"/{bucket}/{key}", b"x", None), ("PUT", f"/buckets/{bucket}/{key}", b"x", None),
+        ("POST", f"/buckets/{bucket}/tests/", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("POST", "/submit", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("POST", "/1,0123456789", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("DELETE", f"/{bucket}/{key}", None, None), ("DELETE", f"/buckets/{bucket}/{key}", None, None),
+        ("DELETE", "/1,0123456789", None, None),
+        ("GET", "/dir/assign", None, None), ("GET", "/vol/grow?count=1", None, None),
+        ("GET", f"/col/delete?collection={HEALTH_BUCKET}", None, None),  # only the probe bucket: never data
+        ("GET", f"/{bucket}?list-type=2", None, None), ("GET", f"/{bucket}?versions", None, None),
+        ("GET", f"/buckets/{bucket}/?pretty=y", None, None), ("GET", f"/buckets/{bucket}/{key}", None, None),
+        ("GET", "/1,0123456789", None, None), ("GET", "/dir/lookup?volumeId=1", None, None),
+    ]
+    accepted = {}
+    for port in sorted(ports):
+        for method, path, body, headers in attempts:
+            status = _anonymous(port, method, path, body, headers)
+            if isinstance(status, int) and status < 400:
+                accepted[f"{method} 127.0.0.1:{port}{path}"] = status
+    assert accepted == {}, f"anonymous requests accepted: {accepted}"
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept"  # the keys still work
+    assert [v["Key"] for v in s3_client.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]] == [key]
