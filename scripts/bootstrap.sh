@@ -22,7 +22,7 @@ as_root() {
 
 # --- system packages -------------------------------------------------------------------
 system_packages=(postgresql-$pg_major postgresql-server-dev-$pg_major cmake gcc make dpkg-dev
-                 libkrb5-dev chromium chromium-driver docker-compose)
+                 libkrb5-dev chromium chromium-driver docker-compose openssl)
 missing=()
 for p in "${system_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -249,6 +249,22 @@ def _anonymous(port: int, method: str, path: str, body: bytes | None = None, hea
         connection.close()
 
 
+def _anonymous_grpc(port: int) -> str | None:
+    """The status of a plaintext gRPC call (any answer means the port serves anyone), or None when
+    no gRPC conversation could be had without the runtime folder's client certificate."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=3)
+            channel.unary_unary("/master_pb.Seaweed/Ping")(b"", timeout=3)
+            return "OK"
+        except grpc.FutureTimeoutError:
+            return None
+        except grpc.RpcError as exc:
+            return None if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
+
+
 def test_only_the_s3_gateway_with_keys_accepts_writes_on_any_port(embedded_services, s3_client):
     s3 = embedded_services.s3
     ports = _listening_ports(s3.pid())
@@ -276,5 +292,7 @@ def test_only_the_s3_gateway_with_keys_accepts_writes_on_any_port(embedded_servi
             if isinstance(status, int) and status < 400:
                 accepted[f"{method} 127.0.0.1:{port}{path}"] = status
     assert accepted == {}, f"anonymous requests accepted: {accepted}"
+    answered = {port: code for port in sorted(ports) if (code := _anonymous_grpc(port)) is not None}
+    assert answered == {}, f"gRPC answered without a client certificate: {answered}"
     assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept"  # the keys still work
     assert [v["Key"] for v in s3_client.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]] == [key]
