@@ -53,10 +53,14 @@ def test_session_request_refuses_with_the_field_named(engine, capsys, extra, fie
         "edit-no-id", "disable-no-id"])
 def test_receivers_command_refuses_with_the_problem_named(engine, capsys, argv, named):
     rid = f"cli{uuid.uuid4().hex[:8]}"
-    code, output = heimdall(capsys, *(part.format(rid=rid) for part in argv))
-    assert code == 2, output
-    assert named in output and "Traceback" not in output
-    assert rid not in {r.id for r in list_receivers(engine)}
+    try:
+        code, output = heimdall(capsys, *(part.format(rid=rid) for part in argv))
+        assert code == 2, output
+        assert named in output and "Traceback" not in output
+        assert rid not in {r.id for r in list_receivers(engine)}
+    finally:  # a wrongly accepted receiver would join every "all active receivers" session of the run
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE websdrs SET is_active = false WHERE id = :id"), {"id": rid})
 
 
 def test_receivers_list_never_prints_raw_control_characters(engine, capsys):
