@@ -116,11 +116,11 @@ def _session(args: argparse.Namespace) -> int:
 
     engine = _engine()
     seed_default_receivers(engine)
-    request = request_session(engine, requested_by=f"cli:{os.environ.get('USER', 'unknown')}", **_session_fields(args))
-    print(f"session {request.session_key} requested: {request.center_frequency_hz:.0f} Hz, {request.duration_s:g} s, "
-          f"{request.sample_rate_hz:g} S/s, receivers {', '.join(request.receiver_ids)}")
+    session = request_session(engine, requested_by=f"cli:{os.environ.get('USER', 'unknown')}", **_session_fields(args))
+    print(f"session {session.session_key} requested: {session.center_frequency_hz:.0f} Hz, {session.duration_s:g} s, "
+          f"{session.sample_rate_hz:g} S/s, receivers {', '.join(session.receiver_ids)}")
     print("the session_request_sensor launches it (dagster dev / dagster-daemon running), "
-          f"or run it now: heimdall session run {request.session_key}")
+          f"or run it now: heimdall session run {session.session_key}")
     return 0
 
 
@@ -158,9 +158,9 @@ def _main_job(args: argparse.Namespace) -> int:
     services = manager.up()
     os.environ.update(services.env)
     _db(args)
-    request = request_session(_engine(), requested_by="heimdall main", **_session_fields(args))
-    print(f"session {request.session_key} requested on {len(request.receiver_ids)} receivers")
-    code = _session_run(argparse.Namespace(key=request.session_key))
+    session = request_session(_engine(), requested_by="heimdall main", **_session_fields(args))
+    print(f"session {session.session_key} requested on {len(session.receiver_ids)} receivers")
+    code = _session_run(argparse.Namespace(key=session.session_key))
     print("\nOpen the UI on the same instance:  heimdall dev   (then http://127.0.0.1:3000)")
     if args.ui:
         return _dev(args)
@@ -184,13 +184,20 @@ def _delegate(module: str, args: argparse.Namespace) -> int:
     return importlib.import_module(module).run(args)
 
 
+def _source_kinds() -> list[str]:
+    from heimdall_pipeline.sources.registry import source_kinds
+
+    return list(source_kinds())
+
+
 def _add_session_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--freq", type=float, required=required, default=None if required else 7.1e6,
                         help="centre frequency in Hz (e.g. 7.1e6, 145.5e6)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--sample-rate", type=float, default=12000.0, help="samples/s (default 12000)")
     parser.add_argument("--receivers", help="comma-separated receiver ids (default: all active)")
-    parser.add_argument("--source", default="auto", choices=["auto", "simulated", "kiwisdr"])
+    parser.add_argument("--source", default="auto", choices=["auto", *_source_kinds()],
+                        help="auto: each receiver by its kind (default)")
     parser.add_argument("--key", help="session key (default: generated)")
 
 
@@ -209,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     receivers = commands.add_parser("receivers", help="the receiver registry")
     receivers.add_argument("action", choices=["list", "add", "edit", "disable", "enable"])
     receivers.add_argument("id", nargs="?")
-    for flag, kind in (("--name", str), ("--url", str), ("--kind", str), ("--location", str),
+    receivers.add_argument("--kind", choices=_source_kinds())
+    for flag, kind in (("--name", str), ("--url", str), ("--location", str),
                        ("--lat", float), ("--lon", float), ("--alt", float), ("--channels", int)):
         receivers.add_argument(flag, type=kind)
     receivers.set_defaults(handler=_receivers)

@@ -1,22 +1,18 @@
 """Receivers: what a receiver is, how it is validated, and the default European network.
 
 Pure domain code: no Dagster, no database. The registry table (db/models.py) stores exactly these
-fields; `Receiver.validated()` is the one place a row is checked before it is stored or used.
+fields; `Receiver.validated()` is the one place a row is checked before it is stored or used. What
+depends on the kind (its URL schemes, its default frequency range) comes from the kind's source
+in sources/registry.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from urllib.parse import urlparse
 
-RECEIVER_KINDS = ("kiwisdr", "simulated")
-URL_SCHEMES = {"kiwisdr": ("http", "https", "ws", "wss"), "simulated": ("sim",)}
 # A receiver id becomes a Dagster partition key and part of an S3 key (websdr_{id}.npy).
 RECEIVER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-# A plain KiwiSDR tunes 0..30 MHz (32 MHz on some); the server reports its own bandwidth.
-KIWISDR_MAX_FREQUENCY_HZ = 30e6
-SIMULATED_MAX_FREQUENCY_HZ = 6e9
 
 
 def has_control_characters(text: str) -> bool:
@@ -51,8 +47,8 @@ class Receiver:
 
     @property
     def frequency_range_hz(self) -> tuple[float, float]:
-        default_max = KIWISDR_MAX_FREQUENCY_HZ if self.kind == "kiwisdr" else SIMULATED_MAX_FREQUENCY_HZ
-        return (self.min_frequency_hz, self.max_frequency_hz or default_max)
+        """Its own range, the top defaulting to what its kind's source can tune."""
+        return _registry().get_source(self.kind).frequency_range_hz(self)
 
     def can_tune(self, frequency_hz: float) -> bool:
         low, high = self.frequency_range_hz
@@ -70,15 +66,12 @@ class Receiver:
             if has_control_characters(getattr(self, field) or ""):
                 # ESC, newline and the like would rewrite a terminal that lists the registry
                 raise InvalidReceiverError(field, f"{getattr(self, field)!r} contains control characters")
-        if self.kind not in RECEIVER_KINDS:
-            raise InvalidReceiverError("kind", f"{self.kind!r} is not one of {', '.join(RECEIVER_KINDS)}")
-        parsed = urlparse(self.url or "")
-        if parsed.scheme not in URL_SCHEMES[self.kind]:
-            raise InvalidReceiverError(
-                "url", f"{self.url!r} must use one of the schemes {', '.join(URL_SCHEMES[self.kind])} for a {self.kind} receiver"
-            )
-        if self.kind == "kiwisdr" and not parsed.hostname:
-            raise InvalidReceiverError("url", f"{self.url!r} has no host")
+        registry = _registry()
+        try:
+            source = registry.get_source(self.kind)
+        except registry.UnknownSourceKindError as exc:
+            raise InvalidReceiverError("kind", str(exc)) from None
+        source.validate_receiver(self)
         if not -90.0 <= float(self.latitude) <= 90.0:
             raise InvalidReceiverError("latitude", f"{self.latitude} is outside -90..90 degrees")
         if not -180.0 <= float(self.longitude) <= 180.0:
@@ -95,6 +88,13 @@ class Receiver:
         if not 0 <= low < high:
             raise InvalidReceiverError("max_frequency_hz", f"range {low}..{high} Hz is empty or negative")
         return self
+
+
+def _registry():
+    # imported when used: every source module imports Receiver from here
+    from heimdall_pipeline.sources import registry
+
+    return registry
 
 
 def _sim(rid: str, name: str, place: str, lat: float, lon: float, alt: float) -> Receiver:

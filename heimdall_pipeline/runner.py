@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
+# The run tag of a partition ("dagster/partition"): Dagster exports no public constant or
+# function for it (RunRequest(partition_key=...) resolves it only inside a sensor or schedule).
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
@@ -47,11 +49,11 @@ def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiv
 def session_runs(instance: DagsterInstance, engine, session_key: str) -> list[tuple[str, dict[str, str]]]:
     """The runs that record a session, in order, as (job name, run tags): raw_iq → receiver_metrics
     over all receivers (the sensor's run request), then the session analysis. Adds the partitions."""
-    record = get_session(engine, session_key)
-    if record is None:
+    session = get_session(engine, session_key)
+    if session is None:
         raise ValueError(f"session {session_key!r} is not in the sessions table")
     receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
-    request = session_run_request(session_key, record.receiver_ids, receiver_keys)
+    request = session_run_request(session_key, session.receiver_ids, receiver_keys)
     return [("session_job", dict(request.tags)), ("session_analysis_job", {PARTITION_NAME_TAG: session_key})]
 
 

@@ -10,18 +10,18 @@ import sqlalchemy as sa
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import insert_session
-from heimdall_pipeline.sessions import SessionRequest, validate_session_request
+from heimdall_pipeline.sessions import Session, validate_session_request
 
 
-def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> SessionRequest:
-    """Validates the fields against the receiver registry and stores the request.
+def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> Session:
+    """Validates the fields against the receiver registry and stores the session; returns it as
+    stored (status 'requested', with its id).
 
-    An empty receiver list means every active receiver; the stored request names them, so a
+    An empty receiver list means every active receiver; the stored session names them, so a
     receiver added or disabled later does not change what this session records.
     """
     registry = list_receivers(engine)
-    request = validate_session_request(receivers=registry, requested_by=requested_by, **fields)
-    if not request.receiver_ids:
-        request = dataclasses.replace(request, receiver_ids=tuple(r.id for r in registry if r.is_active))
-    insert_session(engine, request)
-    return request
+    session = validate_session_request(receivers=registry, requested_by=requested_by, **fields)
+    if not session.receiver_ids:
+        session = dataclasses.replace(session, receiver_ids=tuple(r.id for r in registry if r.is_active))
+    return insert_session(engine, session)

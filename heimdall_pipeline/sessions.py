@@ -1,8 +1,9 @@
-"""Session requests: what a recording session asks for, its one validation function, and key slugs.
+"""Sessions: the one `Session` type, its one validation function, and key slugs.
 
 Pure code: no Dagster, no database. `validate_session_request` is THE validation used by the CLI,
-the Dagster launchpad job and the schedule; nothing else should construct a SessionRequest from
-user input.
+the Dagster launchpad job and the schedule; nothing else should construct a Session from user
+input. db/sessions_repo.py maps a Session to and from its `sessions` row; what each receiver's
+source accepts comes from sources/registry.py.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import random
 import re
 import secrets
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.propagation import PropagationModel, haversine_km, path_loss_db, thermal_noise_power_dbm
 from heimdall_pipeline.sources.simulator import MODULATIONS
 from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
 
-SOURCE_KINDS = ("auto", "simulated", "kiwisdr")
+if TYPE_CHECKING:
+    from heimdall_pipeline.sources.base import Source
+
+# "auto": each receiver is recorded by the source of its own kind; any other value names a kind
+AUTO_SOURCE = "auto"
 DEFAULT_SAMPLE_RATE_HZ = 12000.0
 SESSION_KEY_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9]{0,15}")
 
@@ -51,8 +56,6 @@ class SessionLimits:
     max_duration_s: float = 600.0
     min_sample_rate_hz: float = 1_000.0
     max_sample_rate_hz: float = 2_400_000.0
-    # a KiwiSDR IQ stream has one nominal rate (the true rate, e.g. 12001.135, is measured)
-    kiwisdr_sample_rates_hz: tuple[float, ...] = (12_000.0,)
     # each capture is held in memory as complex64: 2**25 samples = 256 MiB per receiver
     max_samples_per_receiver: int = 2**25
     max_requested_by_length: int = 200
@@ -63,27 +66,55 @@ def _utc_now() -> datetime:
 
 
 @dataclasses.dataclass(frozen=True)
-class SessionRequest:
+class Session:
+    """One recording session: what was requested, its key, and where it is in its lifecycle.
+
+    The request fields (REQUEST_FIELDS) come from `validate_session_request`; the lifecycle fields
+    (id, status and the time stamps) are set by the database (db/sessions_repo.py), whose
+    `sessions` columns have the same names.
+    """
+
     session_key: str
     center_frequency_hz: float
     duration_s: float
     sample_rate_hz: float = DEFAULT_SAMPLE_RATE_HZ
-    receiver_ids: tuple[str, ...] = ()  # empty = all active receivers
-    source_kind: str = "auto"  # "auto" (each receiver by its kind) | "simulated" | "kiwisdr"
+    receiver_ids: tuple[str, ...] = ()  # empty = all active receivers (resolved when stored)
+    source_kind: str = AUTO_SOURCE  # "auto" (each receiver by its kind) or a registered kind
     requested_by: str = "unknown"
     scheduled_for: datetime = dataclasses.field(default_factory=_utc_now)
-    transmitter: dict[str, Any] | None = None  # simulated sessions only, keys TRANSMITTER_KEYS
+    transmitter: dict[str, Any] | None = None  # sources that take one only, keys TRANSMITTER_KEYS
+    status: str = "requested"  # requested -> launched -> succeeded | failed -> archived
+    id: int | None = None
+    requested_at: datetime | None = None
+    launched_at: datetime | None = None
+    run_id: str | None = None
+    archived_at: datetime | None = None
+    archived_from_status: str | None = None  # what mark_restored puts back
+
+    @property
+    def expected_sample_count(self) -> int:
+        return int(round(self.duration_s * self.sample_rate_hz))
+
+    def source_kind_for(self, receiver: Receiver) -> str:
+        """The kind of source that records `receiver`: its own under "auto", else source_kind."""
+        return receiver.kind if self.source_kind in (AUTO_SOURCE, "", None) else self.source_kind
+
+    def source_for(self, receiver: Receiver) -> "Source":
+        from heimdall_pipeline.sources.registry import get_source
+
+        return get_source(self.source_kind_for(receiver))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable; `validate_session_request(**d, receivers=...)` accepts it back."""
-        d = dataclasses.asdict(self)
+        """The request, JSON-serialisable; `validate_session_request(**d, receivers=...)` accepts it back."""
+        d = {name: getattr(self, name) for name in REQUEST_FIELDS}
         d["receiver_ids"] = list(self.receiver_ids)
         d["scheduled_for"] = self.scheduled_for.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
         return d
 
 
-def expected_sample_count(request: SessionRequest) -> int:
-    return int(round(request.duration_s * request.sample_rate_hz))
+# What a user asks for; the other fields of Session are its lifecycle.
+REQUEST_FIELDS = ("session_key", "center_frequency_hz", "duration_s", "sample_rate_hz", "receiver_ids",
+                  "source_kind", "requested_by", "scheduled_for", "transmitter")
 
 
 def new_session_key(now: datetime | None = None, prefix: str = "s", *, rng: random.Random | None = None) -> str:
@@ -101,11 +132,6 @@ def new_session_key(now: datetime | None = None, prefix: str = "s", *, rng: rand
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dt%H%Mz")
     suffix = f"{rng.getrandbits(24):06x}" if rng is not None else secrets.token_hex(3)
     return validate_key_part(f"{prefix}{stamp}-{suffix}", field="session_key")
-
-
-def effective_source_kind(source_kind: str, receiver: Receiver) -> str:
-    """The source that will record `receiver`: its own kind under "auto", else source_kind."""
-    return receiver.kind if source_kind == "auto" else source_kind
 
 
 # ----------------------------------------------------------------------------- parsing helpers
@@ -288,7 +314,7 @@ def validate_session_request(
     duration_s: Any,
     sample_rate_hz: Any = DEFAULT_SAMPLE_RATE_HZ,
     receiver_ids: Any = (),
-    source_kind: Any = "auto",
+    source_kind: Any = AUTO_SOURCE,
     requested_by: Any = None,
     session_key: Any = None,
     scheduled_for: Any = None,
@@ -296,18 +322,22 @@ def validate_session_request(
     receivers: Sequence[Receiver],
     limits: SessionLimits = SessionLimits(),
     now: datetime | None = None,
-) -> SessionRequest:
+) -> Session:
     """Checks raw user input (numbers or numeric strings, ids as list or "a,b" string) and returns
-    a SessionRequest, or raises InvalidSessionRequestError whose `.field` names the bad field.
+    a requested Session, or raises InvalidSessionRequestError whose `.field` names the bad field.
 
-    receivers: the registry (all receivers, active or not). now: only for tests/schedules (the
-    default scheduled_for and the time stamp of a generated session key).
+    receivers: the registry (all receivers, active or not). Each selected receiver's source (from
+    sources/registry.py) checks what it can record. now: only for tests/schedules (the default
+    scheduled_for and the time stamp of a generated session key).
     """
+    from heimdall_pipeline.sources.registry import UnknownSourceKindError, source_kinds
+
     # source kind first: it decides which receivers and rates are acceptable
     if source_kind is None or source_kind == "":
-        source_kind = "auto"
-    if source_kind not in SOURCE_KINDS:
-        raise InvalidSessionRequestError("source_kind", f"{source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+        source_kind = AUTO_SOURCE
+    kinds = (AUTO_SOURCE, *source_kinds())
+    if source_kind not in kinds:
+        raise InvalidSessionRequestError("source_kind", f"{source_kind!r} is not one of {', '.join(kinds)}")
 
     # frequency
     frequency = _number(center_frequency_hz, "center_frequency_hz")
@@ -321,7 +351,7 @@ def validate_session_request(
     if duration > limits.max_duration_s:
         raise InvalidSessionRequestError("duration_s", f"{duration:g} s exceeds the limit of {limits.max_duration_s:g} s")
 
-    # sample rate (global range; per-source rules below)
+    # sample rate (global range; each source's own rules below)
     rate = _number(sample_rate_hz, "sample_rate_hz")
     if not limits.min_sample_rate_hz <= rate <= limits.max_sample_rate_hz:
         raise InvalidSessionRequestError(
@@ -355,28 +385,7 @@ def validate_session_request(
         if not selected:
             raise InvalidSessionRequestError("receiver_ids", "no active receivers (activate one or add one)")
 
-    for receiver in selected:
-        kind = effective_source_kind(source_kind, receiver)
-        if kind == "kiwisdr" and receiver.kind != "kiwisdr":
-            raise InvalidSessionRequestError(
-                "source_kind", f"receiver {receiver.id!r} is a {receiver.kind} receiver and cannot be recorded as kiwisdr"
-            )
-        if not receiver.can_tune(frequency):
-            low, high = receiver.frequency_range_hz
-            raise InvalidSessionRequestError(
-                "center_frequency_hz",
-                f"{frequency / 1e6:g} MHz is outside receiver {receiver.id!r} ({receiver.kind}) range "
-                f"{low / 1e6:g}..{high / 1e6:g} MHz",
-            )
-        if kind == "kiwisdr" and not any(math.isclose(rate, r) for r in limits.kiwisdr_sample_rates_hz):
-            allowed = ", ".join(f"{r:g}" for r in limits.kiwisdr_sample_rates_hz)
-            raise InvalidSessionRequestError(
-                "sample_rate_hz", f"{rate:g} Hz is not available on kiwisdr receiver {receiver.id!r} (only {allowed} Hz)"
-            )
-
-    requested = _requested_by(requested_by, limits)
     when = _scheduled_for(scheduled_for, now)
-
     # session key: user-given is validated, else generated from the scheduled time
     if session_key is None or session_key == "":
         key = new_session_key(when)
@@ -385,24 +394,26 @@ def validate_session_request(
             key = validate_key_part(session_key, field="session_key")
         except InvalidKeyError as exc:
             raise InvalidSessionRequestError("session_key", str(exc)) from None
+    session = Session(session_key=key, center_frequency_hz=frequency, duration_s=duration, sample_rate_hz=rate,
+                      receiver_ids=ids, source_kind=source_kind, requested_by=_requested_by(requested_by, limits),
+                      scheduled_for=when)
 
-    # transmitter: needed (and only allowed) when something is simulated
-    simulated = [r for r in selected if effective_source_kind(source_kind, r) == "simulated"]
-    if simulated:
-        tx = _transmitter(transmitter, default_transmitter(key, simulated, frequency, rate), rate)
+    # each receiver's source: the receiver's kind, its frequency range, the rates it delivers
+    takes_transmitter = []
+    for receiver in selected:
+        try:
+            source = session.source_for(receiver)
+        except UnknownSourceKindError as exc:
+            raise InvalidSessionRequestError("receiver_ids", f"receiver {receiver.id!r}: {exc}") from None
+        source.validate_session(session, receiver)
+        if source.takes_transmitter:
+            takes_transmitter.append(receiver)
+
+    # transmitter: needed (and only allowed) when a source computes the signal from one
+    if takes_transmitter:
+        tx = _transmitter(transmitter, default_transmitter(key, takes_transmitter, frequency, rate), rate)
     elif transmitter:
         raise InvalidSessionRequestError("transmitter", "only sessions with simulated receivers take a transmitter")
     else:
         tx = None
-
-    return SessionRequest(
-        session_key=key,
-        center_frequency_hz=frequency,
-        duration_s=duration,
-        sample_rate_hz=rate,
-        receiver_ids=ids,
-        source_kind=source_kind,
-        requested_by=requested,
-        scheduled_for=when,
-        transmitter=tx,
-    )
+    return dataclasses.replace(session, transmitter=tx)

@@ -1,19 +1,36 @@
-"""A fake KiwiSDR for tests: an aiohttp.web websocket server on 127.0.0.1 (random free port).
+"""A KiwiSDR test double: an aiohttp.web websocket server on 127.0.0.1 (random free port).
 
-It speaks the KiwiSDR SND wire protocol (see heimdall_pipeline/sources/kiwisdr.py): waits for
-``SET auth``, answers with MSG frames (``badp=0``, ``version_maj/min``, ``bandwidth``,
-``audio_rate``, ``sample_rate``), waits for the client's ``SET AR OK`` and ``SET mod=iq`` and then
-streams SND IQ frames (``samples_per_frame`` I,Q pairs, big-endian int16 unless
-``little_endian``, 10-byte GPS header, incrementing sequence numbers) carrying a known complex
-test tone: sample k (counted from the start of the stream, including samples of frames that are
-deliberately skipped) is ``round(A*cos(2*pi*f*k/fs)) + 1j*round(A*sin(2*pi*f*k/fs))``.
+It follows the real server (jks-prv/Beagle_SDR_GPS ``rx/rx_server.cpp``, ``rx_cmd.cpp``,
+``rx_sound.cpp``, ``rx_sound_cmd.cpp``) in what a client can observe:
+
+- on connect, before ``SET auth``: ``too_busy=N`` (mode busy), ``redirect=<encoded url>`` (mode
+  redirect), ``reason_disabled=<encoded text> down=N`` (mode down);
+- after auth: ``rx_chans``, ``chan_no_pwd``, ``is_local``, ``max_camp``, ``badp=N`` (0 accepted,
+  ``badp_code`` when refused), then one version line ending ``freq_offset=<kHz, 3 decimals>``,
+  ``center_freq= bandwidth= adc_clk_nom=``, ``audio_init= audio_rate=`` and
+  ``sample_rate=<6 decimals>``;
+- no audio until frequency, mode, passband (``SET mod=``), AGC (``SET agc=``) and ``SET AR OK``
+  have arrived; then SND IQ frames paced in real time (``realtime=False``: as fast as the loop
+  allows, for protocol-only tests), ``samples_per_frame`` I,Q pairs, big-endian int16 unless
+  ``little_endian``, a 10-byte GNSS header, sequence numbers counting up;
+- ``RETUNE_DELAY_S`` after the first tune it sets the frequency again; before that the IQ carries
+  the phase-rotation bug the real re-tune works around (here: rotated by 90 degrees);
+- the S-meter of every frame is the server's estimator: a 10 ms exponential average of the
+  instantaneous power in dB of the samples sent, plus ``smeter_offset_db`` (the dBm of full
+  scale), truncated to 0.1 dB and clamped to -127..+3.4 dBm (``smeter_raw`` pins a value);
+- ``DAT`` frames every ``dat_every`` IQ frames (spectrum data the client did not ask for).
+
+The IQ is a known complex test tone (sample k of the stream, counted from the first IQ frame and
+including deliberately skipped frames, is ``round(A cos(2 pi f k / fs)) + 1j round(A sin(...))``),
+optionally with complex Gaussian noise (``noise_dbfs``), or, with ``replay=<path>``, the frames of
+a real kiwirecorder ``--kiwi-wav`` file with their GNSS headers.
 
 Modes (``FakeKiwiConfig.mode``):
-  normal, busy (too_busy), bad_password (badp=1), down, redirect (to ``redirect_to``),
-  drop (connection aborted after ``drop_after_frames`` frames), garbage (an unknown-tag frame
-  after ``garbage_after_frames`` frames), gap (``gap_frames`` sequence numbers skipped after
-  ``gap_after_frames`` frames), compressed (IQ frames flagged 0x10), slow (never sends anything
-  after auth, so the client times out).
+  normal, busy, bad_password (every connection gets ``badp=badp_code``; in normal mode the first
+  ``refused_connections`` do), down, redirect (to ``redirect_to``), drop (connection aborted
+  after ``drop_after_frames`` frames), garbage (an unknown-tag frame after
+  ``garbage_after_frames`` frames), gap (``gap_frames`` frames never sent after
+  ``gap_after_frames`` frames), compressed (IQ frames flagged 0x10), slow (never answers auth).
 A ``password`` may be required in any mode (wrong password -> badp=1).
 
 Usage, sync::
@@ -36,6 +53,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -43,6 +61,10 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, samples_to_int16
+
+RETUNE_DELAY_S = 1.5  # rx_sound.cpp: DOUBLE_SET_DELAY after the first frequency set
+SMETER_TIME_CONSTANT_S = 0.01  # rx_sound.cpp: ATTACK_TIMECONST
 
 MODES = ("normal", "busy", "bad_password", "down", "redirect", "drop", "garbage", "gap", "compressed", "slow")
 
@@ -54,13 +76,23 @@ class FakeKiwiConfig:
     sample_rate: float = 12001.135
     audio_rate: int = 12000
     bandwidth_hz: float = 30e6
-    freq_offset_khz: float | None = None
+    freq_offset_khz: float = 0.0
     version: tuple[int, int] = (1, 550)
     channels: int = 4
     samples_per_frame: int = 512
     tone_hz: float = 1000.0
     amplitude: int = 8000
-    smeter_raw: int = 500  # RSSI = 0.1*500 - 127 = -77 dBm
+    smeter_offset_db: float = -65.0  # S-meter dBm of a full-scale signal (the owner's calibration)
+    smeter_raw: int | None = None  # pin the S-meter to this raw value (None: computed from the IQ)
+    noise_dbfs: float | None = None  # complex Gaussian noise power added to the tone
+    noise_seed: int = 1
+    badp_code: int = 1
+    refused_connections: int = 0  # in normal mode, the first N connections get badp=badp_code
+    down_type: int = 0  # 0 disabled, 1 software update, 2 backup
+    reason_disabled: str = "Antenna maintenance until Monday"
+    dat_every: int = 0  # a DAT frame after every Nth IQ frame (0 = never)
+    retune_rotation: bool = True  # IQ rotated by 90 degrees until the re-tune
+    replay: str | Path | None = None  # a kiwirecorder --kiwi-wav file to stream instead of the tone
     little_endian: bool = False
     adc_overflow_every: int = 0  # flag every Nth frame with ADC overflow (0 = never)
     leading_audio_frames: int = 0  # mono non-IQ frames before the IQ stream (mode switch leftovers)
@@ -68,7 +100,7 @@ class FakeKiwiConfig:
     gps_solution_age: int = 3  # last_gps_solution byte; 255 = no GPS clock
     start_sequence: int = 100
     frame_interval_s: float = 0.0  # pause between frames; 0 = as fast as the loop allows
-    realtime: bool = False  # pace frames at samples_per_frame / sample_rate
+    realtime: bool = True  # pace frames at samples_per_frame / sample_rate, like the server
     drop_after_frames: int = 4
     garbage_after_frames: int = 2
     gap_after_frames: int = 3
@@ -102,6 +134,19 @@ def encode_msg(text: str) -> bytes:
     return b"MSG " + text.encode("utf-8")
 
 
+def smeter_values(iq: np.ndarray, sample_rate: float, offset_db: float, state_db: float) -> tuple[int, float]:
+    """The raw S-meter the server sends after these int16 (n, 2) samples, and the new average state.
+
+    The server averages the instantaneous power in dB sample by sample (it starts from 0 dB);
+    written here as a plain loop, independently of the client's implementation."""
+    alpha = 1.0 - math.exp(-1.0 / (sample_rate * SMETER_TIME_CONSTANT_S))
+    power = (iq.astype(np.float64) ** 2).sum(axis=1) / 32768.0**2
+    for p in power:
+        state_db = (1.0 - alpha) * state_db + alpha * 10.0 * math.log10(max(p, 1e-20))
+    dbm = min(max(state_db + offset_db, -127.0), 3.4)
+    return int((dbm + 127.0) * 10), state_db
+
+
 def encode_snd_iq(flags: int, sequence: int, smeter: int, iq: np.ndarray, *, last_gps_solution: int = 3,
                   gps_seconds: int = 0, gps_nanoseconds: int = 0) -> bytes:
     """An SND IQ frame as a KiwiSDR sends it. iq: int16 (n, 2)."""
@@ -115,6 +160,27 @@ def encode_snd_audio(flags: int, sequence: int, smeter: int, n: int) -> bytes:
     return b"SND" + struct.pack("<BI", flags, sequence) + struct.pack(">H", smeter) + bytes(2 * n)
 
 
+@dataclasses.dataclass(frozen=True)
+class ReplayFrame:
+    iq: np.ndarray  # int16 (n, 2)
+    gps_header: tuple[int, int, int]  # fix age, GPS seconds, nanoseconds
+
+
+def replay_frames(path: str | Path, samples_per_frame: int) -> list[ReplayFrame]:
+    """A kiwirecorder file as the frames the server sent: one per ``kiwi`` header."""
+    recording = read_kiwi_wav(path)
+    pairs = samples_to_int16(recording.samples)
+    starts = [t.sample_index for t in recording.timestamps] or list(range(0, len(pairs), samples_per_frame))
+    frames = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(pairs)
+        t = recording.timestamps[i] if recording.timestamps else None
+        header = (255, 0, 0) if t is None else (int(t.fix_age_s if t.fix_age_s is not None else 0),
+                                                 t.gps_seconds, t.gps_nanoseconds)
+        frames.append(ReplayFrame(iq=pairs[start:end], gps_header=header))
+    return frames
+
+
 class FakeKiwiSDR:
     def __init__(self, config: FakeKiwiConfig | None = None, **overrides: Any):
         if config is None:
@@ -126,12 +192,17 @@ class FakeKiwiSDR:
         self.connections = 0
         self.frames_sent: dict[int, int] = {}
         self._sent_iq: dict[int, list[np.ndarray]] = {}
+        self.smeter_sent: dict[int, list[int]] = {}
+        self.tuned_khz: dict[int, list[float]] = {}
+        self.retune_sample_index: dict[int, int] = {}
+        self._replay = replay_frames(config.replay, config.samples_per_frame) if config.replay else None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._handlers: set[asyncio.Task] = set()
         self._open_ws: set[web.WebSocketResponse] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tune_time: dict[int, float] = {}
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -251,8 +322,9 @@ class FakeKiwiSDR:
         self._open_ws.add(ws)
         self.connections += 1
         conn = self.connections
-        events = {name: asyncio.Event() for name in ("auth", "ar_ok", "mod", "keepalive", "closed")}
+        events = {name: asyncio.Event() for name in ("auth", "ar_ok", "tune", "agc", "keepalive", "closed")}
         auth_password: list[str] = []
+        self.tuned_khz[conn] = []
         reader = asyncio.create_task(self._read_commands(ws, conn, events, auth_password))
         try:
             await self._converse(request, ws, conn, events, auth_password)
@@ -281,14 +353,21 @@ class FakeKiwiSDR:
                     continue
                 text = msg.data
                 self.commands_received.append(ReceivedCommand(conn, time.monotonic(), text))
+                fields = dict(p.split("=", 1) for p in text.split(" ")[1:] if "=" in p)
                 if text.startswith("SET auth "):
-                    fields = dict(p.split("=", 1) for p in text[len("SET auth "):].split(" ") if "=" in p)
                     auth_password.append(fields.get("p", ""))
                     events["auth"].set()
                 elif text.startswith("SET AR OK"):
                     events["ar_ok"].set()
                 elif text.startswith("SET mod="):
-                    events["mod"].set()
+                    # rx_sound_cmd.cpp: frequency, mode and a non-empty passband in one command
+                    if {"mod", "low_cut", "high_cut", "freq"} <= fields.keys():
+                        self.tuned_khz[conn].append(float(fields["freq"]))
+                        if float(fields["low_cut"]) or float(fields["high_cut"]):
+                            self._tune_time.setdefault(conn, time.monotonic())
+                            events["tune"].set()
+                elif text.startswith("SET agc="):
+                    events["agc"].set()
                 elif text == "SET keepalive":
                     events["keepalive"].set()
         finally:
@@ -309,52 +388,92 @@ class FakeKiwiSDR:
     async def _converse(self, request: web.Request, ws: web.WebSocketResponse, conn: int,
                         events: dict[str, asyncio.Event], auth_password: list[str]) -> None:
         cfg = self.config
+        # rx_server.cpp refuses these as the websocket opens, before any command
+        if cfg.mode == "busy":
+            await ws.send_bytes(encode_msg(f"too_busy={cfg.channels}"))
+            return
+        if cfg.mode == "down":
+            reason = quote(cfg.reason_disabled, safe="") if cfg.down_type == 0 else "(null)"
+            await ws.send_bytes(encode_msg(f"reason_disabled={reason} down={cfg.down_type}"))
+            return
+        if cfg.mode == "redirect":
+            await ws.send_bytes(encode_msg(f"redirect={quote(cfg.redirect_to or '', safe='')}"))
+            return
         if not await self._wait(events, "auth"):
             return
         if cfg.mode == "slow":
             await events["closed"].wait()
             return
-        if cfg.mode == "busy":
-            await ws.send_bytes(encode_msg(f"too_busy={cfg.channels}"))
-            return
-        if cfg.mode == "down":
-            await ws.send_bytes(encode_msg("down"))
-            return
-        if cfg.mode == "redirect":
-            await ws.send_bytes(encode_msg(f"redirect={quote(cfg.redirect_to or '', safe='')}"))
-            return
         wrong = cfg.password is not None and auth_password[0] != cfg.password
-        if cfg.mode == "bad_password" or wrong:
-            await ws.send_bytes(encode_msg("badp=1"))
+        badp = 0
+        if wrong:
+            badp = 1
+        elif cfg.mode == "bad_password" or conn <= cfg.refused_connections:
+            badp = cfg.badp_code
+        await ws.send_bytes(encode_msg(f"rx_chans={cfg.channels}"))
+        await ws.send_bytes(encode_msg(f"chan_no_pwd={0 if cfg.password else cfg.channels}"))
+        if badp == 0:
+            await ws.send_bytes(encode_msg(f"is_local={conn % cfg.channels},0,0"))
+        await ws.send_bytes(encode_msg("max_camp=4"))
+        await ws.send_bytes(encode_msg(f"badp={badp}"))
+        if badp:
             return
-        await ws.send_bytes(encode_msg("badp=0"))
-        await ws.send_bytes(encode_msg(f"version_maj={cfg.version[0]} version_min={cfg.version[1]}"))
+        await ws.send_bytes(encode_msg(
+            f"version_maj={cfg.version[0]} version_min={cfg.version[1]} debian_ver=11 model=2 platform=0 "
+            f"ext_clk=0 abyy=2024 freq_offset={cfg.freq_offset_khz:.3f}"))
         await ws.send_bytes(encode_msg(f"center_freq={int(cfg.bandwidth_hz / 2)} bandwidth={int(cfg.bandwidth_hz)} "
                                        f"adc_clk_nom=66666600"))
-        if cfg.freq_offset_khz is not None:
-            await ws.send_bytes(encode_msg(f"freq_offset={cfg.freq_offset_khz:.3f}"))
         await ws.send_bytes(encode_msg(f"audio_init=0 audio_rate={cfg.audio_rate}"))
-        await ws.send_bytes(encode_msg(f"sample_rate={cfg.sample_rate:.3f}"))
-        if not await self._wait(events, "ar_ok", "mod"):
+        await ws.send_bytes(encode_msg(f"sample_rate={cfg.sample_rate:.6f}"))
+        # rx_sound.cpp: no audio before frequency/mode/passband, AGC and AR OK (cmd_recv == CMD_ALL)
+        if not await self._wait(events, "tune", "agc", "ar_ok"):
             return
         await self._stream(request, ws, conn, events)
+
+    def _frame_iq(self, sample_index: int, count: int, rng: np.random.Generator, retune_at: int) -> np.ndarray:
+        cfg = self.config
+        if cfg.noise_dbfs is None:
+            out = tone_iq(cfg, sample_index, count)
+        else:
+            k = np.arange(sample_index, sample_index + count, dtype=np.float64)
+            phase = 2.0 * np.pi * cfg.tone_hz * k / cfg.sample_rate
+            sigma = 32768.0 * math.sqrt(10.0 ** (cfg.noise_dbfs / 10.0) / 2.0)
+            x = np.stack([cfg.amplitude * np.cos(phase) + sigma * rng.standard_normal(count),
+                          cfg.amplitude * np.sin(phase) + sigma * rng.standard_normal(count)], axis=1)
+            out = np.clip(np.round(x), -32768, 32767).astype(np.int16)
+        rotated = np.arange(sample_index, sample_index + count) < retune_at
+        if cfg.retune_rotation and rotated.any():
+            # the phase rotation the server's re-tune removes: 90 degrees, (I, Q) -> (-Q, I)
+            out = out.copy()
+            i = out[rotated, 0].copy()
+            out[rotated, 0] = np.clip(-out[rotated, 1].astype(np.int32), -32768, 32767)
+            out[rotated, 1] = i
+        return out
 
     async def _stream(self, request: web.Request, ws: web.WebSocketResponse, conn: int,
                       events: dict[str, asyncio.Event]) -> None:
         cfg = self.config
         spf = cfg.samples_per_frame
-        interval = spf / cfg.sample_rate if cfg.realtime else cfg.frame_interval_s
         seq = cfg.start_sequence
         sample_index = 0
         self.frames_sent[conn] = 0
         self._sent_iq[conn] = []
+        self.smeter_sent[conn] = []
+        rng = np.random.default_rng([cfg.noise_seed, conn])
+        smeter_state = 0.0  # rx_sound.cpp starts its average at 0 dB
+        started = time.monotonic()
+        # the re-tune, on the server's clock, expressed as a stream sample index
+        retune_at = max(0, math.ceil((RETUNE_DELAY_S - (started - self._tune_time[conn])) * cfg.sample_rate))
+        if self._replay is None:
+            self.retune_sample_index[conn] = retune_at
         for _ in range(cfg.leading_audio_frames):
-            await ws.send_bytes(encode_snd_audio(0x10, seq, cfg.smeter_raw, spf))
+            await ws.send_bytes(encode_snd_audio(0x10, seq, 0, spf))
             seq += 1
-        next_time = time.monotonic()
         for frame_no in range(cfg.max_frames):
             if events["closed"].is_set() or ws.closed:
                 return
+            if self._replay is not None and frame_no >= len(self._replay):
+                break
             if cfg.mode == "drop" and frame_no == cfg.drop_after_frames:
                 # let the client finish configuring so the drop happens mid-stream, deterministically
                 try:
@@ -371,9 +490,6 @@ class FakeKiwiSDR:
                 await ws.send_bytes(b"\xde\xad\xbe\xefnot a kiwi frame")
                 await events["closed"].wait()
                 return
-            if cfg.mode == "gap" and frame_no == cfg.gap_after_frames:
-                seq += cfg.gap_frames
-                sample_index += cfg.gap_frames * spf
             flags = 0x08
             if cfg.little_endian:
                 flags |= 0x80
@@ -381,23 +497,38 @@ class FakeKiwiSDR:
                 flags |= 0x10
             if cfg.adc_overflow_every and (frame_no + 1) % cfg.adc_overflow_every == 0:
                 flags |= 0x02
-            iq = tone_iq(cfg, sample_index, spf)
-            t = sample_index / cfg.sample_rate
-            gps_s = cfg.gps_start_seconds + int(math.floor(t))
-            gps_ns = int(round((t - math.floor(t)) * 1e9)) % 1_000_000_000
-            frame = encode_snd_iq(flags, seq & 0xFFFFFFFF, cfg.smeter_raw, iq,
-                                  last_gps_solution=cfg.gps_solution_age, gps_seconds=gps_s, gps_nanoseconds=gps_ns)
-            try:
-                await ws.send_bytes(frame)
-            except Exception:  # noqa: BLE001 - client went away
-                return
-            self._sent_iq[conn].append(iq)
-            self.frames_sent[conn] += 1
+            if self._replay is not None:
+                replayed = self._replay[frame_no]
+                iq = replayed.iq
+                gps_age, gps_s, gps_ns = replayed.gps_header
+            else:
+                iq = self._frame_iq(sample_index, spf, rng, retune_at)
+                t = sample_index / cfg.sample_rate
+                gps_age = cfg.gps_solution_age
+                gps_s = cfg.gps_start_seconds + int(math.floor(t))
+                gps_ns = int(round((t - math.floor(t)) * 1e9)) % 1_000_000_000
+            smeter, smeter_state = smeter_values(iq, cfg.sample_rate, cfg.smeter_offset_db, smeter_state)
+            if cfg.smeter_raw is not None:
+                smeter = cfg.smeter_raw
+            skipped = cfg.mode == "gap" and cfg.gap_after_frames <= frame_no < cfg.gap_after_frames + cfg.gap_frames
+            if not skipped:
+                frame = encode_snd_iq(flags, seq & 0xFFFFFFFF, smeter, iq,
+                                      last_gps_solution=gps_age, gps_seconds=gps_s, gps_nanoseconds=gps_ns)
+                try:
+                    await ws.send_bytes(frame)
+                    if cfg.dat_every and (frame_no + 1) % cfg.dat_every == 0:
+                        await ws.send_bytes(b"DAT" + bytes([0]) + bytes(range(256)) * 4)
+                except Exception:  # noqa: BLE001 - client went away
+                    return
+                self._sent_iq[conn].append(iq)
+                self.smeter_sent[conn].append(smeter)
+                self.frames_sent[conn] += 1
             seq += 1
-            sample_index += spf
-            if interval > 0:
-                next_time += interval
-                await asyncio.sleep(max(0.0, next_time - time.monotonic()))
+            sample_index += len(iq)
+            if cfg.realtime:
+                await asyncio.sleep(max(0.0, started + sample_index / cfg.sample_rate - time.monotonic()))
+            elif cfg.frame_interval_s > 0:
+                await asyncio.sleep(cfg.frame_interval_s)
             else:
                 await asyncio.sleep(0)
         await events["closed"].wait()

@@ -5,20 +5,13 @@ from collections import defaultdict
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import SessionRecord, get_session, set_status
+from heimdall_pipeline.db.sessions_repo import get_session, set_status
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.capture import ReceiverCapture
-from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, SessionPlan, check_live_window, source_kind_for
-
-
-def session_plan(record: SessionRecord) -> SessionPlan:
-    return SessionPlan(session_key=record.session_key, center_frequency_hz=record.center_frequency_hz,
-                       duration_s=record.duration_s, sample_rate_hz=record.sample_rate_hz,
-                       scheduled_for=record.scheduled_for, source_kind=record.source_kind,
-                       transmitter=record.transmitter)
+from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
 
 
 @asset(
@@ -42,24 +35,21 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
 
     outcomes: dict[str, object] = {}
     for session_key, receiver_ids in receivers_by_session.items():
-        record = get_session(engine, session_key)
-        if record is None:
+        session = get_session(engine, session_key)
+        if session is None:
             raise Failure(f"session {session_key!r} is not in the sessions table; request it with "
                           "`heimdall session request` or the request_session job")
-        plan = session_plan(record)
-        unknown = [rid for rid in receiver_ids if rid in record.receiver_ids and rid not in registry]
+        unknown = [rid for rid in receiver_ids if rid in session.receiver_ids and rid not in registry]
         if unknown:
             raise Failure(f"session {session_key}: receivers {unknown} are not registered")
-        targets = [registry[rid] for rid in receiver_ids if rid in record.receiver_ids]
+        targets = [registry[rid] for rid in receiver_ids if rid in session.receiver_ids]
         # Refuse before recording anything: a live receiver cannot re-record the past.
         try:
-            for receiver in targets:
-                if source_kind_for(plan, receiver) == "kiwisdr":
-                    check_live_window(plan, receiver)
+            check_live_window(session, targets)
         except LiveWindowClosedError as exc:
             raise Failure(str(exc)) from exc
         set_status(engine, session_key, "launched", run_id=context.run_id)
-        acquisition = receiver_network.acquire(plan, targets)
+        acquisition = receiver_network.acquire(session, targets)
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
                                 f"after {failure.attempts} attempt(s)")

@@ -182,7 +182,6 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
 def session_figure(b: Bench) -> Figure:
     from dagster import DagsterInstance
 
-    from heimdall_pipeline.assets.acquisition import session_plan
     from heimdall_pipeline.assets.metrics import measurement_row
     from heimdall_pipeline.checks import integrity_problems, missing_captures, row_problems
     from heimdall_pipeline.db.measurements_repo import upsert_measurements
@@ -191,7 +190,7 @@ def session_figure(b: Bench) -> Figure:
     from heimdall_pipeline.runner import ensure_partitions
     from heimdall_pipeline.sensors import session_run_request
     from heimdall_pipeline.sources.capture import ReceiverCapture
-    from heimdall_pipeline.sources.dispatch import transmitter_for
+    from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
 
     duration = b.sizes.session_duration_s
@@ -216,11 +215,10 @@ def session_figure(b: Bench) -> Figure:
             key = pending.pop()
             t0 = time.perf_counter()
             record = get_session(b.engine, key)
-            plan = session_plan(record)
-            tx = transmitter_for(plan)
+            tx = transmitter_for(record)
             items = [ReceiverCapture(b.registry[rid], simulate_capture(
-                key, b.registry[rid], tx, plan.center_frequency_hz, plan.sample_rate_hz, plan.duration_s,
-                plan.scheduled_for)) for rid in record.receiver_ids]
+                key, b.registry[rid], tx, record.center_frequency_hz, record.sample_rate_hz, record.duration_s,
+                record.scheduled_for)) for rid in record.receiver_ids]
             t1 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
                 list(pool.map(b.store.store_capture, items))

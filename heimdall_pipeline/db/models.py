@@ -4,7 +4,8 @@ The tables are created by the versioned migrations in `migrations.py` (explicit 
 describe the same schema for queries, and an integration test checks the two agree.
 
 - websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
-  `Receiver.validated()` so a row written by hand is held to the same rules).
+  `Receiver.validated()` so a row written by hand is held to the same rules, except `kind`: the
+  kinds are the sources registered in code (sources/registry.py), checked by `validated()`).
 - sessions: recording-session requests and their lifecycle
   (requested -> launched -> succeeded|failed -> archived).
 - measurements: one row per (session, receiver, capture start): a TimescaleDB hypertable on `time`
@@ -37,7 +38,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
-RECEIVER_KINDS = ("kiwisdr", "simulated")
 
 TZ = DateTime(timezone=True)
 
@@ -51,7 +51,6 @@ class WebSDR(Base):
     __table_args__ = (
         CheckConstraint("id ~ '^[a-z0-9][a-z0-9_-]{0,39}$'", name="websdrs_id_slug"),
         CheckConstraint("char_length(name) BETWEEN 1 AND 200", name="websdrs_name_length"),
-        CheckConstraint("kind IN ('kiwisdr', 'simulated')", name="websdrs_kind"),
         CheckConstraint("latitude BETWEEN -90 AND 90", name="websdrs_latitude_range"),
         CheckConstraint("longitude BETWEEN -180 AND 180", name="websdrs_longitude_range"),
         CheckConstraint("altitude_m BETWEEN -500 AND 10000", name="websdrs_altitude_range"),

@@ -1,25 +1,22 @@
 """Recording sessions (table `sessions`): requested by the CLI/launchpad, launched by a sensor.
 
 Lifecycle: requested -> launched -> succeeded | failed -> archived (and back by mark_restored).
-`mark_launched` is a compare-and-set (only requested -> launched), so two sensor ticks racing on
-the same session launch it once. A request object is read by attribute (duck-typed
-`sessions.SessionRequest`); naive datetimes are taken as UTC.
+Rows are read and written as `sessions.Session`, whose fields are the table's columns: `_row_values`
+and `_to_session` are the one mapping. Naive datetimes are taken as UTC.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import SESSION_STATUSES, sessions
-
-if TYPE_CHECKING:
-    from heimdall_pipeline.sessions import SessionRequest
+from heimdall_pipeline.sessions import REQUEST_FIELDS, Session
 
 FINISHED_STATUSES = ("succeeded", "failed")
 
@@ -44,48 +41,27 @@ class InvalidSessionStatusError(ValueError):
         super().__init__(f"session status {status!r} is not one of {', '.join(SESSION_STATUSES)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class SessionRecord:
-    id: int
-    session_key: str
-    center_frequency_hz: float
-    duration_s: float
-    sample_rate_hz: float
-    receiver_ids: tuple[str, ...]
-    source_kind: str
-    transmitter: dict[str, Any] | None
-    requested_at: datetime
-    scheduled_for: datetime
-    status: str
-    requested_by: str
-    launched_at: datetime | None
-    run_id: str | None
-    archived_at: datetime | None
-    archived_from_status: str | None
-
-    def request_fields(self) -> dict[str, Any]:
-        """The SessionRequest fields of this record (`SessionRequest(**record.request_fields())`)."""
-        return {
-            "session_key": self.session_key,
-            "center_frequency_hz": self.center_frequency_hz,
-            "duration_s": self.duration_s,
-            "sample_rate_hz": self.sample_rate_hz,
-            "receiver_ids": self.receiver_ids,
-            "source_kind": self.source_kind,
-            "requested_by": self.requested_by,
-            "scheduled_for": self.scheduled_for,
-            "transmitter": self.transmitter,
-        }
+SESSION_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
 
 
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(SessionRecord))
-
-
-def _to_record(row: sa.Row) -> SessionRecord:
+def _to_session(row: sa.Row) -> Session:
     m = row._mapping
-    values = {name: m[name] for name in _RECORD_FIELDS}
+    values = {name: m[name] for name in SESSION_FIELDS}
     values["receiver_ids"] = tuple(values["receiver_ids"] or ())
-    return SessionRecord(**values)
+    return Session(**values)
+
+
+def _row_values(session: Session) -> dict[str, Any]:
+    """The request columns of a new row; the database sets id, status and the time stamps."""
+    values = {name: getattr(session, name) for name in REQUEST_FIELDS}
+    values["center_frequency_hz"] = float(session.center_frequency_hz)
+    values["duration_s"] = float(session.duration_s)
+    values["sample_rate_hz"] = float(session.sample_rate_hz)
+    values["receiver_ids"] = list(session.receiver_ids)
+    values["requested_by"] = session.requested_by or "unknown"
+    values["transmitter"] = session.transmitter or sa.null()
+    values["scheduled_for"] = _utc(session.scheduled_for)
+    return values
 
 
 def _utc(value: datetime) -> datetime:
@@ -100,52 +76,46 @@ def _check_status(status: str) -> str:
     return status
 
 
-def insert_session(engine: sa.Engine, request: "SessionRequest") -> int:
-    """Stores a (validated) session request with status 'requested'; returns its id."""
+def insert_session(engine: sa.Engine, session: Session) -> Session:
+    """Stores a (validated) session with status 'requested'; returns it as stored (id, time stamps)."""
     ensure_schema(engine)
-    scheduled_for = getattr(request, "scheduled_for", None)
-    values = {
-        "session_key": request.session_key,
-        "center_frequency_hz": float(request.center_frequency_hz),
-        "duration_s": float(request.duration_s),
-        "sample_rate_hz": float(request.sample_rate_hz),
-        "receiver_ids": list(request.receiver_ids or ()),
-        "source_kind": request.source_kind,
-        "requested_by": getattr(request, "requested_by", None) or "unknown",
-        "transmitter": getattr(request, "transmitter", None) or sa.null(),
-        "status": "requested",
-    }
-    if scheduled_for is not None:
-        values["scheduled_for"] = _utc(scheduled_for)
-    stmt = (pg_insert(sessions).values(values)
-            .on_conflict_do_nothing(index_elements=["session_key"]).returning(sessions.c.id))
+    stmt = (pg_insert(sessions).values({**_row_values(session), "status": "requested"})
+            .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c))
     with engine.begin() as conn:
-        new_id = conn.execute(stmt).scalar()
-    if new_id is None:
-        raise DuplicateSessionError(request.session_key)
-    return int(new_id)
+        row = conn.execute(stmt).first()
+    if row is None:
+        raise DuplicateSessionError(session.session_key)
+    return _to_session(row)
 
 
-def get_session(engine: sa.Engine, session_key: str) -> SessionRecord | None:
+def get_session(engine: sa.Engine, session_key: str) -> Session | None:
     ensure_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(sa.select(sessions).where(sessions.c.session_key == session_key)).first()
-    return None if row is None else _to_record(row)
+    return None if row is None else _to_session(row)
 
 
-def requested_sessions(engine: sa.Engine, *, after_id: int = 0, limit: int = 100) -> list[SessionRecord]:
-    """Sessions waiting to be launched (status 'requested', due now), oldest id first, id > after_id."""
+def requested_sessions(engine: sa.Engine, *, after_id: int = 0, since: datetime | None = None,
+                       now: datetime | None = None, limit: int = 100) -> list[Session]:
+    """Sessions waiting to be launched (status 'requested', scheduled_for <= now), oldest id first,
+    that are new to a caller who saw everything up to `after_id` at `since`: id > after_id, or
+    requested or come due after `since`. Without `since`: every due session with id > after_id."""
     ensure_schema(engine)
-    stmt = (sa.select(sessions)
-            .where(sessions.c.status == "requested", sessions.c.id > after_id,
-                   sessions.c.scheduled_for <= sa.func.now())
+    new = sessions.c.id > after_id
+    if since is not None:
+        since = _utc(since)
+        new = sa.or_(new, sessions.c.scheduled_for > since, sessions.c.requested_at > since)
+    due = sessions.c.scheduled_for <= (sa.func.now() if now is None else _utc(now))
+    stmt = (sa.select(sessions).where(sessions.c.status == "requested", new, due)
             .order_by(sessions.c.id).limit(limit))
     with engine.connect() as conn:
-        return [_to_record(row) for row in conn.execute(stmt)]
+        return [_to_session(row) for row in conn.execute(stmt)]
 
 
 def mark_launched(engine: sa.Engine, session_key: str, run_id: str | None = None) -> bool:
-    """requested -> launched; True only for the one caller that made the transition."""
+    """requested -> launched as a compare-and-set: True only for the one caller that made the
+    transition (concurrent callers for the same session: exactly one gets True). The sensor does
+    not call it: its run key keeps a session to one run."""
     ensure_schema(engine)
     stmt = (sa.update(sessions)
             .where(sessions.c.session_key == session_key, sessions.c.status == "requested")
@@ -180,7 +150,7 @@ def set_status(engine: sa.Engine, session_key: str, status: str, *, run_id: str 
 
 def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = None,
                   older_than: datetime | timedelta | None = None,
-                  limit: int | None = None) -> list[SessionRecord]:
+                  limit: int | None = None) -> list[Session]:
     """Sessions ordered by id. `status`: one or several; `older_than`: scheduled_for before this
     instant (a timedelta means now - timedelta)."""
     ensure_schema(engine)
@@ -197,7 +167,7 @@ def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = Non
     if limit is not None:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:
-        return [_to_record(row) for row in conn.execute(stmt)]
+        return [_to_session(row) for row in conn.execute(stmt)]
 
 
 def mark_archived(engine: sa.Engine, keys: Iterable[str]) -> int:

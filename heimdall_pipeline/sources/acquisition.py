@@ -37,7 +37,6 @@ __all__ = [
     "CaptureOne",
     "acquire_session",
     "acquire_with_retries",
-    "acquire_one",
     "run_blocking",
     "backoff_delay_s",
     "is_transient",
@@ -269,21 +268,3 @@ def run_blocking(make_coroutine: Callable[[], Awaitable[Any]], name: str = "acqu
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-
-def acquire_one(
-    receiver: Receiver,
-    capture_one: CaptureOne,
-    *,
-    retry_backoff_base_s: float = DEFAULT_RETRY_BACKOFF_BASE_S,
-    max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
-    rng: random.Random | None = None,
-) -> Capture:
-    """Synchronous single-receiver acquisition with the same policy (for per-partition assets).
-
-    Raises the last error when every allowed attempt failed. Safe to call from a thread that
-    already runs an event loop (see run_blocking).
-    """
-    return run_blocking(lambda: acquire_with_retries(
-        receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s, max_backoff_s=max_backoff_s, rng=rng,
-    ), name=f"acquire-{receiver.id}")

@@ -17,13 +17,37 @@ Wire protocol (as in the reference client jks-prv/kiwiclient ``kiwi/client.py``)
   0x10 = ADPCM compressed (never valid for IQ: refused with ``CompressedStreamError``).
 - ``SET keepalive`` at most once a second, or the server drops the client.
 
-Power scale: KiwiSDR int16 IQ is not calibrated in absolute units. With the default
-``power_calibration="none"`` samples are ``int16 / 32768`` (full scale = 1.0) and
-``details["power_calibrated"] = False``: 10*log10(mean|x|^2) is then dB relative to full scale,
-NOT dBm. With ``power_calibration="rssi"`` the whole capture is scaled by one real factor so that
-mean|x|^2 equals the mean (linear) S-meter RSSI the KiwiSDR reported for the same frames, in mW
-(the S-meter measures the same passband and is calibrated by the KiwiSDR owner's S-meter
-calibration); ``details["power_calibrated"] = True`` and the gain is recorded.
+Facts from the real server (jks-prv/Beagle_SDR_GPS ``rx/``) the client relies on:
+
+- ``too_busy=N``, ``redirect=URL`` and ``reason_disabled=<text> down=N`` (0 disabled, 1 update,
+  2 backup in progress) can arrive as soon as the websocket opens, before ``SET auth`` is answered.
+- ``badp``: 0 accepted; 1 wrong password; 2 still starting, 5 another connection from this
+  address, 6 database update (retry in a minute) are temporary; 3, 4, 7 are final.
+- The version line carries ``freq_offset`` (kHz) of a receiver behind a converter: it tunes
+  ``freq_offset .. freq_offset + bandwidth`` and ``SET mod=... freq=`` takes the frequency *minus*
+  the offset (the reference client: "API requires baseband freq").
+- No audio flows before the server has frequency, mode, passband, AGC and ``AR OK``.
+- About 1.5 s after the first tune the server sets the frequency again (a workaround for an IQ
+  phase rotation): the samples before it are suspect. The client therefore starts the stored
+  capture ``retune_settle_s`` (1.75 s) of stream samples after the first IQ sample; since the
+  server streams only after the tune, counted in samples this bound holds whatever the network
+  latency. ``details["retune"]`` says what was skipped (or, with ``retune_settle_s=0``, which
+  stored samples may contain the re-tune).
+- ``DAT`` frames (spectrum data) may appear on the sound stream: logged and skipped.
+- Dropped frames (sequence gaps) are filled with zeros so that sample index = time; each gap is
+  listed in ``details["sequence_gaps"]`` (stored as a SigMF annotation) and counted in
+  ``details["quality"]``.
+
+Power scale: samples are ``int16 / 32768`` (full scale = 1.0), i.e. on the ADC's scale
+(``Capture.power_unit = "dBFS"``). Each SND frame carries the S-meter, which the KiwiSDR computes
+on the same passband-filtered samples (before the fixed gain that AGC-off applies) as an
+exponential average of the instantaneous power in dB (time constant 10 ms) plus the owner's
+S-meter calibration, sent truncated to 0.1 dB steps (the client adds half a step). The client runs the same estimator over the IQ it
+receives and, for every usable frame, takes offset = S-meter dBm - IQ dBFS at the frame's end;
+``Capture.calibration = {"offset_db": mean, "spread_db": standard deviation, "frames": n}``, or
+None when the S-meter does not allow it (pinned at its -127 / +3.4 dBm limits, or fewer than
+``MIN_CALIBRATION_FRAMES`` usable frames). Averaging dB the same way as the server matters: for
+noise a dB average reads 2.5 dB below the mean power.
 """
 
 from __future__ import annotations
@@ -31,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import struct
 import time
@@ -40,6 +65,7 @@ from urllib.parse import unquote, urlparse
 
 import aiohttp
 import numpy as np
+import scipy.signal
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.acquisition import AcquisitionError, AcquisitionTimeoutError
@@ -64,7 +90,10 @@ __all__ = [
     "kiwi_stream_url",
     "parse_msg",
     "rssi_dbm_from_smeter",
+    "smeter_average_dbfs",
 ]
+
+log = logging.getLogger(__name__)
 
 FLAG_ADC_OVERFLOW = 0x02
 FLAG_STEREO_IQ = 0x08
@@ -75,7 +104,23 @@ SND_HEADER = struct.Struct("<BI")
 SMETER = struct.Struct(">H")
 INT16_FULL_SCALE = 32768.0
 AR_OK_OUT_RATE = 44100
-NO_GPS_CLOCK = 255  # last_gps_solution when the KiwiSDR never had a GPS clock
+NO_GPS_FIX_AGES = (254, 255)  # last_gps_solution without GNSS time (255: no GPS clock)
+TRANSIENT_BADP = {"2": "the server is still starting up",
+                  "5": "another connection from this address is open",
+                  "6": "the server is updating its database (retry in a minute)"}
+FINAL_BADP = {"1": "wrong password (or every channel without a password is in use)",
+              "3": "connections from this address are not allowed",
+              "4": "no admin password is set",
+              "7": "another admin connection is open"}
+DOWN_REASONS = {"0": "disabled", "1": "updating its software", "2": "making a backup"}
+RETUNE_DELAY_S = 1.5  # the server re-sets the frequency this long after the first tune
+RETUNE_SETTLE_S = 1.75  # stream samples skipped: the re-tune plus margin for the server's 100 ms polling
+SMETER_TIME_CONSTANT_S = 0.01  # the server's S-meter attack time constant
+SMETER_MIN_VALUE, SMETER_MAX_VALUE = 0, 1304  # -127 dBm and +3.4 dBm: the server clamps there
+SMETER_STEP_DB = 0.1
+MIN_CALIBRATION_FRAMES = 3
+# the weakest power the S-meter estimator sees: int16 rounding noise (1/12 LSB^2 per component)
+QUANTIZATION_POWER = (1.0 / 6.0) / INT16_FULL_SCALE**2
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -146,6 +191,20 @@ def rssi_dbm_from_smeter(value: int) -> float:
     return 0.1 * value - 127.0
 
 
+def smeter_average_dbfs(samples: np.ndarray, sample_rate_hz: float, state_db: float | None = None,
+                        ) -> tuple[np.ndarray, float]:
+    """The KiwiSDR S-meter's estimator applied to full-scale IQ: an exponential average (10 ms
+    time constant) of the instantaneous power in dB. Returns the averaged dBFS after every sample
+    and the final state; ``state_db=None`` starts from the mean dB of the samples (warm start)."""
+    power_db = 10.0 * np.log10(np.maximum(np.abs(samples.astype(np.complex128)) ** 2, QUANTIZATION_POWER))
+    if power_db.size == 0:
+        return power_db, float(state_db or 0.0)
+    alpha = 1.0 - math.exp(-1.0 / (sample_rate_hz * SMETER_TIME_CONSTANT_S))
+    start = float(np.mean(power_db)) if state_db is None else float(state_db)
+    averaged, _ = scipy.signal.lfilter([alpha], [1.0, alpha - 1.0], power_db, zi=[(1.0 - alpha) * start])
+    return averaged, float(averaged[-1])
+
+
 def kiwi_stream_url(receiver_url: str, timestamp_ms: int, stream: str = "SND") -> str:
     """``http://h:8073`` -> ``ws://h:8073/<ms>/SND`` (https -> wss; ws/wss kept)."""
     parsed = urlparse(receiver_url)
@@ -199,7 +258,8 @@ class SndFrame:
 
     @property
     def has_gps_solution(self) -> bool:
-        return self.last_gps_solution != NO_GPS_CLOCK and (self.gps_seconds, self.gps_nanoseconds) != (0, 0)
+        return (self.last_gps_solution not in NO_GPS_FIX_AGES
+                and (self.gps_seconds, self.gps_nanoseconds) != (0, 0))
 
 
 def decode_snd_frame(body: bytes, receiver_id: str = "?") -> SndFrame:
@@ -254,7 +314,7 @@ class _IQStream:
 
     def __init__(self, receiver: Receiver, *, center_frequency_hz: float, duration_s: float, password: str,
                  passband_hz: tuple[float, float], frame_timeout_s: float, keepalive_interval_s: float,
-                 ident_user: str | None):
+                 ident_user: str | None, retune_settle_s: float):
         self.receiver = receiver
         self.rid = receiver.id
         self.center_frequency_hz = float(center_frequency_hz)
@@ -264,12 +324,15 @@ class _IQStream:
         self.frame_timeout_s = frame_timeout_s
         self.keepalive_interval_s = max(1.0, float(keepalive_interval_s))
         self.ident_user = ident_user
+        self.retune_settle_s = float(retune_settle_s)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         # server facts
         self.version_major: int | None = None
         self.version_minor: int | None = None
         self.bandwidth_hz: float | None = None
-        self.freq_offset_hz: float = 0.0
+        self.freq_offset_khz: float = 0.0
+        self.tuned_khz: float | None = None
+        self.reason_disabled: str | None = None
         self.audio_rate: int | None = None
         self.sample_rate: float | None = None
         self.configured = False
@@ -283,6 +346,15 @@ class _IQStream:
         self.frames_received = 0
         self.frames_used = 0
         self.skipped_non_iq_frames = 0
+        self.skipped_dat_frames = 0
+        self.settle_samples: int | None = None
+        self.stream_samples = 0  # samples the server has produced since its first IQ frame, gaps included
+        self.skipped_settle_samples = 0
+        self.started = False
+        self.last_frame_len = 0
+        self.smeter_state_db: float | None = None
+        self.calibration_offsets: list[float] = []
+        self.smeter_pinned_frames = 0
         self.out_of_order_frames = 0
         self.dropped_frames = 0
         self.sequence_gaps: list[dict[str, int]] = []
@@ -315,6 +387,10 @@ class _IQStream:
                                       samples_expected=self.samples_expected)
 
     # -- range checks
+    @property
+    def freq_offset_hz(self) -> float:
+        return self.freq_offset_khz * 1e3
+
     def check_server_range(self) -> None:
         if self.bandwidth_hz is None:
             return
@@ -390,6 +466,10 @@ class _IQStream:
                 await self.handle_param(name, value)
         elif tag == b"SND":
             self.handle_snd(body)
+        elif tag == b"DAT":
+            # spectrum data the server may put on the sound stream; not asked for, not needed
+            self.skipped_dat_frames += 1
+            log.info("receiver %s: skipped a DAT frame of %d bytes", self.rid, len(data))
         elif tag in (b"EXT", b"W/F"):
             return
         else:
@@ -407,12 +487,20 @@ class _IQStream:
         if name == "badp":
             if value in (None, "0"):
                 return
-            raise ReceiverAuthError(self.rid, f"{self.receiver.name} refused the password (badp={value})",
-                                    transient=value == "2")  # 2 = server still starting up
+            if value in TRANSIENT_BADP:
+                raise ReceiverAuthError(self.rid, f"{self.receiver.name} refused the connection for now "
+                                        f"(badp={value}: {TRANSIENT_BADP[value]})", transient=True)
+            reason = FINAL_BADP.get(value, "refused")
+            raise ReceiverAuthError(self.rid, f"{self.receiver.name} refused the connection (badp={value}: {reason})")
         if name == "redirect":
             raise _Redirect(unquote(value or ""))
+        if name == "reason_disabled":
+            self.reason_disabled = unquote(value or "")
+            return
         if name == "down":
-            raise ReceiverDownError(self.rid, f"{self.receiver.name} reports it is down")
+            what = f" ({DOWN_REASONS.get(value, 'reason unknown')}, down={value})" if value is not None else ""
+            reason = f": {self.reason_disabled}" if self.reason_disabled else ""
+            raise ReceiverDownError(self.rid, f"{self.receiver.name} is down{what}{reason}")
         if name == "version_maj":
             self.version_major = int(value or "")
         elif name == "version_min":
@@ -421,7 +509,7 @@ class _IQStream:
             self.bandwidth_hz = float(value or "")
             self.check_server_range()
         elif name == "freq_offset":
-            self.freq_offset_hz = float(value or "") * 1e3
+            self.freq_offset_khz = float(value or "")
             self.check_server_range()
         elif name == "audio_rate":
             self.audio_rate = int(float(value or ""))
@@ -438,8 +526,9 @@ class _IQStream:
     async def configure(self) -> None:
         self.check_server_range()
         low, high = self.passband_hz
-        freq_khz = self.center_frequency_hz / 1e3
-        await self.send(f"SET mod=iq low_cut={int(round(low))} high_cut={int(round(high))} freq={freq_khz:.3f}")
+        # the server tunes relative to its band start: the frequency minus the converter offset
+        self.tuned_khz = round(self.center_frequency_hz / 1e3 - self.freq_offset_khz, 3)
+        await self.send(f"SET mod=iq low_cut={int(round(low))} high_cut={int(round(high))} freq={self.tuned_khz:.3f}")
         await self.send("SET agc=0 hang=0 thresh=-100 slope=6 decay=1000 manGain=50")
         await self.send("SET compression=0")
         await self.send("SET squelch=0 max=0")
@@ -459,23 +548,49 @@ class _IQStream:
             raise ProtocolError(self.rid, f"frame {frame.sequence} is not IQ (flags 0x{frame.flags:02x}) mid-stream")
         if self.samples_expected is None or self.sample_rate is None:
             raise ProtocolError(self.rid, "IQ frame arrived before the sample_rate message")
+        missing = 0
         if self.last_seq is not None:
             delta = (frame.sequence - self.last_seq) & 0xFFFFFFFF
             if delta == 0 or delta >= 0x80000000:
                 self.out_of_order_frames += 1
                 return
-            if delta > 1:
-                missing = delta - 1
-                self.dropped_frames += missing
-                self.sequence_gaps.append({"sample_index": self.n_samples, "after_sequence": self.last_seq,
-                                           "missing_frames": missing})
-        self.last_seq = frame.sequence
+            missing = delta - 1
+        if self.settle_samples is None:
+            self.settle_samples = int(math.ceil(self.retune_settle_s * self.sample_rate))
         iq = frame.iq
+        gap_samples = missing * (self.last_frame_len or len(iq))
+        self.stream_samples += gap_samples
+        # the S-meter average restarts after a gap: the server's ran on samples we never got
+        warm = missing == 0 and self.smeter_state_db is not None
+        average_db, self.smeter_state_db = smeter_average_dbfs(iq / np.float32(INT16_FULL_SCALE), self.sample_rate,
+                                                               self.smeter_state_db if warm else None)
+        frame_start = self.stream_samples
+        self.stream_samples += len(iq)
+        self.last_seq = frame.sequence
+        self.last_frame_len = len(iq)
+        if not self.started:
+            if frame_start < self.settle_samples:
+                self.skipped_settle_samples = self.stream_samples
+                return
+            self.started = True
+            self.skipped_settle_samples = frame_start
+        elif missing:
+            self.dropped_frames += missing
+            fill = min(gap_samples, self.samples_expected - self.n_samples)
+            self.sequence_gaps.append({"sample_index": self.n_samples, "sample_count": fill,
+                                       "after_sequence": (frame.sequence - delta) & 0xFFFFFFFF,
+                                       "missing_frames": missing})
+            # zeros keep sample index = time; the gap is annotated where the capture is stored
+            self.chunks.append(np.zeros(fill, np.complex64))
+            self.n_samples += fill
+            if self.done:
+                return
         if self.first_frame_utc is None:
             # the frame's first sample was taken about one frame duration before it arrived
             self.first_frame_utc = datetime.now(timezone.utc) - timedelta(seconds=len(iq) / self.sample_rate)
         self.gps.append(GpsTimestamp(sample_index=self.n_samples, gps_seconds=frame.gps_seconds,
-                                     gps_nanoseconds=frame.gps_nanoseconds, has_solution=frame.has_gps_solution))
+                                     gps_nanoseconds=frame.gps_nanoseconds, has_solution=frame.has_gps_solution,
+                                     fix_age_s=frame.last_gps_solution))
         if frame.has_gps_solution:
             self.gps_frames_with_solution += 1
             if self.gps_max_solution_age is None or frame.last_gps_solution > self.gps_max_solution_age:
@@ -483,10 +598,32 @@ class _IQStream:
         if frame.adc_overflow:
             self.adc_overflow_frames += 1
         self.rssi_dbm.append(frame.rssi_dbm)
+        if not SMETER_MIN_VALUE < frame.smeter < SMETER_MAX_VALUE:
+            self.smeter_pinned_frames += 1
+        elif warm:
+            # + half a step: the server truncates the S-meter to 0.1 dB steps
+            self.calibration_offsets.append(frame.rssi_dbm + SMETER_STEP_DB / 2 - float(average_db[-1]))
         self.frames_used += 1
         keep = min(len(iq), self.samples_expected - self.n_samples)
         self.chunks.append(iq[:keep])
         self.n_samples += keep
+
+    def calibration(self) -> dict[str, Any] | None:
+        """dBm - dBFS from the S-meter, or None when too few frames allow it (module docstring)."""
+        if len(self.calibration_offsets) < MIN_CALIBRATION_FRAMES:
+            return None
+        offsets = np.asarray(self.calibration_offsets)
+        return {"offset_db": float(np.mean(offsets)), "spread_db": float(np.std(offsets)),
+                "frames": int(offsets.size)}
+
+    def retune_details(self) -> dict[str, Any]:
+        assert self.sample_rate is not None
+        if self.retune_settle_s > 0:
+            return {"handling": "skipped", "settle_s": self.retune_settle_s,
+                    "skipped_samples": self.skipped_settle_samples}
+        # kept from the first frame: the re-tune lies in the first RETUNE_DELAY_S (+ polling margin)
+        return {"handling": "marked", "settle_s": 0.0, "skipped_samples": 0,
+                "sample_count": min(self.n_samples, int(math.ceil(RETUNE_SETTLE_S * self.sample_rate)))}
 
 
 def _rssi_stats(values: list[float]) -> dict[str, Any]:
@@ -516,15 +653,17 @@ async def capture_iq(
     connect_timeout_s: float = 10.0,
     frame_timeout_s: float = 10.0,
     keepalive_interval_s: float = 1.0,
-    power_calibration: str = "none",
     max_redirects: int = 2,
     ident_user: str | None = "heimdall",
+    retune_settle_s: float = RETUNE_SETTLE_S,
 ) -> Capture:
     """Record ``duration_s`` of IQ from a KiwiSDR tuned to ``center_frequency_hz``.
 
     The frequency is checked against the registered receiver range before any connection and
     against the server's ``bandwidth``/``freq_offset`` messages. Exactly
-    ``round(duration_s * reported_sample_rate)`` samples are returned. ``start_time`` (UTC),
+    ``round(duration_s * reported_sample_rate)`` samples are returned (dBFS, with the S-meter
+    calibration when there is one), starting ``retune_settle_s`` after the stream's first sample
+    (past the server's re-tune; 0 keeps them and marks the re-tune region instead). ``start_time`` (UTC),
     when given, is recorded as the capture's start time (e.g. the session's scheduled start);
     otherwise the client clock at the first IQ frame (minus one frame duration) is used. The
     measured time is always in ``details["measured_start_time_utc"]``.
@@ -538,8 +677,8 @@ async def capture_iq(
     low, high = passband_hz
     if not low < high:
         raise ValueError(f"passband_hz {passband_hz!r} must have low < high")
-    if power_calibration not in ("none", "rssi"):
-        raise ValueError(f"power_calibration must be 'none' or 'rssi', got {power_calibration!r}")
+    if not (math.isfinite(retune_settle_s) and retune_settle_s >= 0):
+        raise ValueError(f"retune_settle_s must be >= 0, got {retune_settle_s!r}")
     check_frequency(receiver, center_frequency_hz)
 
     own_session = session is None
@@ -552,7 +691,8 @@ async def capture_iq(
             url = kiwi_stream_url(base_url, int(time.time() * 1000))
             stream = _IQStream(receiver, center_frequency_hz=center_frequency_hz, duration_s=duration_s,
                                password=password, passband_hz=(low, high), frame_timeout_s=frame_timeout_s,
-                               keepalive_interval_s=keepalive_interval_s, ident_user=ident_user)
+                               keepalive_interval_s=keepalive_interval_s, ident_user=ident_user,
+                               retune_settle_s=retune_settle_s)
             try:
                 await stream.run(session, url, connect_timeout_s)
                 break
@@ -582,14 +722,20 @@ async def capture_iq(
         "nominal_audio_rate_hz": stream.audio_rate,
         "bandwidth_hz": stream.bandwidth_hz,
         "freq_offset_hz": stream.freq_offset_hz,
+        "tuned_baseband_khz": stream.tuned_khz,
         "passband_hz": [float(low), float(high)],
         "samples_expected": stream.samples_expected,
         "frames_received": stream.frames_received,
         "frames_used": stream.frames_used,
         "skipped_non_iq_frames": stream.skipped_non_iq_frames,
+        "skipped_dat_frames": stream.skipped_dat_frames,
         "out_of_order_frames": stream.out_of_order_frames,
         "dropped_frames": stream.dropped_frames,
         "sequence_gaps": stream.sequence_gaps,
+        "quality": {"sequence_gaps": len(stream.sequence_gaps), "missing_frames": stream.dropped_frames,
+                    "zero_filled_samples": int(sum(g["sample_count"] for g in stream.sequence_gaps)),
+                    "adc_overflow_frames": stream.adc_overflow_frames},
+        "retune": stream.retune_details(),
         "adc_overflow_frames": stream.adc_overflow_frames,
         "rssi_dbm": _rssi_stats(stream.rssi_dbm),
         "gps": {"frames": len(stream.gps), "frames_with_solution": stream.gps_frames_with_solution,
@@ -597,17 +743,10 @@ async def capture_iq(
         "keepalives_sent": stream.keepalives_sent,
         "measured_start_time_utc": stream.first_frame_utc.isoformat() if stream.first_frame_utc else None,
         "start_time_source": "caller" if start_time is not None else "client_clock_at_first_frame",
+        "sample_scale": 1.0 / INT16_FULL_SCALE,
+        "smeter": {"usable_frames": len(stream.calibration_offsets), "pinned_frames": stream.smeter_pinned_frames},
     }
-    raw_power = float(np.mean(np.abs(samples.astype(np.complex128)) ** 2)) if samples.size else 0.0
-    if power_calibration == "rssi" and stream.rssi_dbm and raw_power > 0:
-        target_mw = float(np.mean(10.0 ** (np.asarray(stream.rssi_dbm) / 10.0)))
-        gain = math.sqrt(target_mw / raw_power)
-        samples = (samples * np.float32(gain)).astype(np.complex64)
-        details.update(power_calibrated=True, calibration="rssi", sample_scale=gain / INT16_FULL_SCALE,
-                       calibration_gain_db=20.0 * math.log10(gain))
-    else:
-        details.update(power_calibrated=False, calibration="none", sample_scale=1.0 / INT16_FULL_SCALE,
-                       power_unit="dBFS (int16 full scale = 1.0), not dBm")
+    calibration = stream.calibration()
     return Capture(
         session_key=session_key,
         receiver_id=receiver.id,
@@ -617,5 +756,7 @@ async def capture_iq(
         start_time=start_time or stream.first_frame_utc or datetime.now(timezone.utc),
         source_kind="kiwisdr",
         gps_timestamps=tuple(stream.gps),
+        power_unit="dBFS",
+        calibration=calibration,
         details=details,
     )

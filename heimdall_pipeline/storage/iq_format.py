@@ -22,6 +22,16 @@ Known sigmf 1.14 defect: `read_samples_in_capture(0)` counts `core:header_bytes`
 (once in get_capture_byte_boundaries, once as data_offset), so it skips header_bytes/8 real
 samples at the start. Use `read_samples()` or slicing (`sigmf_file[:]`), which are exact.
 
+Units: `heimdall:power_unit` is the scale of the samples ("dBm": mean|x|^2 in mW; "dBFS": the
+receiver's ADC full scale, as a KiwiSDR sends them) and `heimdall:calibration` the dBFS -> dBm
+calibration of such a capture ({"offset_db", "spread_db", "frames"}) or null when there is none.
+
+Annotations (SigMF `annotations`): every sequence gap of a live capture, zero-filled so that
+sample index = time (label "sequence gap"); and, when a KiwiSDR capture kept the samples from
+before the server's re-tune, the region that may contain it (label "re-tune").
+`heimdall:retune` says how the re-tune was handled ("skipped": the capture starts after it;
+"marked": the annotated region may contain it).
+
 Integrity: `heimdall:sha256` is the SHA-256 of the whole .npy object (what the pipeline checks);
 `core:sha512` is the SHA-512 of the same bytes (what SigMF tools check).
 """
@@ -137,6 +147,33 @@ def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
     return header_bytes, count
 
 
+def _annotations(details: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """SigMF annotations of the stored samples: zero-filled sequence gaps and a kept re-tune region."""
+    ns = HEIMDALL_NAMESPACE
+    out: list[dict[str, Any]] = []
+    for gap in details.get("sequence_gaps", []):
+        length = int(gap.get("sample_count", 0))
+        if length > 0:
+            out.append({
+                "core:sample_start": int(gap["sample_index"]),
+                "core:sample_count": length,
+                "core:label": "sequence gap",
+                "core:comment": f"{gap['missing_frames']} frame(s) lost after sequence {gap['after_sequence']}; "
+                                "zero-filled so that sample index = time",
+                f"{ns}:missing_frames": int(gap["missing_frames"]),
+            })
+    retune = details.get("retune") or {}
+    if retune.get("handling") == "marked" and min(int(retune.get("sample_count", 0)), count) > 0:
+        out.append({
+            "core:sample_start": 0,
+            "core:sample_count": min(int(retune["sample_count"]), count),
+            "core:label": "re-tune",
+            "core:comment": "the KiwiSDR sets the frequency again about 1.5 s after the first tune "
+                            "(IQ phase-rotation workaround): these samples may contain that step",
+        })
+    return sorted(out, key=lambda a: a["core:sample_start"])
+
+
 def encode_capture(
     capture: Capture,
     receiver: Receiver,
@@ -209,15 +246,20 @@ def encode_capture(
         f"{ns}:sample_rate_nominal_hz": float(nominal_sample_rate_hz),
         f"{ns}:sample_rate_actual_hz": rate,
         f"{ns}:duration_s": count / rate,
-        # compact: one [sample_index, gps_seconds, gps_nanoseconds, has_solution] row per tag
+        # compact: one [sample_index, gps_seconds, gps_nanoseconds, has_solution, fix_age_s] row per tag
         f"{ns}:gps_timestamps": [
-            [int(t.sample_index), int(t.gps_seconds), int(t.gps_nanoseconds), bool(t.has_solution)]
+            [int(t.sample_index), int(t.gps_seconds), int(t.gps_nanoseconds), bool(t.has_solution),
+             None if t.fix_age_s is None else int(t.fix_age_s)]
             for t in capture.gps_timestamps
         ],
+        f"{ns}:power_unit": capture.power_unit,
+        f"{ns}:calibration": capture.calibration,
         f"{ns}:details": dict(capture.details),
     }
     if capture.ground_truth is not None:
         global_info[f"{ns}:ground_truth"] = capture.ground_truth
+    if "retune" in capture.details:
+        global_info[f"{ns}:retune"] = capture.details["retune"]
     metadata = {
         "global": global_info,
         "captures": [
@@ -229,7 +271,7 @@ def encode_capture(
                 "core:geolocation": geolocation,
             }
         ],
-        "annotations": [],
+        "annotations": _annotations(capture.details, count),
     }
     metadata_json = _dumps(metadata)
     # what we return is exactly what a reader parses back
@@ -250,6 +292,14 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
     # A read-only view over the downloaded bytes, not a copy: a stored capture is never modified,
     # and a copy would double the memory of every capture read back.
     return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
+
+
+def _gps_timestamp(row: list[Any]) -> GpsTimestamp:
+    """A stored [index, seconds, nanoseconds, has_solution(, fix_age_s)] row (older objects have 4)."""
+    index, seconds, nanoseconds, has_solution, *rest = row
+    fix_age = rest[0] if rest else None
+    return GpsTimestamp(sample_index=int(index), gps_seconds=int(seconds), gps_nanoseconds=int(nanoseconds),
+                        has_solution=bool(has_solution), fix_age_s=None if fix_age is None else int(fix_age))
 
 
 def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for_errors: str) -> Capture:
@@ -282,10 +332,9 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             center_frequency_hz=float(segment["core:frequency"]),
             start_time=_parse_iso_utc(segment["core:datetime"]),
             source_kind=glob[f"{ns}:source_kind"],
-            gps_timestamps=tuple(
-                GpsTimestamp(sample_index=int(i), gps_seconds=int(s), gps_nanoseconds=int(n), has_solution=bool(h))
-                for i, s, n, h in glob.get(f"{ns}:gps_timestamps", [])
-            ),
+            gps_timestamps=tuple(_gps_timestamp(row) for row in glob.get(f"{ns}:gps_timestamps", [])),
+            power_unit=glob.get(f"{ns}:power_unit", "dBm"),
+            calibration=glob.get(f"{ns}:calibration"),
             details=dict(glob.get(f"{ns}:details", {})),
             ground_truth=glob.get(f"{ns}:ground_truth"),
         )

@@ -28,8 +28,10 @@ from heimdall_pipeline.db.migrations import (
     migrate,
     plan_features,
 )
+from heimdall_pipeline.db import models
 from heimdall_pipeline.db.models import Base
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
+from heimdall_pipeline.sessions import Session
 from heimdall_pipeline_tests.integration.db_fixtures import (  # noqa: F401  (fixtures)
     scratch_database,
     scratch_engine,
@@ -39,17 +41,9 @@ from heimdall_pipeline_tests.integration.db_fixtures import (  # noqa: F401  (fi
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeRequest:  # duck-typed SessionRequest
-    session_key: str
-    center_frequency_hz: float = 7.1e6
-    duration_s: float = 10.0
-    sample_rate_hz: float = 12000.0
-    receiver_ids: tuple[str, ...] = ("f5len", "hb9q")
-    source_kind: str = "simulated"
-    requested_by: str = "tests"
-    scheduled_for: datetime = dataclasses.field(default_factory=lambda: datetime.now(timezone.utc))
-    transmitter: dict | None = None
+def a_session(session_key: str, **fields) -> Session:
+    return Session(session_key=session_key, center_frequency_hz=7.1e6, duration_s=10.0,
+                   receiver_ids=("f5len", "hb9q"), source_kind="simulated", requested_by="tests", **fields)
 
 
 def _m(session: str, receiver: str, t: datetime, **kw) -> mrepo.MeasurementRow:
@@ -259,14 +253,14 @@ def test_sql_looking_name_stored_verbatim(scratch_engine):
 
 def test_sessions_lifecycle(scratch_engine):
     past = datetime.now(timezone.utc) - timedelta(minutes=5)
-    ids = [srepo.insert_session(scratch_engine, FakeRequest(f"lifecycle-{i}", scheduled_for=past,
-                                                            transmitter={"latitude": 45.0} if i == 0 else None))
+    ids = [srepo.insert_session(scratch_engine, a_session(f"lifecycle-{i}", scheduled_for=past,
+                                                          transmitter={"latitude": 45.0} if i == 0 else None)).id
            for i in range(3)]
     assert ids == sorted(ids)
-    future_id = srepo.insert_session(scratch_engine, FakeRequest(
-        "lifecycle-future", scheduled_for=datetime.now(timezone.utc) + timedelta(hours=1)))
+    future_id = srepo.insert_session(scratch_engine, a_session(
+        "lifecycle-future", scheduled_for=datetime.now(timezone.utc) + timedelta(hours=1))).id
     with pytest.raises(srepo.DuplicateSessionError, match="lifecycle-0"):
-        srepo.insert_session(scratch_engine, FakeRequest("lifecycle-0"))
+        srepo.insert_session(scratch_engine, a_session("lifecycle-0"))
 
     record = srepo.get_session(scratch_engine, "lifecycle-0")
     assert record.status == "requested" and record.receiver_ids == ("f5len", "hb9q")
@@ -310,7 +304,7 @@ def test_sessions_lifecycle(scratch_engine):
 
 
 def test_concurrent_mark_launched_exactly_once(scratch_engine):
-    srepo.insert_session(scratch_engine, FakeRequest("race-1", scheduled_for=T0))
+    srepo.insert_session(scratch_engine, a_session("race-1", scheduled_for=T0))
     barrier = threading.Barrier(4)
     results = []
 
@@ -426,11 +420,54 @@ def test_extension_added_later_converts_plain_tables_with_data():
         assert mrepo.count_measurements(engine, session_key="later-1") == 2
 
 
-def test_real_session_request_round_trip(scratch_engine):
-    sessions = pytest.importorskip("heimdall_pipeline.sessions")
-    request = sessions.SessionRequest(session_key="real-1", center_frequency_hz=145.5e6, duration_s=5.0,
-                                      receiver_ids=("f5len",), source_kind="simulated",
-                                      requested_by="alice", transmitter={"latitude": 45.0, "longitude": 7.0})
-    srepo.insert_session(scratch_engine, request)
-    record = srepo.get_session(scratch_engine, "real-1")
-    assert sessions.SessionRequest(**record.request_fields()) == request
+def test_session_row_round_trip(scratch_engine):
+    request = Session(session_key="real-1", center_frequency_hz=145.5e6, duration_s=5.0, receiver_ids=("f5len",),
+                      source_kind="simulated", requested_by="alice", scheduled_for=T0,
+                      transmitter={"latitude": 45.0, "longitude": 7.0})
+    stored = srepo.insert_session(scratch_engine, request)
+    assert stored.id is not None and stored.requested_at is not None and stored.status == "requested"
+    assert stored == dataclasses.replace(request, id=stored.id, requested_at=stored.requested_at)
+    assert srepo.get_session(scratch_engine, "real-1") == stored
+
+
+def test_requested_sessions_bounded_by_a_cursor(scratch_engine):
+    """What the sensor's cursor asks: new ids, and older ones requested or come due since."""
+    now = datetime.now(timezone.utc)
+    old = srepo.insert_session(scratch_engine, a_session("cursor-old", scheduled_for=now - timedelta(hours=2)))
+    later = srepo.insert_session(scratch_engine, a_session("cursor-later", scheduled_for=now + timedelta(hours=1)))
+    new = srepo.insert_session(scratch_engine, a_session("cursor-new", scheduled_for=now - timedelta(hours=2)))
+
+    def keys(**kwargs):
+        return [s.session_key for s in srepo.requested_sessions(scratch_engine, **kwargs)
+                if s.session_key.startswith("cursor-")]
+
+    assert keys(now=now) == ["cursor-old", "cursor-new"]
+    assert keys(after_id=old.id, now=now) == ["cursor-new"]
+    # everything up to `new` was seen at a tick after the requests: only what comes due later is new
+    tick = datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert keys(after_id=new.id, since=tick, now=tick) == []
+    assert keys(after_id=new.id, since=tick, now=now + timedelta(hours=2)) == ["cursor-later"]
+    assert later.id < new.id
+
+
+def test_migration_from_the_kind_check_keeps_rows_and_takes_kinds_from_the_registry(monkeypatch):
+    from heimdall_pipeline.db import migrations
+
+    with scratch_database(timescaledb=False) as engine:
+        with monkeypatch.context() as before:  # the schema as it was: version 1, kinds in a CHECK
+            before.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+            assert migrate(engine).schema_version == 1
+        kept = DEFAULT_RECEIVERS[0]
+        with engine.begin() as conn:  # SQL, as the repository would migrate first
+            conn.execute(sa.insert(models.websdrs).values(dataclasses.asdict(kept)))
+        with pytest.raises(sa.exc.IntegrityError, match="websdrs_kind"):
+            with engine.begin() as conn:
+                conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
+
+        assert 2 in migrate(engine).applied_versions
+        assert rrepo.list_receivers(engine) == [kept]
+        # the kinds are the registry's now: Receiver.validated() refuses what no module provides
+        with engine.begin() as conn:
+            conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
+        with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind"):
+            rrepo.update_receiver(engine, kept.id, name="x")

@@ -146,26 +146,45 @@ def test_single_run_metrics_backfill_over_several_sessions(defs, instance, engin
     assert all(count_measurements(engine, session_key=s) == 7 for s in sessions)
 
 
-def test_sensor_launches_each_session_once_across_cursor_restarts(defs, instance, engine):
+def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, instance, engine, monkeypatch):
+    import time
+
+    import sqlalchemy as sa
+
+    from heimdall_pipeline import sensors
+    from heimdall_pipeline.db.models import sessions
+
+    monkeypatch.setattr(sensors, "LATE_COMMIT_GRACE", timedelta(0))
+    resources = {"database": defs.resources["database"]}
+
+    def tick(cursor):
+        with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+            return session_request_sensor(context)
+
+    with engine.connect() as conn:
+        seen = conn.execute(sa.select(sa.func.coalesce(sa.func.max(sessions.c.id), 0))).scalar()
+    start = sensors.write_cursor(seen, datetime.now(timezone.utc))
     keys = [f"ts{os.urandom(4).hex()}" for _ in range(3)]
     for key in keys:
         request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
-    resources = {"database": defs.resources["database"]}
-    with build_sensor_context(instance=instance, resources=resources) as context:
-        first = session_request_sensor(context)
-    launched = {r.run_key for r in first.run_requests}
-    assert set(keys) <= launched
+    later, due = f"ts{os.urandom(4).hex()}", datetime.now(timezone.utc) + timedelta(seconds=2)
+    request_session(engine, requested_by="test", session_key=later, center_frequency_hz=7.1e6, duration_s=1,
+                    scheduled_for=due)
+
+    first = tick(start)
+    assert {r.run_key for r in first.run_requests} == set(keys)  # `later` is not due yet
     request = next(r for r in first.run_requests if r.run_key == keys[0])
     assert request.tags["heimdall/session"] == keys[0]
     assert all(request.tags[f"heimdall/receiver.{rid}"] == "1" for rid in get_session(engine, keys[0]).receiver_ids)
-    # A restart with the saved cursor, or with none at all (tick lost before its cursor was saved),
-    # emits the same run keys, which Dagster deduplicates: nothing twice, nothing lost.
-    for cursor in (first.cursor, None):
-        with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
-            again = session_request_sensor(context)
-        assert set(keys) <= {r.run_key for r in again.run_requests}
-        assert len({r.run_key for r in again.run_requests}) == len(again.run_requests)
-    assert int(first.cursor) >= max(get_session(engine, k).id for k in keys)
+    # A tick lost before its cursor was saved asks again for the same run keys, which Dagster
+    # deduplicates: nothing twice, nothing lost.
+    assert {r.run_key for r in tick(start).run_requests} == set(keys)
+    # The saved cursor bounds the query: what was handed over is not asked again ...
+    assert tick(first.cursor).run_requests == []
+    # ... but a session requested earlier for a later time is, once it is due.
+    time.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+    assert [r.run_key for r in tick(first.cursor).run_requests] == [later]
+    assert sensors.read_cursor(first.cursor)[0] == max(get_session(engine, k).id for k in keys)
 
 
 def test_a_live_receiver_cannot_re_record_the_past(defs, instance, engine, session_key):
@@ -215,3 +234,14 @@ def test_fewer_than_three_receivers_is_not_localizable(defs, instance, engine, s
     assert run_session_in_process(defs, instance, engine, session_key).success
     located = get_localization(engine, session_key)
     assert not located.localizable and "3" in located.reason and located.latitude is None
+
+
+def test_launchpad_job_stores_the_typed_session(defs, instance, engine, session_key):
+    result = defs.resolve_job_def("request_session_job").execute_in_process(instance=instance, run_config={
+        "ops": {"request_session_op": {"config": {
+            "center_frequency_hz": 7.1e6, "duration_s": 2.0, "receiver_ids": ["f5len", "hb9q"],
+            "session_key": session_key, "transmitter": {"eirp_dbm": 45.0}}}}})
+    assert result.success
+    stored = get_session(engine, session_key)
+    assert stored.status == "requested" and stored.receiver_ids == ("f5len", "hb9q")
+    assert stored.transmitter["eirp_dbm"] == 45.0 and stored.requested_by == f"dagster:{result.run_id}"

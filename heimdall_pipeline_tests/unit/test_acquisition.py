@@ -16,9 +16,9 @@ from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.acquisition import (
     AcquisitionError,
     AcquisitionTimeoutError,
-    acquire_one,
     acquire_session,
     backoff_delay_s,
+    run_blocking,
 )
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.sources.kiwisdr import ReceiverAuthError, ReceiverBusyError, capture_iq
@@ -148,30 +148,30 @@ def test_duplicate_receiver_ids_refused():
         asyncio.run(acquire_session([rx("a"), rx("a")], Script({"a": [0.0]})))
 
 
-def test_acquire_one_success_and_retry():
+def test_one_receiver_success_after_retry():
     busy = ReceiverBusyError("r", "busy")
     script = Script({"r": [busy, 0.0]})
-    cap = acquire_one(rx("r", retries=1), script, **FAST)
-    assert cap.receiver_id == "r" and script.calls["r"] == [1, 2]
+    result = asyncio.run(acquire_session([rx("r", retries=1)], script, **FAST))
+    assert result.captures["r"].receiver_id == "r" and script.calls["r"] == [1, 2] and result.attempts["r"] == 2
 
 
-def test_acquire_one_raises_last_error():
+def test_one_receiver_reports_last_error():
     script = Script({"r": [ReceiverBusyError("r", "busy")]})
-    with pytest.raises(ReceiverBusyError):
-        acquire_one(rx("r", retries=2), script, **FAST)
+    result = asyncio.run(acquire_session([rx("r", retries=2)], script, **FAST))
+    assert isinstance(result.errors["r"].exception, ReceiverBusyError) and result.errors["r"].attempts == 3
     assert script.calls["r"] == [1, 2, 3]
     script = Script({"t": ["hang"]})
-    with pytest.raises(AcquisitionTimeoutError) as info:
-        acquire_one(rx("t", timeout=0.05, retries=1), script, **FAST)
-    assert info.value.transient and info.value.receiver_id == "t"
+    result = asyncio.run(acquire_session([rx("t", timeout=0.05, retries=1)], script, **FAST))
+    error = result.errors["t"].exception
+    assert isinstance(error, AcquisitionTimeoutError) and error.transient and error.receiver_id == "t"
     assert script.calls["t"] == [1, 2]
 
 
-def test_acquire_one_inside_running_loop():
+def test_run_blocking_inside_running_loop():
     async def main():
-        return acquire_one(rx("r"), Script({"r": [0.0]}), **FAST)
+        return run_blocking(lambda: acquire_session([rx("r")], Script({"r": [0.0]}), **FAST))
 
-    assert asyncio.run(main()).receiver_id == "r"
+    assert asyncio.run(main()).captures["r"].receiver_id == "r"
 
 
 def test_session_against_fake_kiwisdrs():
@@ -187,7 +187,9 @@ def test_session_against_fake_kiwisdrs():
         result = asyncio.run(acquire_session(receivers, capture_one, **FAST))
         assert busy.connections == 2 and badp.connections == 1 and slow.connections == 1
     assert result.succeeded == ["ok"]
-    np.testing.assert_array_equal(result.captures["ok"].samples, ok.expected_tone(round(0.2 * 12001.135)))
+    ok_capture = result.captures["ok"]  # starts past the server's re-tune
+    np.testing.assert_array_equal(ok_capture.samples, ok.expected_tone(
+        round(0.2 * 12001.135), start=ok_capture.details["retune"]["skipped_samples"]))
     assert result.errors["busy"].error_type == "ReceiverBusyError" and result.errors["busy"].attempts == 2
     assert result.errors["badp"].error_type == "ReceiverAuthError" and result.errors["badp"].attempts == 1
     assert result.errors["slow"].transient and result.errors["slow"].error_type == "AcquisitionTimeoutError"

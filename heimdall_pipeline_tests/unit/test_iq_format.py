@@ -149,7 +149,9 @@ def test_metadata_required_fields():
     assert g["heimdall:sample_rate_nominal_hz"] == 12000.0
     assert g["heimdall:sample_rate_actual_hz"] == 12001.135
     assert g["heimdall:duration_s"] == pytest.approx(1000 / 12001.135)
-    assert g["heimdall:gps_timestamps"] == [[0, 1_400_000_000, 123, True], [512, 1_400_000_000, 42_789_000, False]]
+    assert g["heimdall:gps_timestamps"] == [[0, 1_400_000_000, 123, True, None],
+                                            [512, 1_400_000_000, 42_789_000, False, None]]
+    assert g["heimdall:power_unit"] == "dBm" and g["heimdall:calibration"] is None
     assert g["heimdall:details"]["server"] == "v1.2"
     assert g["heimdall:ground_truth"]["snr_db"] == 14.5
     assert g["heimdall:format_version"] == 1
@@ -166,6 +168,72 @@ def test_sigmf_validation_passes():
         warnings.simplefilter("error")  # e.g. undeclared extension namespace warnings
         sigmf.SigMFFile(metadata=encoded.metadata).validate()
         sigmf.SigMFFile(metadata=encoded.metadata_json.decode()).validate()
+
+
+KIWI_DETAILS = {
+    "sequence_gaps": [{"sample_index": 1536, "sample_count": 1024, "after_sequence": 144, "missing_frames": 2}],
+    "retune": {"handling": "skipped", "settle_s": 1.75, "skipped_samples": 21504},
+}
+
+
+def kiwi_capture(**overrides):
+    fields = dict(source_kind="kiwisdr", ground_truth=None, power_unit="dBFS",
+                  calibration={"offset_db": -71.25, "spread_db": 0.12, "frames": 40},
+                  gps_timestamps=(GpsTimestamp(0, 345600, 0, True, 0), GpsTimestamp(512, 345600, 42_663_000, True, 3),
+                                  GpsTimestamp(1024, 0, 0, False, 255)),
+                  details=KIWI_DETAILS)
+    fields.update(overrides)
+    return make_capture(samples=np.zeros(6000, np.complex64), **fields)
+
+
+def test_units_calibration_and_fix_ages_round_trip():
+    capture = kiwi_capture()
+    encoded = encode(capture)
+    g = encoded.metadata["global"]
+    assert g["heimdall:power_unit"] == "dBFS"
+    assert g["heimdall:calibration"] == {"offset_db": -71.25, "spread_db": 0.12, "frames": 40}
+    assert [row[4] for row in g["heimdall:gps_timestamps"]] == [0, 3, 255]
+    assert_same_capture(capture, capture_from_stored(encoded.npy_bytes, encoded.metadata_json, key_for_errors=KEY))
+
+
+def test_uncalibrated_dbfs_capture_says_so():
+    encoded = encode(kiwi_capture(calibration=None))
+    assert encoded.metadata["global"]["heimdall:power_unit"] == "dBFS"
+    assert encoded.metadata["global"]["heimdall:calibration"] is None
+
+
+def test_stored_objects_without_units_or_fix_ages_still_read():
+    encoded = encode()
+    meta = json.loads(encoded.metadata_json)
+    del meta["global"]["heimdall:power_unit"], meta["global"]["heimdall:calibration"]
+    meta["global"]["heimdall:gps_timestamps"] = [row[:4] for row in meta["global"]["heimdall:gps_timestamps"]]
+    back = capture_from_stored(encoded.npy_bytes, json.dumps(meta), key_for_errors=KEY)
+    assert back.power_unit == "dBm" and back.calibration is None
+    assert [t.fix_age_s for t in back.gps_timestamps] == [None, None]
+
+
+def test_sequence_gaps_are_sigmf_annotations():
+    meta = encode(kiwi_capture()).metadata
+    [gap] = meta["annotations"]
+    assert gap["core:sample_start"] == 1536 and gap["core:sample_count"] == 1024
+    assert gap["core:label"] == "sequence gap" and gap["heimdall:missing_frames"] == 2
+    assert "zero-filled" in gap["core:comment"]
+    assert meta["global"]["heimdall:retune"] == KIWI_DETAILS["retune"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sigmf.SigMFFile(metadata=meta).validate()
+
+
+def test_kept_retune_region_is_annotated():
+    details = {"sequence_gaps": KIWI_DETAILS["sequence_gaps"],
+               "retune": {"handling": "marked", "settle_s": 0.0, "skipped_samples": 0, "sample_count": 21002}}
+    meta = encode(kiwi_capture(details=details)).metadata
+    retune, gap = meta["annotations"]  # sorted by sample_start
+    assert retune["core:label"] == "re-tune" and retune["core:sample_start"] == 0
+    assert retune["core:sample_count"] == 6000  # clipped to the capture
+    assert gap["core:label"] == "sequence gap"
+    assert meta["global"]["heimdall:retune"]["handling"] == "marked"
+    sigmf.SigMFFile(metadata=meta).validate()
 
 
 def test_sigmf_validation_can_fail():

@@ -295,3 +295,42 @@ def test_merge_gap_validation():
     x, _ = _capture(0, 10.0, 0.0, duration_s=0.5)
     with pytest.raises(ValueError, match="merge_gap_hz"):
         compute_metrics(x, FS, merge_gap_hz=-1.0)
+
+
+# ---------------------------------------------------------------- wide FM: the whole line comb
+
+
+@pytest.mark.parametrize("tone_hz, deviation_hz", [
+    (1000.0, 2500.0),  # the case: lines 1 kHz apart, measured 6 dB low before
+    (3000.0, 5000.0), (3000.0, 1000.0), (2200.0, 5000.0), (1700.0, 5000.0),
+    (700.0, 5000.0), (600.0, 5000.0), (2000.0, 4000.0), (150.0, 5000.0),
+    (400.0, 3500.0), (300.0, 5000.0),  # at 6 dB only the outer sideband groups show, each a few lines
+])
+@pytest.mark.parametrize("snr_db", [6.0, 30.0])
+def test_wide_fm_power_is_the_whole_signal(tone_hz, deviation_hz, snr_db):
+    x, noise = _capture(11, snr_db, 437.0, modulation="fm_tone", deviation_hz=deviation_hz, tone_hz=tone_hz,
+                        duration_s=5.0)
+    m = compute_metrics(x, FS)
+    assert m.signal_detected
+    assert abs(m.signal_power_dbm - (noise + snr_db)) <= 0.5
+    assert abs(m.snr_db - snr_db) <= 0.5
+
+
+@pytest.mark.parametrize("separation_hz", [1500.0, 2000.0, 3000.0, 4500.0])
+@pytest.mark.parametrize("weaker_db", [1.0, 6.0])
+def test_two_carriers_a_few_khz_apart_are_two_signals(separation_hz, weaker_db):
+    x, noise = _capture(12, 20.0, -separation_hz / 2, duration_s=5.0)
+    y = simulate_samples(np.random.default_rng(98), FS, x.size, noise + 20.0 - weaker_db, None, separation_hz / 2,
+                         phase=1.0)
+    m = compute_metrics(x + y, FS)
+    assert m.signal_detected
+    assert abs(m.frequency_offset_hz - (-separation_hz / 2)) <= 1.0
+    assert abs(m.signal_power_dbm - (noise + 20.0)) <= 0.5
+
+
+def test_fm_with_a_third_unrelated_carrier_keeps_only_the_fm():
+    x, noise = _capture(13, 20.0, -1500.0, modulation="fm_tone", deviation_hz=2500.0, tone_hz=1000.0,
+                        duration_s=5.0)
+    y = simulate_samples(np.random.default_rng(97), FS, x.size, noise + 10.0, None, 4730.0, phase=0.4)
+    m = compute_metrics(x + y, FS)
+    assert abs(m.signal_power_dbm - (noise + 20.0)) <= 0.5

@@ -12,9 +12,8 @@ from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.sessions import (
     InvalidSessionRequestError,
     SessionLimits,
-    SessionRequest,
+    Session,
     default_transmitter,
-    expected_sample_count,
     new_session_key,
     validate_session_request,
 )
@@ -93,14 +92,14 @@ def test_slugs_valid_and_sortable(when):
 
 def test_valid_default_request():
     request = validate()
-    assert isinstance(request, SessionRequest)
+    assert isinstance(request, Session)
     assert request.session_key.startswith("s20261123t1326z-")
     assert request.center_frequency_hz == 7.1e6 and request.duration_s == 10.0
     assert request.sample_rate_hz == 12000.0
     assert request.receiver_ids == ()
     assert request.source_kind == "auto"
     assert request.scheduled_for == NOW
-    assert expected_sample_count(request) == 120_000
+    assert request.expected_sample_count == 120_000
     assert request.transmitter is not None  # default receivers are simulated
 
 
@@ -114,7 +113,7 @@ def test_string_inputs_from_cli():
     assert request.scheduled_for == datetime(2026, 11, 23, 14, tzinfo=timezone.utc)
     assert request.session_key == "my-session_1"
     assert request.requested_by == "alice"
-    assert expected_sample_count(request) == 120_000
+    assert request.expected_sample_count == 120_000
 
 
 def test_to_dict_round_trip():
@@ -286,13 +285,32 @@ def test_transmitter_refused_for_real_only_sessions():
 def test_default_transmitter_reaches_most_receivers_in_the_simulator():
     """The default EIRP gives SNR >= 10 dB at >= 75 % of the default network, by the simulator's
     own ground truth (its path loss and each receiver's noise figure)."""
-    from heimdall_pipeline.sources.dispatch import SessionPlan, transmitter_for
+    from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
 
     for key in ("budget", "other", "third"):
         request = validate(session_key=key)
-        plan = SessionPlan(key, request.center_frequency_hz, 0.1, request.sample_rate_hz, request.scheduled_for,
-                           transmitter=request.transmitter)
-        snrs = [simulate_capture(key, r, transmitter_for(plan), request.center_frequency_hz, request.sample_rate_hz,
+        snrs = [simulate_capture(key, r, transmitter_for(request), request.center_frequency_hz, request.sample_rate_hz,
                                  0.1, request.scheduled_for).ground_truth["snr_db"] for r in DEFAULT_RECEIVERS]
         assert sum(s >= 10 for s in snrs) >= math.ceil(0.75 * len(snrs)), snrs
+
+
+def test_launchpad_config_is_the_session_request_field_for_field():
+    from heimdall_pipeline.jobs import SessionConfig, TransmitterConfig
+    from heimdall_pipeline.sessions import REQUEST_FIELDS, TRANSMITTER_KEYS
+
+    # requested_by is the run that asks
+    assert set(SessionConfig.model_fields) == set(REQUEST_FIELDS) - {"requested_by"}
+    assert set(TransmitterConfig.model_fields) == set(TRANSMITTER_KEYS)
+    config = SessionConfig(center_frequency_hz=7.1e6, duration_s=2, receiver_ids=["f5len", "hb9q", "g0mjw"],
+                           session_key="form1", scheduled_for="2026-11-23T14:00:00Z",
+                           transmitter=TransmitterConfig(eirp_dbm=40.0, modulation="fm_tone"))
+    session = validate_session_request(**config.request_fields(), requested_by="dagster:run", receivers=REGISTRY, now=NOW)
+    assert session.to_dict() == {**config.request_fields(), "requested_by": "dagster:run",
+                                 "sample_rate_hz": 12000.0, "duration_s": 2.0, "source_kind": "auto",
+                                 "transmitter": session.transmitter}
+    assert session.transmitter["eirp_dbm"] == 40.0 and session.transmitter["modulation"] == "fm_tone"
+    by_id = {r.id: r for r in DEFAULT_RECEIVERS}
+    selected = [by_id[rid] for rid in config.receiver_ids]
+    assert session.transmitter == {**default_transmitter("form1", selected, 7.1e6, 12000.0),
+                                   "eirp_dbm": 40.0, "modulation": "fm_tone"}

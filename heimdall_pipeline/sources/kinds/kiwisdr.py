@@ -1,0 +1,29 @@
+"""The `kiwisdr` kind: a live KiwiSDR on the network, recorded over its IQ websocket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sources.base import Source
+from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sources.kiwisdr import capture_iq
+
+if TYPE_CHECKING:
+    from heimdall_pipeline.sessions import Session
+
+
+class KiwiSDRSource(Source):
+    kind = "kiwisdr"
+    url_schemes = ("http", "https", "ws", "wss")
+    url_needs_host = True
+    live = True
+    # A plain KiwiSDR tunes 0..30 MHz (32 MHz on some); the server reports its own bandwidth.
+    default_max_frequency_hz = 30e6
+    # one nominal IQ rate; the true rate (e.g. 12001.135) is measured and recorded
+    sample_rates_hz = (12_000.0,)
+
+    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+        return await capture_iq(receiver, session_key=session.session_key,
+                                center_frequency_hz=session.center_frequency_hz, duration_s=session.duration_s,
+                                start_time=session.scheduled_for, password=password)
