@@ -145,6 +145,7 @@ def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runti
 
     s3_port, _, pg_port = new_runtime_folder
     with socket.socket() as squatter:  # another program holds the S3 port
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a stopped server's TIME_WAIT
         squatter.bind(("127.0.0.1", s3_port))
         squatter.listen()
         with pytest.raises(ServiceError, match=f"S3 port {s3_port}"):
