@@ -173,6 +173,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "receiver kinds come from the source registry: drop the websdrs kind check", (
         "ALTER TABLE websdrs DROP CONSTRAINT IF EXISTS websdrs_kind",
     )),
+    Migration(3, "recording sessions name their upload batch and files; measurements keep the capture's timing", (
+        "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS recordings jsonb",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS measured_sample_rate_hz double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS sample_rate_spread_hz double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS timing_rms_ns double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS core_datetime text",
+    )),
 )
 
 SCHEMA_MIGRATIONS_DDL = """
