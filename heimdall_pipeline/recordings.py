@@ -273,6 +273,21 @@ def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | Non
     store.put(upload_key(INCOMING_ROOT, batch, COMPLETE_MARKER), b"", "text/plain", {})
 
 
+def bucket_store():
+    """The bucket's store, built from the environment like every resource."""
+    from dagster_aws.s3 import S3Resource
+
+    from heimdall_pipeline import settings
+    from heimdall_pipeline.resources.iq_store import IQStore
+
+    settings.load_embedded_env()
+    s3 = S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
+                    aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
+                    aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
+                    region_name=settings.setting("HEIMDALL_S3_REGION"))
+    return IQStore(s3=s3, bucket=settings.setting("HEIMDALL_S3_BUCKET"))
+
+
 def read_upload(store, batch: str, file_name: str) -> bytes | None:
     """An uploaded file, wherever it is now (incoming/ until verified, then imported/)."""
     for root in (INCOMING_ROOT, IMPORTED_ROOT):

@@ -19,21 +19,6 @@ if TYPE_CHECKING:
     from heimdall_pipeline.sessions import Session
 
 
-def _object_store():
-    """The bucket's store, built from the environment like every resource."""
-    from dagster_aws.s3 import S3Resource
-
-    from heimdall_pipeline import settings
-    from heimdall_pipeline.resources.iq_store import IQStore
-
-    settings.load_embedded_env()
-    s3 = S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
-                    aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                    aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
-                    region_name=settings.setting("HEIMDALL_S3_REGION"))
-    return IQStore(s3=s3, bucket=settings.setting("HEIMDALL_S3_BUCKET"))
-
-
 class RecordingSource(Source):
     kind = "recording"
     url_schemes = ("recording",)
@@ -54,14 +39,14 @@ class RecordingSource(Source):
                 "center_frequency_hz", f"{session.center_frequency_hz:g} Hz is outside receiver {receiver.id!r} range")
 
     async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
-        from heimdall_pipeline.recordings import read_upload
+        from heimdall_pipeline.recordings import bucket_store, read_upload
         from heimdall_pipeline.storage.kiwi_wav import KiwiWavError, decode_kiwi_wav, recording_capture
 
         recordings = session.recordings or {}
         file_name = (recordings.get("files") or {}).get(receiver.id)
         if not file_name:
             raise AcquisitionError(receiver.id, f"session {session.session_key} has no recording of this receiver")
-        data = await asyncio.to_thread(read_upload, _object_store(), recordings["batch"], file_name)
+        data = await asyncio.to_thread(read_upload, bucket_store(), recordings["batch"], file_name)
         if data is None:
             raise AcquisitionError(receiver.id, f"recording {file_name} of batch {recordings['batch']} is not in "
                                                 "incoming/ or imported/ of the bucket")
