@@ -139,6 +139,26 @@ def _span(recording: KiwiWavRecording) -> tuple[datetime, datetime]:
     return capture.start_time, capture.start_time + timedelta(seconds=capture.duration_s)
 
 
+def _overlap(a: tuple[datetime, datetime], b: tuple[datetime, datetime]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _outside_common_time(spans: Mapping[str, tuple[datetime, datetime]]) -> dict[str, list[str]]:
+    """The files that do not share the batch's common time, each with the files it misses: the
+    files overlapping the most others are kept first (intervals that overlap pairwise share a
+    common stretch)."""
+    overlaps = {f: sum(_overlap(spans[f], spans[g]) for g in spans if g != f) for f in spans}
+    kept: list[str] = []
+    apart: dict[str, list[str]] = {}
+    for f in sorted(spans, key=lambda f: (-overlaps[f], f)):
+        missed = [g for g in kept if not _overlap(spans[f], spans[g])]
+        if missed:
+            apart[f] = missed
+        else:
+            kept.append(f)
+    return apart
+
+
 def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Receiver], *,
                 positions: bytes | None = None, receiver_name: str | None = None,
                 requested_by: str = "import") -> ImportPlan:
@@ -183,6 +203,7 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
     frequencies = [r.name.frequency_hz for r in decoded.values()]
     frequency = max(set(frequencies), key=frequencies.count) if frequencies else 0.0
     spans = {f: _span(r) for f, r in decoded.items()}
+    apart_from = _outside_common_time(spans)
     by_receiver: dict[str, str] = {}
     new: dict[str, Receiver] = {}
     for file_name, recording in decoded.items():
@@ -190,11 +211,10 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
             problems.append(MixedFrequencyError(
                 file_name, f"{recording.name.frequency_hz:g} Hz, while the batch is on {frequency:g} Hz"))
             continue
-        start, end = spans[file_name]
-        apart = [other for other, (s, e) in spans.items() if other != file_name and not (s < end and start < e)]
-        if apart:
+        if file_name in apart_from:
+            start, end = spans[file_name]
             problems.append(NoTimeOverlapError(
-                file_name, f"{start.isoformat()}..{end.isoformat()} does not overlap {', '.join(apart)}"))
+                file_name, f"{start.isoformat()}..{end.isoformat()} does not overlap {', '.join(apart_from[file_name])}"))
             continue
         try:
             receiver_id = receiver_id_for(recording.name.receiver)

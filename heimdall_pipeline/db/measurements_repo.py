@@ -40,6 +40,11 @@ class MeasurementRow:
     iq_data_path: str | None = None
     metadata_json: dict[str, Any] = dataclasses.field(default_factory=dict)
     computed_at: datetime | None = None  # None: now
+    # GNSS timing (dsp/timing.TimeModel); None for captures that cannot be timed
+    measured_sample_rate_hz: float | None = None
+    sample_rate_spread_hz: float | None = None
+    timing_rms_ns: float | None = None
+    core_datetime: str | None = None
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -49,7 +54,8 @@ class MeasurementRow:
 MEASUREMENT_COLUMNS = tuple(f.name for f in dataclasses.fields(MeasurementRow))
 _KEY_COLUMNS = ("session_key", "receiver_id", "time")
 _FLOAT_COLUMNS = ("frequency_mhz", "sample_rate_khz", "snr_db", "psd_dbm", "frequency_offset_hz",
-                  "signal_power_dbm", "noise_power_dbm")
+                  "signal_power_dbm", "noise_power_dbm", "measured_sample_rate_hz", "sample_rate_spread_hz",
+                  "timing_rms_ns")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +115,8 @@ _SQL_TYPES = {
     "sample_rate_khz": "float8", "samples_count": "int8", "snr_db": "float8", "psd_dbm": "float8",
     "frequency_offset_hz": "float8", "signal_power_dbm": "float8", "noise_power_dbm": "float8",
     "signal_detected": "bool", "iq_data_path": "text", "metadata_json": "jsonb", "computed_at": "timestamptz",
+    "measured_sample_rate_hz": "float8", "sample_rate_spread_hz": "float8", "timing_rms_ns": "float8",
+    "core_datetime": "text",
 }
 
 
