@@ -39,7 +39,8 @@ def capture_problems(capture, record) -> list[str]:
         problems.append(f"dtype {capture.samples.dtype}, expected complex64")
     if not np.isfinite(capture.samples).all():
         problems.append("non-finite samples")
-    expected = record.duration_s * capture.sample_rate_hz
+    # a recording keeps its file's length; others are as long as the session
+    expected = capture.details.get("file_samples") or record.duration_s * capture.sample_rate_hz
     if abs(len(capture.samples) - expected) > IQ_FRAME_SAMPLES:
         problems.append(f"{len(capture.samples)} samples, expected {expected:.0f} ± {IQ_FRAME_SAMPLES}")
     return problems

@@ -147,6 +147,75 @@ def _session_run(args: argparse.Namespace) -> int:
     return 0 if result.success else 1
 
 
+def _session_import(args: argparse.Namespace) -> int:
+    """Checks the files here, uploads them as a batch and imports it the way the sensor does."""
+    from pathlib import Path
+
+    from heimdall_pipeline import recordings
+    from heimdall_pipeline.db.receivers_repo import list_receivers
+    from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.sessions import new_session_key
+
+    engine = _engine()
+    paths = [Path(p) for p in args.files]
+    positions = Path(args.receivers) if args.receivers else None
+    batch = args.key or new_session_key(prefix="imp")
+    try:
+        # every file is checked before anything is uploaded or stored
+        recordings.plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
+                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver)
+        store = recordings.bucket_store()
+        recordings.upload_batch(store, batch, paths, positions)
+        session = recordings.import_batch(engine, store, batch, receiver_name=args.receiver,
+                                          requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+    except recordings.RecordingImportError as exc:
+        print(f"heimdall: {exc}", file=sys.stderr)
+        return 2
+    print(f"session {session.session_key}: {len(session.receiver_ids)} recording(s) of "
+          f"{session.center_frequency_hz:g} Hz from {session.scheduled_for.isoformat()}, batch incoming/{batch}/")
+    code = _session_run(argparse.Namespace(key=session.session_key))
+    if recordings.finish_batch(store, get_session(engine, session.session_key)):
+        print(f"  uploads verified against the stored captures (SHA-256) and moved to imported/{batch}/")
+    else:
+        print(f"  uploads stay in incoming/{batch}/: not every capture is stored and verified yet")
+    return code
+
+
+def _session_export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from heimdall_pipeline.db.receivers_repo import list_receivers
+    from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.partitions import partition_key_for
+    from heimdall_pipeline.recordings import bucket_store, export_capture
+
+    engine = _engine()
+    session = get_session(engine, args.key)
+    if session is None:
+        print(f"heimdall: unknown session {args.key!r}", file=sys.stderr)
+        return 2
+    directory = Path(args.kiwi_wav)
+    directory.mkdir(parents=True, exist_ok=True)
+    store = bucket_store()
+    registry = {r.id: r for r in list_receivers(engine)}
+    scales = {}
+    for receiver_id in session.receiver_ids:
+        capture = store.load_capture(str(partition_key_for(session.session_key, receiver_id)))
+        if capture is None:
+            print(f"  {receiver_id}: no stored capture")
+            continue
+        exported = export_capture(directory, capture, registry[receiver_id])
+        scales[exported.path.name] = {"receiver_id": receiver_id, "scale": exported.scale,
+                                      "power_unit": capture.power_unit}
+        note = "" if exported.scale == 1.0 else f" (samples x {exported.scale:.6g} to fit int16 full scale)"
+        print(f"  {exported.path}{note}")
+    sidecar = directory / f"{session.session_key}_export.json"
+    sidecar.write_text(json.dumps({"session_key": session.session_key, "files": scales}, indent=2) + "\n")
+    print(f"session {session.session_key}: {len(scales)} file(s) written; scale factors in {sidecar}")
+    return 0
+
+
 def _main_job(args: argparse.Namespace) -> int:
     """The README's main command: services up, schema, one whole session through Dagster."""
     from heimdall_pipeline.session_requests import request_session
@@ -227,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = session_commands.add_parser("run", help="run a requested session now, in this process")
     run.add_argument("key")
     run.set_defaults(handler=_session_run)
+    imports = session_commands.add_parser(
+        "import", help="import kiwirecorder IQ files (one frequency, overlapping in time) as one session")
+    imports.add_argument("files", nargs="+", help="YYYYMMDDTHHMMSSZ_<frequency Hz>_<receiver>_iq.wav files")
+    imports.add_argument("--receivers", help="positions file (receivers.json) for receivers not yet registered")
+    imports.add_argument("--receiver", help="station name of a single file named without one (kiwirecorder's default)")
+    imports.add_argument("--key", help="session key = upload batch name (default: generated)")
+    imports.set_defaults(handler=_session_import)
+    export = session_commands.add_parser("export", help="write a session's captures as kiwirecorder IQ files")
+    export.add_argument("key")
+    export.add_argument("--kiwi-wav", required=True, metavar="DIR", help="directory for the .wav files")
+    export.set_defaults(handler=_session_export)
 
     main_job = commands.add_parser("main", help="services up, then one whole session through Dagster")
     _add_session_arguments(main_job, required=False)

@@ -12,10 +12,12 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import requested_sessions
+from heimdall_pipeline import recordings
+from heimdall_pipeline.db.sessions_repo import get_session, requested_sessions
 from heimdall_pipeline.jobs import session_job
 from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
+from heimdall_pipeline.resources.iq_store import IQStore
 
 MAX_SESSIONS_PER_TICK = 100
 # Ids are handed out when a request's transaction starts, so one that commits late can appear
@@ -82,6 +84,57 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
     # cursor and come next tick.
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests,
                         cursor=write_cursor(max([after_id, *(s.id for s in pending)]), now))
+
+
+def read_import_cursor(cursor: str | None) -> dict[str, str]:
+    """batch -> what the sensor last did with it ("imported:<newest object time>" / "refused:<time>")."""
+    return json.loads(cursor) if cursor else {}
+
+
+@sensor(minimum_interval_seconds=30, default_status=DefaultSensorStatus.RUNNING,
+        description="Imports kiwirecorder WAV batches uploaded under incoming/<batch>/ as recording sessions "
+                    "(the session_request_sensor launches them); moves a batch to imported/<batch>/ once its "
+                    "captures are stored and verified.")
+def recording_import_sensor(context: SensorEvaluationContext, database: HeimdallDatabase,
+                            iq_store: IQStore) -> SensorResult:
+    """A batch is complete when it holds `_complete` or nothing in it changed for
+    recordings.QUIET_PERIOD. The cursor keeps, per batch, the newest object time it has handled,
+    so an unchanged refused batch is not read again; an imported batch is looked at until its
+    uploads have moved (a batch gone from incoming/ leaves the cursor)."""
+    engine = database.engine()
+    handled = read_import_cursor(context.cursor)
+    now = datetime.now(timezone.utc)
+    cursor: dict[str, str] = {}
+    for batch in recordings.incoming_batches(iq_store):
+        objects = recordings.batch_objects(iq_store, recordings.INCOMING_ROOT, batch)
+        if not objects:
+            continue
+        newest = max(o["LastModified"] for o in objects).isoformat()
+        state = handled.get(batch, "")
+        names = {o["Key"].rsplit("/", 1)[-1] for o in objects}
+        if state == f"refused:{newest}" or recordings.ERRORS_FILE in names:
+            cursor[batch] = f"refused:{newest}"
+            continue
+        session = get_session(engine, batch)
+        if session is not None and (session.recordings or {}).get("batch") == batch:
+            if recordings.finish_batch(iq_store, session):
+                context.log.info(f"batch {batch}: captures verified, uploads moved to imported/{batch}/")
+            else:
+                cursor[batch] = f"imported:{newest}"
+            continue
+        if not recordings.batch_is_complete(objects, now):
+            continue
+        try:
+            session = recordings.import_batch(engine, iq_store, batch, requested_by="recording_import_sensor")
+        except recordings.RecordingImportError as exc:
+            context.log.warning(str(exc))
+            recordings.report_errors(iq_store, exc)
+            cursor[batch] = f"refused:{newest}"
+            continue
+        context.log.info(f"batch {batch}: session {session.session_key} requested with "
+                         f"{len(session.receiver_ids)} recording(s)")
+        cursor[batch] = f"imported:{newest}"
+    return SensorResult(cursor=json.dumps(cursor, sort_keys=True))
 
 
 # session_summary follows its receivers' metrics by its eager automation condition.

@@ -83,6 +83,9 @@ class Session:
     requested_by: str = "unknown"
     scheduled_for: datetime = dataclasses.field(default_factory=_utc_now)
     transmitter: dict[str, Any] | None = None  # sources that take one only, keys TRANSMITTER_KEYS
+    # "recording" sessions only: {"batch": upload batch, "files": {receiver id: WAV file name}};
+    # the files are the objects incoming/<batch>/<file>, moved to imported/<batch>/ once stored
+    recordings: dict[str, Any] | None = None
     status: str = "requested"  # requested -> launched -> succeeded | failed -> archived
     id: int | None = None
     requested_at: datetime | None = None
@@ -114,7 +117,7 @@ class Session:
 
 # What a user asks for; the other fields of Session are its lifecycle.
 REQUEST_FIELDS = ("session_key", "center_frequency_hz", "duration_s", "sample_rate_hz", "receiver_ids",
-                  "source_kind", "requested_by", "scheduled_for", "transmitter")
+                  "source_kind", "requested_by", "scheduled_for", "transmitter", "recordings")
 
 
 def new_session_key(now: datetime | None = None, prefix: str = "s", *, rng: random.Random | None = None) -> str:
@@ -305,6 +308,26 @@ def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> 
     return out
 
 
+def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
+    """The recording files of a `recording` session (and of no other): a batch and one file per receiver."""
+    if source_kind != "recording":
+        if value:
+            raise InvalidSessionRequestError("recordings", "only recording sessions name recording files")
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("files"), Mapping) or not value["files"]:
+        raise InvalidSessionRequestError("recordings", "a recording session needs {'batch': ..., 'files': {receiver: file}}")
+    try:
+        batch = validate_key_part(value.get("batch"), field="recordings")
+    except InvalidKeyError as exc:
+        raise InvalidSessionRequestError("recordings", str(exc)) from None
+    files = {}
+    for receiver_id, file_name in value["files"].items():
+        if not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name:
+            raise InvalidSessionRequestError("recordings", f"file {file_name!r} of {receiver_id!r} must be a bare file name")
+        files[str(receiver_id)] = file_name
+    return {"batch": batch, "files": files}
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -319,6 +342,7 @@ def validate_session_request(
     session_key: Any = None,
     scheduled_for: Any = None,
     transmitter: Any = None,
+    recordings: Any = None,
     receivers: Sequence[Receiver],
     limits: SessionLimits = SessionLimits(),
     now: datetime | None = None,
@@ -396,7 +420,7 @@ def validate_session_request(
             raise InvalidSessionRequestError("session_key", str(exc)) from None
     session = Session(session_key=key, center_frequency_hz=frequency, duration_s=duration, sample_rate_hz=rate,
                       receiver_ids=ids, source_kind=source_kind, requested_by=_requested_by(requested_by, limits),
-                      scheduled_for=when)
+                      scheduled_for=when, recordings=_recordings(recordings, source_kind))
 
     # each receiver's source: the receiver's kind, its frequency range, the rates it delivers
     takes_transmitter = []

@@ -3,6 +3,7 @@ at least three receivers hold timed captures of the same signal, from their rece
 otherwise."""
 
 import dataclasses
+import json
 
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
@@ -12,6 +13,7 @@ from heimdall_pipeline.db.measurements_repo import delete_localization, measurem
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
+from heimdall_pipeline.recordings import POSITIONS_FILE, read_upload
 from heimdall_pipeline.partitions import partition_key_for, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
@@ -71,9 +73,14 @@ def shadowing_sigma_db(record, registry) -> float:
     return DEFAULT_SHADOWING_SIGMA_DB
 
 
-def known_transmitter(record) -> tuple[float, float] | None:
-    """The transmitter's true position when the session knows it (simulated sessions)."""
+def known_transmitter(record, iq_store: IQStore) -> tuple[float, float] | None:
+    """The transmitter's true position when the session knows it: a simulated session's
+    transmitter, or the `transmitter` of an imported batch's positions file (reference recordings)."""
     tx = record.transmitter or {}
+    batch = (record.recordings or {}).get("batch")
+    if tx.get("latitude") is None and batch is not None:
+        positions = read_upload(iq_store, batch, POSITIONS_FILE)
+        tx = (json.loads(positions).get("transmitter") or {}) if positions else {}
     if tx.get("latitude") is None or tx.get("longitude") is None:
         return None
     return float(tx["latitude"]), float(tx["longitude"])
@@ -102,7 +109,7 @@ def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> TdoaResu
     timing_sigma = 0.0 if simulated_receivers(record, registry) else KIWISDR_TIMING_SIGMA_S
     max_offset = max(DEFAULT_MAX_FREQUENCY_OFFSET_HZ, TUNING_SPREAD_PPM * 1e-6 * record.center_frequency_hz)
     return localize_tdoa(captures, receiver_timing_sigma_s=timing_sigma, max_frequency_offset_hz=max_offset,
-                         truth=known_transmitter(record))
+                         truth=known_transmitter(record, iq_store))
 
 
 def pair_table(result: TdoaResult) -> str:
@@ -204,7 +211,7 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
             upsert_localization(engine, result.to_row(session_key, record.scheduled_for,
                                                       {"transmitter_truth": record.transmitter}))
             by_method["rss"] += result.localizable
-            metadata = rss_metadata(result, observations, known_transmitter(record), iq_store, session_key)
+            metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
             metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
             context.log.info(f"session {session_key}: {tdoa.reason}; received power: " + (
                 f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "

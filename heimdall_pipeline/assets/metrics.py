@@ -11,6 +11,7 @@ from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.storage.iq_format import capture_time_model
 from heimdall_pipeline.storage.layout import iq_object_key
 
 if TYPE_CHECKING:
@@ -42,6 +43,9 @@ def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
     from heimdall_pipeline.dsp.metrics import compute_metrics  # scipy: loaded when first measured
 
     metrics = compute_metrics(capture.samples, capture.sample_rate_hz)
+    # the same time model the stored SigMF metadata carries (deterministic from the timestamps)
+    model, untimed_reason = capture_time_model(
+        capture, float(capture.details.get("nominal_sample_rate_hz", capture.sample_rate_hz)))
     return MeasurementRow(
         time=capture.start_time,
         session_key=capture.session_key,
@@ -55,8 +59,13 @@ def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
         iq_data_path=f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}",
         metadata_json={"metrics": metrics.as_dict(), "metrics_power_unit": capture.power_unit,
                        "calibration": capture.calibration, "source_kind": capture.source_kind,
-                       "ground_truth": capture.ground_truth},
+                       "ground_truth": capture.ground_truth,
+                       "timing": model.summary() if model is not None else {"untimed_reason": untimed_reason}},
         **power_columns(metrics, capture.power_unit, capture.calibration),
+        measured_sample_rate_hz=None if model is None else model.sample_rate_hz,
+        sample_rate_spread_hz=None if model is None else model.sample_rate_spread_hz,
+        timing_rms_ns=None if model is None else model.timing_rms_ns,
+        core_datetime=None if model is None else model.core_datetime,
     )
 
 

@@ -194,9 +194,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE localizations DROP CONSTRAINT localizations_pkey",
         "ALTER TABLE localizations ADD CONSTRAINT localizations_pkey PRIMARY KEY (session_key, method, time)",
     )),
+    Migration(4, "recording sessions name their upload batch and files; measurements keep the capture's timing", (
+        "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS recordings jsonb",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS measured_sample_rate_hz double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS sample_rate_spread_hz double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS timing_rms_ns double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS core_datetime text",
+    )),
     # TDoA results: the per-pair lags are a list of objects (a JSON column, not one column per
     # pair); the method is one of the estimators in code.
-    Migration(4, "localization TDoA pair lags; localization methods checked", (
+    Migration(5, "localization TDoA pair lags; localization methods checked", (
         "ALTER TABLE localizations ADD COLUMN pair_lags jsonb",
         f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
         f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",

@@ -120,6 +120,8 @@ class Session(Base):
                                                     server_default=text("'{}'::text[]"))
     source_kind: Mapped[str] = mapped_column(Text, nullable=False)
     transmitter: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    # recording sessions: the upload batch and each receiver's file (sessions.Session.recordings)
+    recordings: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
     requested_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     scheduled_for: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="requested")
@@ -166,6 +168,11 @@ class Measurement(Base):
     metadata_json: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False,
                                                           server_default=text("'{}'::jsonb"))
     computed_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    # GNSS timing of the capture (dsp/timing.TimeModel); NULL where the capture could not be timed
+    measured_sample_rate_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
+    sample_rate_spread_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
+    timing_rms_ns: Mapped[float | None] = mapped_column(Double, nullable=True)
+    core_datetime: Mapped[str | None] = mapped_column(Text, nullable=True)  # UTC of sample 0, to the ns
 
 
 class Localization(Base):

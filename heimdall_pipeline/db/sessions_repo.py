@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import SESSION_STATUSES, sessions
+from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import REQUEST_FIELDS, Session
 
 FINISHED_STATUSES = ("succeeded", "failed")
@@ -60,6 +61,7 @@ def _row_values(session: Session) -> dict[str, Any]:
     values["receiver_ids"] = list(session.receiver_ids)
     values["requested_by"] = session.requested_by or "unknown"
     values["transmitter"] = session.transmitter or sa.null()
+    values["recordings"] = session.recordings or sa.null()
     values["scheduled_for"] = _utc(session.scheduled_for)
     return values
 
@@ -197,3 +199,23 @@ def mark_restored(engine: sa.Engine, keys: Iterable[str]) -> int:
             .returning(sessions.c.id))
     with engine.begin() as conn:
         return len(conn.execute(stmt).all())
+
+
+def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[Receiver]) -> Session:
+    """Stores an imported session and the receivers it registers in ONE transaction: either all
+    of them are stored or none (DuplicateSessionError / DuplicateReceiverError leave nothing)."""
+    from heimdall_pipeline.db.models import websdrs
+    from heimdall_pipeline.db.receivers_repo import DuplicateReceiverError, _row_values as receiver_row
+
+    ensure_schema(engine)
+    with engine.begin() as conn:
+        for receiver in new_receivers:
+            added = conn.execute(pg_insert(websdrs).values(receiver_row(receiver))
+                                 .on_conflict_do_nothing(index_elements=["id"]).returning(websdrs.c.id)).first()
+            if added is None:
+                raise DuplicateReceiverError(receiver.id)
+        row = conn.execute(pg_insert(sessions).values({**_row_values(session), "status": "requested"})
+                           .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c)).first()
+        if row is None:
+            raise DuplicateSessionError(session.session_key)
+    return _to_session(row)

@@ -32,6 +32,11 @@ before the server's re-tune, the region that may contain it (label "re-tune").
 `heimdall:retune` says how the re-tune was handled ("skipped": the capture starts after it;
 "marked": the annotated region may contain it).
 
+Timing: a capture with GNSS timestamps gets its time model (dsp/timing.fit_time_model) in
+`heimdall:time_model` (measured rate and spread, timing rms, knots; TimeModel.from_json reads it),
+`core:datetime` of sample 0 to the nanosecond from it, and each fresh fix as an annotation (label
+"gnss fix"). A capture that cannot be timed says why in `heimdall:untimed_reason`.
+
 Integrity: `heimdall:sha256` is the SHA-256 of the whole .npy object (what the pipeline checks);
 `core:sha512` is the SHA-512 of the same bytes (what SigMF tools check).
 """
@@ -49,6 +54,7 @@ from typing import Any, Mapping
 import numpy as np
 import sigmf
 
+from heimdall_pipeline.dsp.timing import TimeModel, UntimedCaptureError, fit_time_model, is_fresh
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
 from heimdall_pipeline.storage.buffers import BufferStream
@@ -102,9 +108,36 @@ def _iso_utc(value: datetime) -> str:
 
 
 def _parse_iso_utc(text: str) -> datetime:
+    """core:datetime with up to 9 fraction digits (a datetime keeps microseconds)."""
     if not text.endswith("Z"):
         raise ValueError(f"core:datetime {text!r} is not UTC (must end in 'Z')")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    whole, _, fraction = text[:-1].partition(".")
+    return datetime.strptime(f"{whole}.{(fraction + '000000')[:6]}", "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+
+
+def capture_time_model(capture: Capture, nominal_sample_rate_hz: float) -> tuple[TimeModel | None, str | None]:
+    """The capture's time model from its fresh GNSS fixes, or (None, why it cannot be timed)."""
+    if not capture.gps_timestamps:
+        return None, f"the {capture.source_kind} source gives no GNSS timestamps"
+    try:
+        return fit_time_model(capture.gps_timestamps, nominal_sample_rate_hz, capture.start_time,
+                              len(capture.samples)), None
+    except UntimedCaptureError as exc:
+        return None, str(exc)
+
+
+def time_model_of(metadata: Mapping[str, Any]) -> TimeModel | None:
+    """The time model stored in a capture's SigMF metadata (None for untimed captures)."""
+    stored = metadata["global"].get(f"{HEIMDALL_NAMESPACE}:time_model")
+    return None if stored is None else TimeModel.from_json(stored)
+
+
+def _fix_annotations(capture: Capture, model: TimeModel | None) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    return [{"core:sample_start": int(t.sample_index), "core:sample_count": 1, "core:label": "gnss fix",
+             "core:comment": f"GPS {t.gps_seconds}.{t.gps_nanoseconds:09d} s of week (fresh fix)"}
+            for t in capture.gps_timestamps if is_fresh(t) and 0 <= t.sample_index < len(capture.samples)]
 
 
 def _dumps(metadata: Mapping[str, Any]) -> bytes:
@@ -204,6 +237,7 @@ def encode_capture(
         raise ValueError(f"center_frequency_hz {capture.center_frequency_hz!r} must be finite")
     if nominal_sample_rate_hz is None:
         nominal_sample_rate_hz = float(capture.details.get("nominal_sample_rate_hz", rate))
+    model, untimed_reason = capture_time_model(capture, float(nominal_sample_rate_hz))
 
     samples = np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE)
     header = io.BytesIO()
@@ -256,6 +290,10 @@ def encode_capture(
         f"{ns}:calibration": capture.calibration,
         f"{ns}:details": dict(capture.details),
     }
+    if model is not None:
+        global_info[f"{ns}:time_model"] = model.to_json()
+    else:
+        global_info[f"{ns}:untimed_reason"] = untimed_reason
     if capture.ground_truth is not None:
         global_info[f"{ns}:ground_truth"] = capture.ground_truth
     if "retune" in capture.details:
@@ -266,12 +304,13 @@ def encode_capture(
             {
                 "core:sample_start": 0,
                 "core:frequency": frequency,
-                "core:datetime": _iso_utc(capture.start_time),
+                "core:datetime": model.core_datetime if model is not None else _iso_utc(capture.start_time),
                 "core:header_bytes": header_bytes,
                 "core:geolocation": geolocation,
             }
         ],
-        "annotations": _annotations(capture.details, count),
+        "annotations": sorted(_annotations(capture.details, count) + _fix_annotations(capture, model),
+                              key=lambda a: a["core:sample_start"]),
     }
     metadata_json = _dumps(metadata)
     # what we return is exactly what a reader parses back

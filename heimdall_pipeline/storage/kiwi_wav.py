@@ -38,8 +38,9 @@ INT16_FULL_SCALE = 32768.0
 KIWI_HEADER = struct.Struct("<BBII")  # fix age (s), pad, GPS seconds of week, nanoseconds
 NO_GNSS_FIX_AGES = (254, 255)
 NO_GNSS_FIX_AGE = 255  # what the writer puts in frames that have no timestamp
+# kiwirecorder names a file after its --station; without one the receiver part is absent
 FILE_NAME_PATTERN = re.compile(
-    r"^(?P<start>\d{8}T\d{6}Z)_(?P<frequency>\d+(?:\.\d+)?)_(?P<receiver>[^/\\]+)_iq\.wav$"
+    r"^(?P<start>\d{8}T\d{6}Z)_(?P<frequency>\d+(?:\.\d+)?)(?:_(?P<receiver>[^/\\]+))?_iq\.wav$"
 )
 _CHUNK = struct.Struct("<4sI")
 _FMT = struct.Struct("<HHIIHH")  # format tag, channels, rate, byte rate, block align, bits
@@ -80,12 +81,13 @@ class NoGnssError(KiwiWavError):
 
 
 class BadFileNameError(KiwiWavError):
-    """The name is not ``YYYYMMDDTHHMMSSZ_<frequency Hz>_<receiver>_iq.wav``."""
+    """The name is not ``YYYYMMDDTHHMMSSZ_<frequency Hz>[_<receiver>]_iq.wav``."""
 
 
 @dataclasses.dataclass(frozen=True)
 class KiwiWavName:
-    """What a kiwirecorder file name says: UTC start (to the second), frequency, receiver name."""
+    """What a kiwirecorder file name says: UTC start (to the second), frequency, receiver name
+    ("" for kiwirecorder's default name without a station)."""
 
     start_utc: datetime
     frequency_hz: float
@@ -94,15 +96,16 @@ class KiwiWavName:
     @property
     def file_name(self) -> str:
         freq = f"{self.frequency_hz:.0f}" if float(self.frequency_hz).is_integer() else f"{self.frequency_hz:g}"
-        return f"{self.start_utc.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}_{freq}_{self.receiver}_iq.wav"
+        station = f"_{self.receiver}" if self.receiver else ""
+        return f"{self.start_utc.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}_{freq}{station}_iq.wav"
 
 
 def parse_file_name(file_name: str) -> KiwiWavName:
-    """Split ``YYYYMMDDTHHMMSSZ_<frequency Hz>_<receiver>_iq.wav`` (directories are ignored)."""
+    """Split ``YYYYMMDDTHHMMSSZ_<frequency Hz>[_<receiver>]_iq.wav`` (directories are ignored)."""
     base = os.path.basename(str(file_name))
     match = FILE_NAME_PATTERN.fullmatch(base)
     if not match:
-        raise BadFileNameError(base, "name is not YYYYMMDDTHHMMSSZ_<frequency Hz>_<receiver>_iq.wav")
+        raise BadFileNameError(base, "name is not YYYYMMDDTHHMMSSZ_<frequency Hz>[_<receiver>]_iq.wav")
     try:
         start = datetime.strptime(match["start"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError as exc:
@@ -110,7 +113,7 @@ def parse_file_name(file_name: str) -> KiwiWavName:
     frequency = float(match["frequency"])
     if not frequency > 0:
         raise BadFileNameError(base, f"frequency {match['frequency']!r} Hz must be positive")
-    return KiwiWavName(start_utc=start, frequency_hz=frequency, receiver=match["receiver"])
+    return KiwiWavName(start_utc=start, frequency_hz=frequency, receiver=match["receiver"] or "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,7 +303,8 @@ def recording_capture(recording: KiwiWavRecording, session_key: str, receiver_id
     model, else the header rate and the file name's start; details keep the file's own facts.
     """
     details: dict = {"file_name": recording.file_name, "receiver_name": recording.name.receiver,
-                     "header_sample_rate_hz": recording.header_rate_hz, "frame_samples": FRAME_SAMPLES}
+                     "header_sample_rate_hz": recording.header_rate_hz, "frame_samples": FRAME_SAMPLES,
+                     "file_samples": len(recording.samples), "nominal_sample_rate_hz": float(recording.header_rate_hz)}
     try:
         model = fit_time_model(recording.timestamps, recording.header_rate_hz, recording.name.start_utc,
                                len(recording.samples))

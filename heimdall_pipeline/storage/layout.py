@@ -90,6 +90,25 @@ def localization_object_key(session_key: str) -> str:
     return session_prefix(session_key) + "localization.png"
 
 
+# Uploaded recordings: 'incoming/{batch}/{file}' until their captures are stored and verified,
+# then 'imported/{batch}/{file}' (heimdall_pipeline/recordings.py).
+INCOMING_ROOT = "incoming"
+IMPORTED_ROOT = "imported"
+
+
+def upload_prefix(root: str, batch: str) -> str:
+    """'incoming/{batch}/' or 'imported/{batch}/'."""
+    if root not in (INCOMING_ROOT, IMPORTED_ROOT):
+        raise ValueError(f"upload root {root!r} is not {INCOMING_ROOT!r} or {IMPORTED_ROOT!r}")
+    return f"{root}/{validate_key_part(batch, field='batch')}/"
+
+
+def upload_key(root: str, batch: str, file_name: str) -> str:
+    if not file_name or "/" in file_name or "\\" in file_name:
+        raise InvalidKeyError("file_name", f"{file_name!r} must be a bare file name")
+    return upload_prefix(root, batch) + file_name
+
+
 def iq_dataset_name(receiver_id: str) -> str:
     """File name of the .npy object (the SigMF core:dataset value), e.g. 'websdr_f5len.npy'."""
     return f"{OBJECT_PREFIX}{validate_key_part(receiver_id, field='receiver_id')}{KIND_SUFFIXES['iq']}"

@@ -1,16 +1,20 @@
 """session_localization by time difference of arrival, through the asset graph (raw_iq ->
 receiver_metrics -> session_localization) on the real SeaweedFS and TimescaleDB."""
 
+import json
 import os
 
 import pytest
 from dagster import AssetKey
 from dagster._core.storage.event_log.base import AssetRecordsFilter
 
+from heimdall_pipeline import recordings
 from heimdall_pipeline.db.measurements_repo import get_localization
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.session_requests import request_session
+from heimdall_pipeline.settings import REPO_ROOT
 from heimdall_pipeline.storage.layout import localization_object_key
+from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s
 from heimdall_pipeline_tests.runs import run_session_in_process
 
 CENTER_HZ = 7.1e6
@@ -41,8 +45,9 @@ def test_a_simulated_modulated_session_is_localized_by_tdoa(defs, instance, engi
     assert 0 < located.ellipse_semi_minor_km <= located.ellipse_semi_major_km
     # every pair's lag, its error against the truth's lag, stored once in pair_lags
     assert len(located.pair_lags) == 21
+    # (a 500 Hz wide signal: lag errors of ~0.65 us rms, at most 2.4 us over 168 pairs offline)
     for pair in located.pair_lags:
-        assert abs(pair["lag_error_s"]) < 1e-6, pair
+        assert abs(pair["lag_error_s"]) < 5e-6, pair
         assert pair["lag_s"] - pair["true_lag_s"] == pytest.approx(pair["lag_error_s"], abs=1e-12)
     # TDoA is the session's answer: no received-power row beside it
     assert get_localization(engine, session_key, "rss") is None
@@ -80,3 +85,43 @@ def test_a_carrier_is_not_localizable_by_tdoa_and_falls_back_to_received_power(d
     assert rss.localizable and rss.latitude is not None
     metadata = localization_metadata(instance, session_key)
     assert metadata["method"] == "rss" and metadata["tdoa"] == tdoa.reason and "![localization](" in metadata["map"]
+
+
+DCF77 = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
+
+
+@pytest.mark.skipif(not DCF77.is_dir(), reason=f"shared recordings not found at {DCF77}")
+def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key):
+    """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
+    (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
+    store = recordings.bucket_store()
+    recordings.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
+    session = recordings.import_batch(engine, store, session_key)
+    assert session.source_kind == "recording"
+    assert run_session_in_process(defs, instance, engine, session_key).success
+
+    info = json.loads((DCF77 / "receivers.json").read_text())
+    truth = (info["transmitter"]["latitude"], info["transmitter"]["longitude"])
+    positions = {recordings.receiver_id_for(name): (p["latitude"], p["longitude"]) for name, p in info["receivers"].items()}
+    located = get_localization(engine, session_key, "tdoa")
+    assert located.localizable and located.reason is None
+    assert sorted(located.receivers_used) == sorted(positions)
+    error_km = float(haversine_km(located.latitude, located.longitude, *truth))
+    assert error_km <= 2.0, error_km
+    # the stored result knows the true site (the batch's positions file) and its own error
+    assert located.metadata_json["truth"]["error_km"] == pytest.approx(error_km, abs=1e-6)
+    assert located.metadata_json["truth"]["inside_region"] is True
+    # every pair's lag and its error against the lag the known positions give
+    assert len(located.pair_lags) == 3
+    for pair in located.pair_lags:
+        geometry = PairGeometry(a=positions[pair["receiver_a"]], b=positions[pair["receiver_b"]], lag_s=0.0, sigma_s=1.0)
+        true_lag = float(modelled_lags_s([geometry], *truth)[0])
+        assert pair["true_lag_s"] == pytest.approx(true_lag, abs=1e-9)
+        assert pair["lag_error_s"] == pytest.approx(pair["lag_s"] - true_lag, abs=1e-12)
+        # real receivers: 4-9 us systematic errors (antennas, filters, GNSS receivers, sky wave),
+        # hcab14/TDoA's best method is off by up to 7.6 us on these files
+        assert abs(pair["lag_error_s"]) < 12e-6, pair
+    # real receivers' timing allowance is in the region (simulated sessions have none)
+    assert located.ellipse_semi_major_km > 1.0
+    metadata = localization_metadata(instance, session_key)
+    assert metadata["method"] == "tdoa" and metadata["error_vs_known_position_km"] == pytest.approx(error_km)

@@ -116,7 +116,7 @@ def test_each_bad_file_gets_its_named_error(case):
     assert NAME in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["foo.wav", "20200813T065220Z_77500_iq.wav", "20201313T065220Z_77500_X_iq.wav",
+@pytest.mark.parametrize("name", ["foo.wav", "20200813T065220Z_iq.wav", "20201313T065220Z_77500_X_iq.wav",
                                   "20200813T065220Z_0_X_iq.wav", "20200813T065220Z_77500_X.wav"])
 def test_bad_file_name(name):
     _, _, _, data = synthetic_file()
