@@ -105,7 +105,7 @@ class TdoaResult:
             ellipse_semi_major_km=None if self.region is None else self.region.semi_major_km,
             ellipse_semi_minor_km=None if self.region is None else self.region.semi_minor_km,
             ellipse_orientation_deg=None if self.region is None else self.region.major_bearing_deg,
-            receivers_used=self.receivers_used, pair_lags=[dict(p) for p in self.pairs],
+            receivers_used=self.receivers_used, pair_lags=[dict(p) for p in self.pairs] or None,
             metadata_json={**details, **(metadata_json or {})})
 
 
