@@ -294,18 +294,14 @@ def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | Non
 
 
 def bucket_store():
-    """The bucket's store, built from the environment like every resource."""
-    from dagster_aws.s3 import S3Resource
+    """The bucket's store (resources/iq_store.IQStore), built from the environment."""
+    import os
 
     from heimdall_pipeline import settings
-    from heimdall_pipeline.resources.iq_store import IQStore
+    from heimdall_pipeline.resources import build_resources
 
     settings.load_embedded_env()
-    s3 = S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
-                    aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                    aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
-                    region_name=settings.setting("HEIMDALL_S3_REGION"))
-    return IQStore(s3=s3, bucket=settings.setting("HEIMDALL_S3_BUCKET"))
+    return build_resources(os.environ)["iq_store"]
 
 
 def read_upload(store, batch: str, file_name: str) -> bytes | None:

@@ -237,6 +237,7 @@ def encode_capture(
         raise ValueError(f"center_frequency_hz {capture.center_frequency_hz!r} must be finite")
     if nominal_sample_rate_hz is None:
         nominal_sample_rate_hz = float(capture.details.get("nominal_sample_rate_hz", rate))
+    start_text = _iso_utc(capture.start_time)  # refuses a naive start before it anchors the time model
     model, untimed_reason = capture_time_model(capture, float(nominal_sample_rate_hz))
 
     samples = np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE)
@@ -304,7 +305,7 @@ def encode_capture(
             {
                 "core:sample_start": 0,
                 "core:frequency": frequency,
-                "core:datetime": model.core_datetime if model is not None else _iso_utc(capture.start_time),
+                "core:datetime": model.core_datetime if model is not None else start_text,
                 "core:header_bytes": header_bytes,
                 "core:geolocation": geolocation,
             }
@@ -331,6 +332,16 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
     # A read-only view over the downloaded bytes, not a copy: a stored capture is never modified,
     # and a copy would double the memory of every capture read back.
     return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
+
+
+def _unit_before_explicit_units(glob: dict) -> str:
+    """Objects stored before the unit was recorded: KiwiSDR samples not scaled by its RSSI were
+    full-scale (dBFS); everything else was in mW (dBm)."""
+    ns = HEIMDALL_NAMESPACE
+    details = glob.get(f"{ns}:details") or {}
+    if glob.get(f"{ns}:source_kind") == "kiwisdr" and not details.get("power_calibrated"):
+        return "dBFS"
+    return "dBm"
 
 
 def _gps_timestamp(row: list[Any]) -> GpsTimestamp:
@@ -372,7 +383,7 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             start_time=_parse_iso_utc(segment["core:datetime"]),
             source_kind=glob[f"{ns}:source_kind"],
             gps_timestamps=tuple(_gps_timestamp(row) for row in glob.get(f"{ns}:gps_timestamps", [])),
-            power_unit=glob.get(f"{ns}:power_unit", "dBm"),
+            power_unit=glob.get(f"{ns}:power_unit") or _unit_before_explicit_units(glob),
             calibration=glob.get(f"{ns}:calibration"),
             details=dict(glob.get(f"{ns}:details", {})),
             ground_truth=glob.get(f"{ns}:ground_truth"),
