@@ -200,3 +200,28 @@ def test_bad_file_is_named_and_nothing_is_half_imported(case, engine, store, ses
                                    "problem": info.value.problems[0].problem}]
     assert get_session(engine, session_key) is None
     assert set(files) <= {k.rsplit("/", 1)[-1] for k in keys_under(store, f"{INCOMING_ROOT}/{session_key}/")}
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_import_runs_the_session_and_moves_the_uploads(engine, store, session_key, capsys):
+    from heimdall_pipeline.cli import main
+
+    files = [str(dcf77_file(s)) for s in STATIONS]
+    assert main(["session", "import", *files, "--receivers", str(DCF77 / "receivers.json"), "--key", session_key]) == 0
+    assert "moved to imported/" in capsys.readouterr().out
+    assert get_session(engine, session_key).status == "succeeded"
+    assert len(measurements_for_session(engine, session_key)) == 3
+    assert keys_under(store, f"{INCOMING_ROOT}/{session_key}/") == []
+
+
+def test_cli_import_refuses_a_bad_file_before_uploading_anything(engine, store, session_key, tmp_path, capsys):
+    from heimdall_pipeline.cli import main
+
+    bad = tmp_path / "20200813T065220Z_77500_HB9ODP_iq.wav"
+    bad.write_bytes(b"JUNK" + dcf77_file("HB9ODP").read_bytes()[4:])
+    assert main(["session", "import", str(bad), str(dcf77_file("pa0rdt")), "--key", session_key]) == 2
+    err = capsys.readouterr().err
+    assert f"NotRiffWaveError: {bad.name}" in err
+    assert keys_under(store, f"{INCOMING_ROOT}/{session_key}/") == [] and get_session(engine, session_key) is None
