@@ -99,8 +99,9 @@ def receiver_id_for(name: str) -> str:
 
 def parse_positions(data: bytes, file_name: str = POSITIONS_FILE) -> dict[str, Receiver]:
     """Receivers of a positions file ({"receivers": {name: {latitude, longitude, host?, port?}}}),
-    by their original name. A receiver with a host becomes a kiwisdr receiver at that address,
-    one without a `recording` receiver (it only has recordings)."""
+    by their original name, as `recording` receivers: they replay their uploads and join other
+    sessions only when named (the address, if given, is kept in the URL; `heimdall receivers edit`
+    makes one a live kiwisdr receiver)."""
     try:
         entries = json.loads(data)["receivers"]
         if not isinstance(entries, dict):
@@ -111,9 +112,8 @@ def parse_positions(data: bytes, file_name: str = POSITIONS_FILE) -> dict[str, R
     for name, entry in entries.items():
         try:
             host = entry.get("host")
-            url = f"http://{host}:{int(entry.get('port', 8073))}" if host else f"recording:{name}"
-            out[name] = Receiver(id=receiver_id_for(name), name=name, url=url,
-                                 kind="kiwisdr" if host else RECORDING_KIND,
+            url = f"recording://{host}:{int(entry.get('port', 8073))}" if host else f"recording:{name}"
+            out[name] = Receiver(id=receiver_id_for(name), name=name, url=url, kind=RECORDING_KIND,
                                  location_name=str(entry.get("location", name)),
                                  latitude=float(entry["latitude"]), longitude=float(entry["longitude"]),
                                  altitude_m=float(entry.get("altitude_m", 0.0))).validated()

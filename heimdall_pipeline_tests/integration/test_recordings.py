@@ -66,6 +66,7 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
     assert session.source_kind == "recording" and session.receiver_ids == ("hb9odp", "jo51xl", "pa0rdt")
     registry = {r.id: r for r in list_receivers(engine)}
     assert registry["hb9odp"].name == "HB9ODP" and registry["jo51xl"].name == "JO51xl"
+    assert {registry[rid].kind for rid in session.receiver_ids} == {"recording"}
 
     assert run_session_in_process(defs, instance, engine, session_key).success
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}

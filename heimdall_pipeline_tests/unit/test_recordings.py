@@ -81,3 +81,16 @@ def test_kiwirecorder_default_name_needs_a_receiver_name():
     plan = recordings.plan_import("b1", {default: data}, [], positions=positions, receiver_name="HB9ODP")
     assert plan.session.recordings == {"batch": "b1", "files": {"hb9odp": default}}
     assert [r.kind for r in plan.new_receivers] == ["recording"]  # no host in the positions file
+
+
+def test_imported_receivers_join_other_sessions_only_when_named():
+    from heimdall_pipeline.sessions import default_receivers, validate_session_request
+
+    positions = json.dumps({"receivers": {"HB9ODP": {"latitude": 46.5, "longitude": 8.8,
+                                                     "host": "hb9odp.proxy.kiwisdr.com", "port": 8073}}}).encode()
+    imported = recordings.parse_positions(positions)["HB9ODP"]
+    assert (imported.id, imported.kind, imported.url) == ("hb9odp", "recording", "recording://hb9odp.proxy.kiwisdr.com:8073")
+    registry = [*DEFAULT_RECEIVERS, imported]
+    assert imported not in default_receivers(registry, "auto")  # it would only replay its upload
+    assert imported in default_receivers(registry, "simulated")  # the simulator needs only its position
+    validate_session_request(center_frequency_hz=7.1e6, duration_s=1, receivers=registry)  # not refused for it
