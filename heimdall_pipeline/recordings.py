@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.sessions import InvalidSessionRequestError, Session, validate_session_request
 from heimdall_pipeline.storage.kiwi_wav import (
-    BadFileNameError, KiwiWavError, KiwiWavName, KiwiWavRecording, decode_kiwi_wav, recording_capture,
-    write_kiwi_wav,
+    BadFileNameError, KiwiWavError, KiwiWavName, KiwiWavRecording, decode_kiwi_wav, parse_file_name,
+    recording_capture, write_kiwi_wav,
 )
 from heimdall_pipeline.storage.layout import (
     IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, upload_key, upload_prefix, validate_key_part,
@@ -393,8 +393,6 @@ def kiwi_wav_name(capture, receiver: Receiver) -> KiwiWavName:
     original = capture.details.get("file_name")
     if original:
         try:
-            from heimdall_pipeline.storage.kiwi_wav import parse_file_name
-
             name = parse_file_name(original)
             if name.receiver:
                 return name

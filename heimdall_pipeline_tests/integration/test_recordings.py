@@ -4,6 +4,7 @@ services: the shared DCF77 set, the sensor path, every bad-file case, the export
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import struct
 import uuid
@@ -74,7 +75,7 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
     for station in STATIONS:
         rid = recordings.receiver_id_for(station)
         wav = kiwi_wav.read_kiwi_wav(dcf77_file(station))
-        stored = np.load(__import__("io").BytesIO(store.get(iq_object_key(session_key, rid))))
+        stored = np.load(io.BytesIO(store.get(iq_object_key(session_key, rid))))
         assert np.array_equal(stored, wav.samples)  # the .npy is the WAV's samples, bit for bit
         metadata = json.loads(store.get(metadata_object_key(session_key, rid)))
         model = time_model_of(metadata)
