@@ -94,3 +94,16 @@ def test_imported_receivers_join_other_sessions_only_when_named():
     assert imported not in default_receivers(registry, "auto")  # it would only replay its upload
     assert imported in default_receivers(registry, "simulated")  # the simulator needs only its position
     validate_session_request(center_frequency_hz=7.1e6, duration_s=1, receivers=registry)  # not refused for it
+
+
+def test_a_batch_is_complete_with_its_marker_or_after_a_quiet_period():
+    from datetime import timedelta
+
+    def objects(*names, age_s):
+        return [{"Key": f"incoming/b1/{n}", "LastModified": START - timedelta(seconds=age_s)} for n in names]
+
+    assert recordings.batch_is_complete(objects("a_iq.wav", recordings.COMPLETE_MARKER, age_s=0), START)
+    assert not recordings.batch_is_complete(objects("a_iq.wav", age_s=10), START)
+    quiet = recordings.QUIET_PERIOD.total_seconds()
+    assert recordings.batch_is_complete(objects("a_iq.wav", "receivers.json", age_s=quiet), START)
+    assert not recordings.batch_is_complete([], START)
