@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.sessions import InvalidSessionRequestError, Session, validate_session_request
 from heimdall_pipeline.storage.kiwi_wav import (
-    BadFileNameError, KiwiWavError, KiwiWavName, KiwiWavRecording, decode_kiwi_wav, recording_capture,
-    write_kiwi_wav,
+    BadFileNameError, KiwiWavError, KiwiWavName, KiwiWavRecording, decode_kiwi_wav, parse_file_name,
+    recording_capture, write_kiwi_wav,
 )
 from heimdall_pipeline.storage.layout import (
     IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, upload_key, upload_prefix, validate_key_part,
@@ -99,8 +99,9 @@ def receiver_id_for(name: str) -> str:
 
 def parse_positions(data: bytes, file_name: str = POSITIONS_FILE) -> dict[str, Receiver]:
     """Receivers of a positions file ({"receivers": {name: {latitude, longitude, host?, port?}}}),
-    by their original name. A receiver with a host becomes a kiwisdr receiver at that address,
-    one without a `recording` receiver (it only has recordings)."""
+    by their original name, as `recording` receivers: they replay their uploads and join other
+    sessions only when named (the address, if given, is kept in the URL; `heimdall receivers edit`
+    makes one a live kiwisdr receiver)."""
     try:
         entries = json.loads(data)["receivers"]
         if not isinstance(entries, dict):
@@ -111,9 +112,8 @@ def parse_positions(data: bytes, file_name: str = POSITIONS_FILE) -> dict[str, R
     for name, entry in entries.items():
         try:
             host = entry.get("host")
-            url = f"http://{host}:{int(entry.get('port', 8073))}" if host else f"recording:{name}"
-            out[name] = Receiver(id=receiver_id_for(name), name=name, url=url,
-                                 kind="kiwisdr" if host else RECORDING_KIND,
+            url = f"recording://{host}:{int(entry.get('port', 8073))}" if host else f"recording:{name}"
+            out[name] = Receiver(id=receiver_id_for(name), name=name, url=url, kind=RECORDING_KIND,
                                  location_name=str(entry.get("location", name)),
                                  latitude=float(entry["latitude"]), longitude=float(entry["longitude"]),
                                  altitude_m=float(entry.get("altitude_m", 0.0))).validated()
@@ -294,18 +294,14 @@ def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | Non
 
 
 def bucket_store():
-    """The bucket's store, built from the environment like every resource."""
-    from dagster_aws.s3 import S3Resource
+    """The bucket's store (resources/iq_store.IQStore), built from the environment."""
+    import os
 
     from heimdall_pipeline import settings
-    from heimdall_pipeline.resources.iq_store import IQStore
+    from heimdall_pipeline.resources import build_resources
 
     settings.load_embedded_env()
-    s3 = S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
-                    aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                    aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
-                    region_name=settings.setting("HEIMDALL_S3_REGION"))
-    return IQStore(s3=s3, bucket=settings.setting("HEIMDALL_S3_BUCKET"))
+    return build_resources(os.environ)["iq_store"]
 
 
 def read_upload(store, batch: str, file_name: str) -> bytes | None:
@@ -397,8 +393,6 @@ def kiwi_wav_name(capture, receiver: Receiver) -> KiwiWavName:
     original = capture.details.get("file_name")
     if original:
         try:
-            from heimdall_pipeline.storage.kiwi_wav import parse_file_name
-
             name = parse_file_name(original)
             if name.receiver:
                 return name

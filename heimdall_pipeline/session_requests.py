@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import insert_session
-from heimdall_pipeline.sessions import Session, validate_session_request
+from heimdall_pipeline.sessions import Session, default_receivers, validate_session_request
 
 
 def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> Session:
@@ -23,5 +23,6 @@ def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> S
     registry = list_receivers(engine)
     session = validate_session_request(receivers=registry, requested_by=requested_by, **fields)
     if not session.receiver_ids:
-        session = dataclasses.replace(session, receiver_ids=tuple(r.id for r in registry if r.is_active))
+        session = dataclasses.replace(session, receiver_ids=tuple(
+            r.id for r in default_receivers(registry, session.source_kind)))
     return insert_session(engine, session)

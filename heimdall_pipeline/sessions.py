@@ -328,6 +328,18 @@ def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
     return {"batch": batch, "files": files}
 
 
+def default_receivers(receivers: Sequence[Receiver], source_kind: str) -> list[Receiver]:
+    """The receivers a session without a receiver list records: the active ones whose source
+    records requested sessions (not those that only replay their own uploaded recordings)."""
+    from heimdall_pipeline.sources.registry import SOURCES
+
+    def records_requests(receiver: Receiver) -> bool:
+        source = SOURCES.get(receiver.kind if source_kind in (AUTO_SOURCE, "", None) else source_kind)
+        return source is None or source.records_requested_sessions  # unknown kinds are refused later
+
+    return [r for r in receivers if r.is_active and records_requests(r)]
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -405,7 +417,7 @@ def validate_session_request(
                 raise InvalidSessionRequestError("receiver_ids", f"receiver {rid!r} is inactive")
             selected.append(by_id[rid])
     else:
-        selected = [r for r in receivers if r.is_active]
+        selected = default_receivers(receivers, source_kind)
         if not selected:
             raise InvalidSessionRequestError("receiver_ids", "no active receivers (activate one or add one)")
 

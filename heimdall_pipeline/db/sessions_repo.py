@@ -81,10 +81,13 @@ def _check_status(status: str) -> str:
 def insert_session(engine: sa.Engine, session: Session) -> Session:
     """Stores a (validated) session with status 'requested'; returns it as stored (id, time stamps)."""
     ensure_schema(engine)
-    stmt = (pg_insert(sessions).values({**_row_values(session), "status": "requested"})
-            .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c))
     with engine.begin() as conn:
-        row = conn.execute(stmt).first()
+        return _insert_requested(conn, session)
+
+
+def _insert_requested(conn: sa.Connection, session: Session) -> Session:
+    row = conn.execute(pg_insert(sessions).values({**_row_values(session), "status": "requested"})
+                       .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c)).first()
     if row is None:
         raise DuplicateSessionError(session.session_key)
     return _to_session(row)
@@ -214,8 +217,4 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
                                  .on_conflict_do_nothing(index_elements=["id"]).returning(websdrs.c.id)).first()
             if added is None:
                 raise DuplicateReceiverError(receiver.id)
-        row = conn.execute(pg_insert(sessions).values({**_row_values(session), "status": "requested"})
-                           .on_conflict_do_nothing(index_elements=["session_key"]).returning(*sessions.c)).first()
-        if row is None:
-            raise DuplicateSessionError(session.session_key)
-    return _to_session(row)
+        return _insert_requested(conn, session)

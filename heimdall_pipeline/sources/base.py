@@ -44,6 +44,9 @@ class Source(abc.ABC):
     takes_transmitter: ClassVar[bool] = False
     # True when a receiver's URL must name a host
     url_needs_host: ClassVar[bool] = False
+    # False for a source that only replays a receiver's own recordings: such receivers join a
+    # session only when named (sessions.default_receivers)
+    records_requested_sessions: ClassVar[bool] = True
 
     def frequency_range_hz(self, receiver: Receiver) -> tuple[float, float]:
         return (receiver.min_frequency_hz, receiver.max_frequency_hz or self.default_max_frequency_hz)

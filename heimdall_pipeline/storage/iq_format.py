@@ -237,6 +237,7 @@ def encode_capture(
         raise ValueError(f"center_frequency_hz {capture.center_frequency_hz!r} must be finite")
     if nominal_sample_rate_hz is None:
         nominal_sample_rate_hz = float(capture.details.get("nominal_sample_rate_hz", rate))
+    start_text = _iso_utc(capture.start_time)  # refuses a naive start before it anchors the time model
     model, untimed_reason = capture_time_model(capture, float(nominal_sample_rate_hz))
 
     samples = np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE)
@@ -304,7 +305,7 @@ def encode_capture(
             {
                 "core:sample_start": 0,
                 "core:frequency": frequency,
-                "core:datetime": model.core_datetime if model is not None else _iso_utc(capture.start_time),
+                "core:datetime": model.core_datetime if model is not None else start_text,
                 "core:header_bytes": header_bytes,
                 "core:geolocation": geolocation,
             }

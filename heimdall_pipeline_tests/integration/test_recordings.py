@@ -4,6 +4,7 @@ services: the shared DCF77 set, the sensor path, every bad-file case, the export
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import struct
 import uuid
@@ -66,6 +67,7 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
     assert session.source_kind == "recording" and session.receiver_ids == ("hb9odp", "jo51xl", "pa0rdt")
     registry = {r.id: r for r in list_receivers(engine)}
     assert registry["hb9odp"].name == "HB9ODP" and registry["jo51xl"].name == "JO51xl"
+    assert {registry[rid].kind for rid in session.receiver_ids} == {"recording"}
 
     assert run_session_in_process(defs, instance, engine, session_key).success
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
@@ -73,7 +75,7 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
     for station in STATIONS:
         rid = recordings.receiver_id_for(station)
         wav = kiwi_wav.read_kiwi_wav(dcf77_file(station))
-        stored = np.load(__import__("io").BytesIO(store.get(iq_object_key(session_key, rid))))
+        stored = np.load(io.BytesIO(store.get(iq_object_key(session_key, rid))))
         assert np.array_equal(stored, wav.samples)  # the .npy is the WAV's samples, bit for bit
         metadata = json.loads(store.get(metadata_object_key(session_key, rid)))
         model = time_model_of(metadata)
@@ -200,3 +202,28 @@ def test_bad_file_is_named_and_nothing_is_half_imported(case, engine, store, ses
                                    "problem": info.value.problems[0].problem}]
     assert get_session(engine, session_key) is None
     assert set(files) <= {k.rsplit("/", 1)[-1] for k in keys_under(store, f"{INCOMING_ROOT}/{session_key}/")}
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_cli_import_runs_the_session_and_moves_the_uploads(engine, store, session_key, capsys):
+    from heimdall_pipeline.cli import main
+
+    files = [str(dcf77_file(s)) for s in STATIONS]
+    assert main(["session", "import", *files, "--receivers", str(DCF77 / "receivers.json"), "--key", session_key]) == 0
+    assert "moved to imported/" in capsys.readouterr().out
+    assert get_session(engine, session_key).status == "succeeded"
+    assert len(measurements_for_session(engine, session_key)) == 3
+    assert keys_under(store, f"{INCOMING_ROOT}/{session_key}/") == []
+
+
+def test_cli_import_refuses_a_bad_file_before_uploading_anything(engine, store, session_key, tmp_path, capsys):
+    from heimdall_pipeline.cli import main
+
+    bad = tmp_path / "20200813T065220Z_77500_HB9ODP_iq.wav"
+    bad.write_bytes(b"JUNK" + dcf77_file("HB9ODP").read_bytes()[4:])
+    assert main(["session", "import", str(bad), str(dcf77_file("pa0rdt")), "--key", session_key]) == 2
+    err = capsys.readouterr().err
+    assert f"NotRiffWaveError: {bad.name}" in err
+    assert keys_under(store, f"{INCOMING_ROOT}/{session_key}/") == [] and get_session(engine, session_key) is None

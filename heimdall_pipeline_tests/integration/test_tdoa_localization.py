@@ -10,7 +10,6 @@ from dagster._core.storage.event_log.base import AssetRecordsFilter
 
 from heimdall_pipeline import recordings
 from heimdall_pipeline.db.measurements_repo import get_localization
-from heimdall_pipeline.db.receivers_repo import list_receivers, set_receiver_active
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.settings import REPO_ROOT
@@ -91,26 +90,8 @@ def test_a_carrier_is_not_localizable_by_tdoa_and_falls_back_to_received_power(d
 DCF77 = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
 
 
-@pytest.fixture()
-def dcf77_receivers(engine):
-    """The set's receivers, active while the test runs and inactive after it: the import registers
-    them as real KiwiSDRs, which the other tests' default sessions (every active receiver) must
-    not try to record live."""
-    info = json.loads((DCF77 / "receivers.json").read_text())
-    ids = [recordings.receiver_id_for(name) for name in info["receivers"]]
-    known = {r.id for r in list_receivers(engine)}
-    for rid in ids:
-        if rid in known:
-            set_receiver_active(engine, rid, True)
-    yield ids
-    for rid in ids:
-        if rid in {r.id for r in list_receivers(engine)}:
-            set_receiver_active(engine, rid, False)
-
-
 @pytest.mark.skipif(not DCF77.is_dir(), reason=f"shared recordings not found at {DCF77}")
-def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key,
-                                                                         dcf77_receivers):
+def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key):
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
     store = recordings.bucket_store()

@@ -299,8 +299,8 @@ def test_launchpad_config_is_the_session_request_field_for_field():
     from heimdall_pipeline.jobs import SessionConfig, TransmitterConfig
     from heimdall_pipeline.sessions import REQUEST_FIELDS, TRANSMITTER_KEYS
 
-    # requested_by is the run that asks
-    assert set(SessionConfig.model_fields) == set(REQUEST_FIELDS) - {"requested_by"}
+    # requested_by is the run that asks; recordings come from an import (uploaded files), not a form
+    assert set(SessionConfig.model_fields) == set(REQUEST_FIELDS) - {"requested_by", "recordings"}
     assert set(TransmitterConfig.model_fields) == set(TRANSMITTER_KEYS)
     config = SessionConfig(center_frequency_hz=7.1e6, duration_s=2, receiver_ids=["f5len", "hb9q", "g0mjw"],
                            session_key="form1", scheduled_for="2026-11-23T14:00:00Z",
@@ -308,7 +308,7 @@ def test_launchpad_config_is_the_session_request_field_for_field():
     session = validate_session_request(**config.request_fields(), requested_by="dagster:run", receivers=REGISTRY, now=NOW)
     assert session.to_dict() == {**config.request_fields(), "requested_by": "dagster:run",
                                  "sample_rate_hz": 12000.0, "duration_s": 2.0, "source_kind": "auto",
-                                 "transmitter": session.transmitter}
+                                 "transmitter": session.transmitter, "recordings": None}
     assert session.transmitter["eirp_dbm"] == 40.0 and session.transmitter["modulation"] == "fm_tone"
     by_id = {r.id: r for r in DEFAULT_RECEIVERS}
     selected = [by_id[rid] for rid in config.receiver_ids]

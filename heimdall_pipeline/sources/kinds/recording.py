@@ -24,6 +24,7 @@ class RecordingSource(Source):
     url_schemes = ("recording",)
     live = False
     default_max_frequency_hz = 6e9
+    records_requested_sessions = False
 
     def validate_session(self, session: "Session", receiver: Receiver) -> None:
         from heimdall_pipeline.sessions import InvalidSessionRequestError
