@@ -25,6 +25,10 @@ SIMULATED_KIND = "simulated"
 # Receivers without GNSS-disciplined tuning (and the simulator's +-0.5 ppm oscillators) may sit up
 # to 1 ppm of the centre frequency apart: TDoA searches that far for each pair's tuning offset.
 TUNING_SPREAD_PPM = 1.0
+# TDoA holds each capture several times over (stored, resampled, band-limited windows): beyond this
+# many samples per receiver (~6 min at 12 kS/s, 32 MiB as complex64) a session is left to the
+# received-power estimate rather than risk the run's memory.
+MAX_TDOA_SAMPLES = 2**22
 
 
 def observations_of(rows, registry) -> tuple[list[PowerObservation], list[str]]:
@@ -105,6 +109,10 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
 def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> TdoaResult:
     """TDoA over the session's stored captures. Real receivers (any source but the simulator) carry
     a systematic timing uncertainty their lag scatter cannot show (KIWISDR_TIMING_SIGMA_S)."""
+    too_long = sorted(row.receiver_id for row in rows if row.samples_count > MAX_TDOA_SAMPLES)
+    if too_long:
+        return TdoaResult(localized=False, reason=f"not localizable by TDoA: the captures of {', '.join(too_long)} "
+                                                  f"exceed {MAX_TDOA_SAMPLES} samples per receiver")
     captures = timed_captures_of(record.session_key, rows, registry, iq_store)
     timing_sigma = 0.0 if simulated_receivers(record, registry) else KIWISDR_TIMING_SIGMA_S
     max_offset = max(DEFAULT_MAX_FREQUENCY_OFFSET_HZ, TUNING_SPREAD_PPM * 1e-6 * record.center_frequency_hz)

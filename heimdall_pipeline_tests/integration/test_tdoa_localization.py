@@ -125,3 +125,30 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
     assert located.ellipse_semi_major_km > 1.0
     metadata = localization_metadata(instance, session_key)
     assert metadata["method"] == "tdoa" and metadata["error_vs_known_position_km"] == pytest.approx(error_km)
+
+
+def test_localizations_take_only_the_known_methods(engine, session_key):
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    from heimdall_pipeline.db.measurements_repo import LocalizationRow, upsert_localization
+
+    row = LocalizationRow(time=datetime(2026, 1, 1, tzinfo=timezone.utc), session_key=session_key, method="guess",
+                          localizable=False, reason="made up")
+    with pytest.raises(sa.exc.IntegrityError, match="localizations_method"):
+        upsert_localization(engine, row)
+    assert get_localization(engine, session_key, "guess") is None
+
+
+def test_captures_beyond_the_tdoa_size_limit_are_left_to_received_power(defs, instance, engine, session_key,
+                                                                         monkeypatch):
+    import heimdall_pipeline.assets.localization as asset_module
+
+    monkeypatch.setattr(asset_module, "MAX_TDOA_SAMPLES", 12000)  # 1 s at 12 kS/s; the session has 2 s
+    request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=CENTER_HZ,
+                    duration_s=2, transmitter={"modulation": "noise"})
+    assert run_session_in_process(defs, instance, engine, session_key).success
+    tdoa = get_localization(engine, session_key, "tdoa")
+    assert not tdoa.localizable and "exceed 12000 samples per receiver" in tdoa.reason
+    assert get_localization(engine, session_key, "rss").localizable
