@@ -71,13 +71,13 @@ def plot_localization(result: LocalizationResult, observations: Iterable[PowerOb
     return buf.getvalue()
 
 
-PAIR_COLOURS = ("tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
-
-
 def _draw_tdoa(ax, result: "TdoaResult", lat_range, lon_range, truth, grid_points: int, labels: bool) -> None:
     """Hyperbolae, 95 % region, estimate and truth of a TDoA result on ax over the given ranges."""
+    from matplotlib import colormaps
+
     from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s
 
+    pair_colours = colormaps["tab20"].colors  # 21 pairs of 7 receivers: one repeat at most
     where = {r["receiver_id"]: (r["latitude"], r["longitude"]) for r in result.receivers}
     if result.pairs:
         glat, glon = np.meshgrid(np.linspace(*lat_range, grid_points), np.linspace(*lon_range, grid_points),
@@ -86,7 +86,7 @@ def _draw_tdoa(ax, result: "TdoaResult", lat_range, lon_range, truth, grid_point
                  for p in result.pairs]
         mismatch = modelled_lags_s(pairs, glat, glon) - np.array([p.lag_s for p in pairs])
         for k, p in enumerate(result.pairs):
-            colour = PAIR_COLOURS[k % len(PAIR_COLOURS)]
+            colour = pair_colours[k % len(pair_colours)]
             if np.nanmin(mismatch[..., k]) < 0 < np.nanmax(mismatch[..., k]):
                 ax.contour(glon, glat, mismatch[..., k], levels=[0.0], colors=[colour], linewidths=1)
             if labels:
@@ -111,7 +111,7 @@ def _emptiest_corner(ax, xs, ys, size: float) -> list[float]:
     (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
     fx = [(x - x_lo) / (x_hi - x_lo) for x in xs]
     fy = [(y - y_lo) / (y_hi - y_lo) for y in ys]
-    corners = [(0.98 - size, 0.98 - size), (0.1, 0.98 - size), (0.98 - size, 0.06), (0.1, 0.06)]  # room for ticks
+    corners = [(0.98 - size, 0.94 - size), (0.1, 0.94 - size), (0.98 - size, 0.06), (0.1, 0.06)]  # room for ticks
 
     def inside(corner) -> int:
         x0, y0 = corner
@@ -161,7 +161,7 @@ def plot_tdoa_localization(result: "TdoaResult", truth: tuple[float, float] | No
         half_km = max(3.0 * result.region.semi_major_km,
                       1.5 * (result.error_km or 0.0), 0.5)
         if half_km < 0.05 * (lat_range[1] - lat_range[0]) * KM_PER_DEG:
-            inset = ax.inset_axes(_emptiest_corner(ax, lons, lats, size=0.36))
+            inset = ax.inset_axes(_emptiest_corner(ax, lons, lats, size=0.34))
             half_lat = half_km / KM_PER_DEG
             half_lon = half_lat / max(0.05, math.cos(math.radians(result.latitude)))
             _draw_tdoa(inset, result, (result.latitude - half_lat, result.latitude + half_lat),
@@ -175,7 +175,6 @@ def plot_tdoa_localization(result: "TdoaResult", truth: tuple[float, float] | No
     ax.set_title(title, fontsize=9, wrap=True)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)  # beside the map: hides nothing
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # the legend beside the map included
     return buf.getvalue()
