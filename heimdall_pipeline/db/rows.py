@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from operator import attrgetter, itemgetter
 from typing import Any, Callable, Iterable
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -148,6 +147,8 @@ class RowWriter:
         into a temporary table and merged by one INSERT ... ON CONFLICT DO UPDATE."""
         if not values:
             return
+        import psycopg  # the driver SQLAlchemy loaded for this connection
+
         driver = conn.connection.driver_connection
         cursor = driver.cursor()
         statement = self._defaults
@@ -171,6 +172,8 @@ class RowWriter:
 
     def _copy_new_rows(self, cursor: Any, values: list[tuple]) -> bool:
         """COPY straight into the table when no key exists yet; False (and nothing written) otherwise."""
+        import psycopg
+
         columns = self.columns
         # a defaulted column left out of every row is left out of the COPY: the server fills it
         omitted = {p for p in self._defaulted_positions if all(row[p] is None for row in values)}
