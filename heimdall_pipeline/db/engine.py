@@ -112,11 +112,3 @@ def dispose_engine(url: str | URL) -> bool:
         return False
     engine.dispose()
     return True
-
-
-def engine_from_env() -> sa.Engine:
-    """The engine for HEIMDALL_DATABASE_URL (embedded services' env file used when unset)."""
-    from heimdall_pipeline import settings
-
-    settings.load_embedded_env()
-    return make_engine(settings.setting("HEIMDALL_DATABASE_URL"))

@@ -158,12 +158,10 @@ def shared_services_env(embedded_services) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def private_engine(private_services):
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.resources import build_resources
 
-    engine = make_engine(private_services.env["HEIMDALL_DATABASE_URL"])
-    ensure_schema(engine)
+    engine = build_resources(private_services.env)["database"].engine()
     seed_default_receivers(engine)
     return engine
 
