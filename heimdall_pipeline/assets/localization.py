@@ -4,22 +4,23 @@ otherwise."""
 
 import dataclasses
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from heimdall_pipeline.assets.sessions import per_session
-from heimdall_pipeline.db.measurements_repo import delete_localization, measurements_for_session, upsert_localization
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.recordings import POSITIONS_FILE, read_upload
 from heimdall_pipeline.partitions import partition_key_for, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import localization_object_key
-from heimdall_pipeline.tdoa import TdoaResult, TimedCapture, localize_tdoa, timed_capture
-from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ, KIWISDR_TIMING_SIGMA_S
+
+if TYPE_CHECKING:
+    from heimdall_pipeline.tdoa import TdoaResult, TimedCapture
+
+# The TDoA chain (scipy), the recordings (SQLAlchemy) and the database layer load with the first
+# run, not with the code location.
 
 SIMULATED_KIND = "simulated"
 # Receivers without GNSS-disciplined tuning (and the simulator's +-0.5 ppm oscillators) may sit up
@@ -80,6 +81,8 @@ def shadowing_sigma_db(record, registry) -> float:
 def known_transmitter(record, iq_store: IQStore) -> tuple[float, float] | None:
     """The transmitter's true position when the session knows it: a simulated session's
     transmitter, or the `transmitter` of an imported batch's positions file (reference recordings)."""
+    from heimdall_pipeline.recordings import POSITIONS_FILE, read_upload
+
     tx = record.transmitter or {}
     batch = (record.recordings or {}).get("batch")
     if tx.get("latitude") is None and batch is not None:
@@ -90,9 +93,11 @@ def known_transmitter(record, iq_store: IQStore) -> tuple[float, float] | None:
     return float(tx["latitude"]), float(tx["longitude"])
 
 
-def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> list[TimedCapture]:
+def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> list["TimedCapture"]:
     """Each measured receiver's stored capture with its time model (fitted from the GNSS tags in
     the stored metadata), or the reason it has none."""
+    from heimdall_pipeline.tdoa import TimedCapture, timed_capture
+
     captures = []
     for row in rows:
         receiver = registry[row.receiver_id]
@@ -106,9 +111,12 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
     return captures
 
 
-def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> TdoaResult:
+def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> "TdoaResult":
     """TDoA over the session's stored captures. Real receivers (any source but the simulator) carry
     a systematic timing uncertainty their lag scatter cannot show (KIWISDR_TIMING_SIGMA_S)."""
+    from heimdall_pipeline.tdoa import TdoaResult, localize_tdoa
+    from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ, KIWISDR_TIMING_SIGMA_S
+
     too_long = sorted(row.receiver_id for row in rows if row.samples_count > MAX_TDOA_SAMPLES)
     if too_long:
         return TdoaResult(localized=False, reason=f"not localizable by TDoA: the captures of {', '.join(too_long)} "
@@ -120,7 +128,7 @@ def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> TdoaResu
                          truth=known_transmitter(record, iq_store))
 
 
-def pair_table(result: TdoaResult) -> str:
+def pair_table(result: "TdoaResult") -> str:
     """The pairs' lags as a Markdown table (microseconds)."""
     with_truth = any("lag_error_s" in p for p in result.pairs)
     header = "| pair | lag µs | std. error µs | window spread µs | windows | residual µs |"
@@ -143,7 +151,7 @@ def _map_metadata(iq_store: IQStore, session_key: str, png: bytes) -> MetadataVa
     return MetadataValue.md(f"![localization]({url})\n\n[localization map]({url})")
 
 
-def tdoa_metadata(result: TdoaResult, iq_store: IQStore, session_key: str) -> dict:
+def tdoa_metadata(result: "TdoaResult", iq_store: IQStore, session_key: str) -> dict:
     from heimdall_pipeline.localization.plotting import plot_tdoa_localization  # matplotlib: when drawn
 
     truth = None if result.truth is None else (result.truth["latitude"], result.truth["longitude"])
@@ -196,6 +204,11 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
 )
 def session_localization(context: AssetExecutionContext, database: HeimdallDatabase,
                          iq_store: IQStore) -> MaterializeResult:
+    from heimdall_pipeline.db.measurements_repo import (  # the database layer loads with the first run
+        delete_localization, measurements_for_session, upsert_localization)
+    from heimdall_pipeline.db.receivers_repo import list_receivers
+    from heimdall_pipeline.db.sessions_repo import get_session
+
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     by_method = {"tdoa": 0, "rss": 0}
