@@ -11,9 +11,6 @@ from dagster import (
 # are what its UI and backfills set; RunRequest.partition_key takes one key only).
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline import recordings
-from heimdall_pipeline.db.sessions_repo import get_session, requested_sessions
 from heimdall_pipeline.jobs import session_job
 from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
@@ -57,6 +54,9 @@ def write_cursor(after_id: int, tick: datetime) -> str:
 @sensor(job=session_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
         description="Launches each requested session once: adds its partition and one run for all receivers.")
 def session_request_sensor(context: SensorEvaluationContext, database: HeimdallDatabase) -> SensorResult:
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first tick, not the code location
+    from heimdall_pipeline.db.sessions_repo import requested_sessions
+
     engine = database.engine()
     # The cursor bounds the query to what is new since the last tick: sessions with a higher id,
     # and sessions requested or come due since (one requested earlier for a later time was not
@@ -101,6 +101,9 @@ def recording_import_sensor(context: SensorEvaluationContext, database: Heimdall
     recordings.QUIET_PERIOD. The cursor keeps, per batch, the newest object time it has handled,
     so an unchanged refused batch is not read again; an imported batch is looked at until its
     uploads have moved (a batch gone from incoming/ leaves the cursor)."""
+    from heimdall_pipeline import recordings  # storage and database layers load with the first tick
+    from heimdall_pipeline.db.sessions_repo import get_session
+
     engine = database.engine()
     handled = read_import_cursor(context.cursor)
     now = datetime.now(timezone.utc)

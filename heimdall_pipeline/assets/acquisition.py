@@ -4,8 +4,6 @@ from collections import defaultdict
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import get_session, set_status
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
@@ -24,6 +22,9 @@ from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live
 )
 def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork,
            iq_store: IQStore) -> dict:
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import get_session, set_status
+
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     partition_keys = context.partition_keys  # Dagster expands the range on every access

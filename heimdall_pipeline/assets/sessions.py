@@ -8,8 +8,6 @@ from dagster import (
     MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
 )
 
-from heimdall_pipeline.db.measurements_repo import measurements_for_session
-from heimdall_pipeline.db.sessions_repo import get_session, set_status
 from heimdall_pipeline.partitions import partition_key_for, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
@@ -43,6 +41,9 @@ def capture_failures(context: AssetExecutionContext, session_key: str, receiver_
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",
 )
 def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) -> MaterializeResult:
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import get_session, set_status
+
     engine = database.engine()
     totals = {"sessions": 0, "succeeded": 0, "failed": 0}
     for session_key in context.partition_keys:
