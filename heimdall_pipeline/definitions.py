@@ -33,8 +33,8 @@ resources = {
     "s3": s3,
     "iq_store": (iq_store := IQStore(s3=s3, bucket=EnvVar("HEIMDALL_S3_BUCKET"),
                                      public_endpoint_url=os.environ.get("HEIMDALL_S3_PUBLIC_ENDPOINT_URL", ""))),
-    "iq_io_manager": S3IQIOManager(store=iq_store),
-    "database": HeimdallDatabase(url=EnvVar("HEIMDALL_DATABASE_URL")),
+    "database": (database := HeimdallDatabase(url=EnvVar("HEIMDALL_DATABASE_URL"))),
+    "iq_io_manager": S3IQIOManager(store=iq_store, database=database),
     "receiver_network": ReceiverNetwork(
         kiwisdr_password=EnvVar("HEIMDALL_KIWISDR_PASSWORD") if "HEIMDALL_KIWISDR_PASSWORD" in os.environ else ""),
     "survey": SurveySettings(),

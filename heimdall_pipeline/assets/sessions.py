@@ -4,34 +4,25 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 import math
 
 from dagster import (
-    AssetDep, AssetExecutionContext, AssetKey, AutomationCondition, BackfillPolicy, MaterializeResult,
-    MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
+    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, DagsterRunStatus, MaterializeResult,
+    MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
 )
-from dagster._core.storage.event_log.base import AssetRecordsFilter
 
+from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
-from heimdall_pipeline.db.sessions_repo import get_session, set_status
-from heimdall_pipeline.partitions import partition_key_for, session_partitions
+from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, get_session, session_outcome, transition
+from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
 per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
+UNFINISHED_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                           DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING, DagsterRunStatus.MANAGED]
 
 
-def capture_failures(context: AssetExecutionContext, session_key: str, receiver_ids) -> dict[str, str]:
-    """Why requested receivers have no capture, from raw_iq's latest materialization metadata."""
-    keys = [str(partition_key_for(session_key, rid)) for rid in receiver_ids]
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("raw_iq"), asset_partitions=keys), limit=len(keys) * 4).records
-    reasons: dict[str, str] = {}
-    for record in records:  # newest first
-        materialization = record.asset_materialization
-        rid = materialization.partition.split("|")[0]
-        if rid in reasons:
-            continue
-        metadata = materialization.metadata
-        status = metadata.get("capture_status")
-        reasons[rid] = metadata["error"].value if status and status.value == "failed" and "error" in metadata else ""
-    return {rid: reason for rid, reason in reasons.items() if reason}
+def launch_in_progress(instance, launch_id: str | None) -> bool:
+    """Whether a run of this launch (e.g. another block of the session's receivers) is unfinished."""
+    return bool(launch_id) and bool(instance.get_run_ids(
+        RunsFilter(tags={LAUNCH_TAG: launch_id}, statuses=UNFINISHED_RUN_STATUSES), limit=1))
 
 
 @asset(
@@ -53,11 +44,18 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         rows = measurements_for_session(engine, session_key)
         measured = {row.receiver_id for row in rows}
         missing = [rid for rid in record.receiver_ids if rid not in measured]
-        reasons = capture_failures(context, session_key, missing) if missing else {}
+        outcomes = outcomes_for_session(engine, session_key) if missing else {}
+        reasons = {rid: outcomes[rid].reason if rid in outcomes else "no capture stored" for rid in missing}
         detected = [row for row in rows if row.signal_detected and row.snr_db is not None]
         snrs = [row.snr_db for row in detected]
-        status = "succeeded" if rows else "failed"
-        set_status(engine, session_key, status)
+        status, reason = session_outcome(engine, record)
+        # The status is finished here only once every run of the session's launch has ended;
+        # otherwise the sensor's reconciler finishes it when they have.
+        if record.status in ("launched", "succeeded", "failed") and not launch_in_progress(context.instance, record.run_id):
+            try:
+                transition(engine, session_key, status, reason=reason, if_run_id=record.run_id)
+            except InvalidTransitionError as exc:
+                context.log.warning(f"session {session_key}: status left as it is: {exc}")
         totals["sessions"] += 1
         totals[status] += 1
         table = "\n".join(
@@ -66,12 +64,12 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
             f"{row.noise_power_dbm:.1f} | "
             f"{row.frequency_offset_hz if row.frequency_offset_hz is not None else float('nan'):.2f} |"
             for row in sorted(rows, key=lambda r: r.receiver_id))
-        failures = "\n".join(f"- **{rid}**: {reasons.get(rid) or 'no capture stored'}" for rid in missing)
+        failures = "\n".join(f"- **{rid}**: {reasons[rid]}" for rid in missing)
         context.add_asset_metadata({
             "status": status,
             "receivers_requested": len(record.receiver_ids),
             "receivers_measured": len(rows),
-            "receivers_failed": MetadataValue.json({rid: reasons.get(rid, "no capture stored") for rid in missing}),
+            "receivers_failed": MetadataValue.json(reasons),
             "signal_detected_at": len(detected),
             "snr_db_min": min(snrs) if snrs else math.nan,
             "snr_db_max": max(snrs) if snrs else math.nan,

@@ -188,7 +188,7 @@ def session_figure(b: Bench) -> Figure:
     from heimdall_pipeline.db.sessions_repo import get_session
     from heimdall_pipeline.definitions import defs
     from heimdall_pipeline.runner import ensure_partitions
-    from heimdall_pipeline.sensors import session_run_request
+    from heimdall_pipeline.sensors import sensor_launch_id, session_run_requests
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
@@ -204,7 +204,7 @@ def session_figure(b: Bench) -> Figure:
             key = pending.pop()
             record = get_session(b.engine, key)
             receiver_keys = ensure_partitions(instance, [key], sorted(b.registry))
-            request = session_run_request(key, record.receiver_ids, receiver_keys)
+            [request] = session_run_requests(record, receiver_keys, sensor_launch_id(key))  # one block
             result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=True,
                                             run_config=QUIET_LOGGERS)
             if not result.success:
@@ -302,7 +302,10 @@ def io_figure(b: Bench) -> Figure:
     from heimdall_pipeline.storage.iq_format import encode_capture
     from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
 
-    manager = S3IQIOManager(store=b.store)
+    from heimdall_pipeline.resources.database import HeimdallDatabase
+
+    # the IO manager records each outcome in session_captures too: part of storing a capture
+    manager = S3IQIOManager(store=b.store, database=HeimdallDatabase(url=os.environ["HEIMDALL_DATABASE_URL"]))
     client = b.store.client()
     threads = b.store.parallel_transfers
     pending: list[str] = []

@@ -139,12 +139,13 @@ def build_defs(env: dict[str, str], *, extra_jobs=(), **s3_overrides) -> Definit
     from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 
     store = make_store(env, **s3_overrides)
+    database = HeimdallDatabase(url=env["HEIMDALL_DATABASE_URL"])
     resources = {
         **d.resources,
         "s3": store.s3,
         "iq_store": store,
-        "iq_io_manager": S3IQIOManager(store=store),
-        "database": HeimdallDatabase(url=env["HEIMDALL_DATABASE_URL"]),
+        "iq_io_manager": S3IQIOManager(store=store, database=database),
+        "database": database,
         "receiver_network": ReceiverNetwork(retry_backoff_base_s=0.05),
     }
     return Definitions(assets=d.defs.assets, asset_checks=d.defs.asset_checks,
