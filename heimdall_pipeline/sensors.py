@@ -15,6 +15,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, MAX_RUNTIME_SECONDS_TAG,
 )
 
+from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import (
     InvalidTransitionError, finish_session, get_session, list_sessions, requested_sessions, transition,
@@ -82,14 +83,6 @@ def run_failure_reason(instance, run) -> str:
     return f"run {run.run_id} {run.status.value}" + (f": {messages[-1]}" if messages and messages[-1] else "")
 
 
-def _latest_per_range(runs) -> list:
-    """The newest run of each partition range (a re-executed run replaces the one it retried)."""
-    latest = {}
-    for run in runs:  # get_runs returns the newest first
-        latest.setdefault((run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)), run)
-    return list(latest.values())
-
-
 def reconcile_sessions(instance, engine, *, since: datetime | None = None,
                        now: datetime | None = None) -> dict[str, str]:
     """Makes each session's status the truth once its runs have ended; returns {session: new status}.
@@ -113,15 +106,12 @@ def reconcile_sessions(instance, engine, *, since: datetime | None = None,
         changed[session_key] = moved.status
 
     for session in list_sessions(engine, status="launched"):
-        runs = instance.get_runs(RunsFilter(tags={LAUNCH_TAG: session.run_id})) if session.run_id else []
-        if not runs and session.run_id and instance.has_run(session.run_id):
-            runs = [instance.get_run_by_id(session.run_id)]  # a run started by hand is its own launch
+        runs = launch_runs(instance, session.run_id)
         if not runs:
             if session.launched_at is not None and session.launched_at < now - LAUNCH_GRACE:
                 move(session.session_key, "failed", f"launch {session.run_id} started no run within "
                      f"{LAUNCH_GRACE}", session.run_id)
             continue
-        runs = _latest_per_range(runs)
         if not all(run.is_finished for run in runs):
             continue
         failed = [run for run in runs if run.status != DagsterRunStatus.SUCCESS]
@@ -164,6 +154,11 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
     # session key) makes Dagster skip a request it has seen, so nothing is launched twice.
     after_id, last_tick = read_cursor(context.cursor)
     now = datetime.now(timezone.utc)
+    # Statuses first: a request whose run already failed is no longer pending.
+    reconciled = reconcile_sessions(context.instance, engine, now=now,
+                                    since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
+    if reconciled:
+        context.log.info("reconciled: " + ", ".join(f"{key} {status}" for key, status in reconciled.items()))
     pending = requested_sessions(engine, after_id=after_id, now=now, limit=MAX_SESSIONS_PER_TICK,
                                  since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
     registered = [receiver.id for receiver in list_receivers(engine)]
@@ -181,10 +176,6 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
             for request in session_run_requests(session, receiver_keys, sensor_launch_id(session.session_key))]
     if pending:
         context.log.info(f"{len(pending)} session request(s): {', '.join(s.session_key for s in pending)}")
-    reconciled = reconcile_sessions(context.instance, engine, now=now,
-                                    since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
-    if reconciled:
-        context.log.info("reconciled: " + ", ".join(f"{key} {status}" for key, status in reconciled.items()))
     # A tick cut short by the limit hands over the lowest ids; the rest have higher ids than the
     # cursor and come next tick.
     return SensorResult(run_requests=runs, dynamic_partitions_requests=requests,

@@ -4,25 +4,43 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 import math
 
 from dagster import (
-    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, DagsterRunStatus, MaterializeResult,
+    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult,
     MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
 )
+# Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
-from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, get_session, session_outcome, transition
+from heimdall_pipeline.db.sessions_repo import (
+    FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
+)
 from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
 per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
-UNFINISHED_RUN_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-                           DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING, DagsterRunStatus.MANAGED]
+RANGE_TAGS = (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
 
 
-def launch_in_progress(instance, launch_id: str | None) -> bool:
-    """Whether a run of this launch (e.g. another block of the session's receivers) is unfinished."""
-    return bool(launch_id) and bool(instance.get_run_ids(
-        RunsFilter(tags={LAUNCH_TAG: launch_id}, statuses=UNFINISHED_RUN_STATUSES), limit=1))
+def launch_runs(instance, launch_id: str | None) -> list:
+    """The runs of a launch, the newest of each partition range (a re-executed run replaces the
+    one it retried): those tagged with it, or the run whose id it is (a run started by hand in
+    the UI is its own launch)."""
+    if not launch_id:
+        return []
+    runs = instance.get_runs(RunsFilter(tags={LAUNCH_TAG: launch_id}))
+    if not runs and instance.has_run(launch_id):
+        runs = [instance.get_run_by_id(launch_id)]
+    latest = {}
+    for run in runs:  # newest first
+        latest.setdefault(tuple(run.tags.get(tag) for tag in RANGE_TAGS), run)
+    return list(latest.values())
+
+
+def launch_ended(instance, launch_id: str | None) -> bool:
+    """Whether the launch has runs and all of them have finished."""
+    runs = launch_runs(instance, launch_id)
+    return bool(runs) and all(run.is_finished for run in runs)
 
 
 @asset(
@@ -49,9 +67,11 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         detected = [row for row in rows if row.signal_detected and row.snr_db is not None]
         snrs = [row.snr_db for row in detected]
         status, reason = session_outcome(engine, record)
-        # The status is finished here only once every run of the session's launch has ended;
-        # otherwise the sensor's reconciler finishes it when they have.
-        if record.status in ("launched", "succeeded", "failed") and not launch_in_progress(context.instance, record.run_id):
+        # A launched session is finished here only once every run of its launch has ended (another
+        # block may still record, or another launch may hold it); the sensor's reconciler finishes
+        # it otherwise. A finished one is recomputed (e.g. after a metrics backfill).
+        if record.status in FINISHED_STATUSES or (record.status == "launched"
+                                                  and launch_ended(context.instance, record.run_id)):
             try:
                 transition(engine, session_key, status, reason=reason, if_run_id=record.run_id)
             except InvalidTransitionError as exc:

@@ -19,6 +19,7 @@ from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, clai
 from heimdall_pipeline.partitions import LAUNCH_TAG, SESSION_TAG
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
+from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline.sensors import (
     MAX_SESSIONS_PER_TICK, reconcile_sessions, session_request_sensor, session_run_requests,
 )
@@ -38,6 +39,16 @@ def dead_receiver(engine, rid: str) -> Receiver:
     return receiver
 
 
+def request_only(engine, rid: str, **fields):
+    """A session of one receiver that stays inactive for everyone else (other tests request
+    "all active receivers")."""
+    set_receiver_active(engine, rid, True)
+    try:
+        return request(engine, receivers=[rid], **fields)
+    finally:
+        set_receiver_active(engine, rid, False)
+
+
 def session_job(env):
     return build_defs(env).get_job_def("session_job")
 
@@ -54,7 +65,7 @@ def test_session_run_reports_the_sessions_status_and_exit_code(private_services,
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     rid = f"dead{new_key()[-6:]}"
     dead_receiver(private_engine, rid)
-    record = request(private_engine, receivers=[rid])
+    record = request_only(private_engine, rid)
     assert cli.main(["session", "run", record.session_key]) == 1
     out = capsys.readouterr().out
     assert f"session {record.session_key}: failed (0 of 1 receivers measured; {rid}:" in out
@@ -75,7 +86,7 @@ def test_a_session_refused_before_recording_ends_failed_with_its_reason(private_
     rid = f"live{new_key()[-6:]}"
     dead_receiver(private_engine, rid)
     past = datetime.now(timezone.utc) - timedelta(days=1)  # a live receiver cannot record the past
-    record = request(private_engine, receivers=[rid], scheduled_for=past)
+    record = request_only(private_engine, rid, scheduled_for=past)
     result = run_session_in_process(build_defs(private_services.env), fresh_instance, private_engine,
                                     record.session_key)
     assert not result.success
@@ -98,6 +109,7 @@ def test_runs_that_failed_before_claiming_fail_their_sessions_and_starve_nobody(
         first = session_request_sensor(context)
     launched = {r.tags[SESSION_TAG] for r in first.run_requests}
     assert set(old) <= launched
+    ensure_partitions(fresh_instance, sorted(launched), ["f5len"])  # what the daemon does with the tick
     for run_request in first.run_requests:  # each run dies before raw_iq claims its session
         run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTING)
         fresh_instance.report_run_failed(run, "resource 'iq_store' could not start: bucket missing")
@@ -122,6 +134,7 @@ def test_a_launched_session_whose_run_ended_is_not_left_launched(private_service
     [run_request] = session_run_requests(record, ["f5len"], "cli:worker-died")
     assert int(run_request.tags["dagster/max_runtime"]) >= record.duration_s
     claim_launch(private_engine, key, "cli:worker-died")
+    ensure_partitions(fresh_instance, [key], ["f5len"])
     run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTED)
     assert reconcile_sessions(fresh_instance, private_engine) == {}
     assert get_session(private_engine, key).status == "launched"
@@ -180,8 +193,8 @@ def test_editing_what_a_pending_session_needs_of_a_receiver_is_refused(private_e
     rid = f"edit{new_key()[-6:]}"
     add_receiver(private_engine, Receiver(id=rid, name="before", url="sim://x", kind="simulated",
                                           location_name="here", latitude=47.0, longitude=8.0))
-    set_receiver_active(private_engine, rid, False)  # keep other tests' "all active" sessions as they are
-    record = request(private_engine, receivers=[rid])
+    set_receiver_active(private_engine, rid, False)
+    record = request_only(private_engine, rid)
     with pytest.raises(ReceiverInUseError, match=f"{rid}.*latitude.*{record.session_key}"):
         update_receiver(private_engine, rid, latitude=10.0)
     assert get_receiver(private_engine, rid).latitude == 47.0
