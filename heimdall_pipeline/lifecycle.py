@@ -158,14 +158,12 @@ def _report(instance, asset: str, partition, metadata: dict) -> None:
         description="re-reported by `heimdall session restore` from what is stored"))
 
 
-def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str:
+def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str | None:
     """The SHA-256 recorded in the capture's SigMF metadata (load_capture has just verified it)."""
-    import json
-
+    from heimdall_pipeline.storage.iq_format import metadata_sha256
     from heimdall_pipeline.storage.layout import metadata_object_key
 
-    meta = json.loads(iq_store.get(metadata_object_key(session_key, receiver_id)))
-    return str(meta["global"]["heimdall:sha256"])
+    return metadata_sha256(iq_store.get(metadata_object_key(session_key, receiver_id)))
 
 
 def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=None, *, log=print) -> RestoreResult:
