@@ -9,13 +9,13 @@ import sys
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.services import manager
-from heimdall_pipeline.services.common import ServiceError
+from heimdall_pipeline.services.common import ServiceError, run_until_signalled
 
 
 def _services(args: argparse.Namespace) -> int:
     if args.action == "up":
         services = manager.up()
-        for name, state in manager.status().items():
+        for name, state in manager.status().report.items():
             print(f"{name}: {state}")
         print(f"credentials (local-only): {settings.services_env_path()}")
         print(f"use them in a shell: eval \"$(heimdall services env)\"  (DAGSTER_HOME={services.dagster_home})")
@@ -23,8 +23,12 @@ def _services(args: argparse.Namespace) -> int:
         stopped = manager.down()
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.action == "status":
-        for name, state in manager.status().items():
+        current = manager.status()
+        for name, state in current.report.items():
             print(f"{name}: {state}")
+        if not current.healthy:
+            print(f"not running or unhealthy: {', '.join(current.down)} (start with: heimdall services up)", file=sys.stderr)
+            return 1
     elif args.action == "env":
         for name, value in manager.exported_env().items():
             print(f"export {name}={shlex.quote(value)}")
@@ -50,23 +54,37 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """Control characters shown escaped (rows stored before names were checked may hold them)."""
+    from heimdall_pipeline.receivers import has_control_characters
+
+    return "".join(f"\\x{ord(ch):02x}" if has_control_characters(ch) else ch for ch in text)
+
+
 def _receivers(args: argparse.Namespace) -> int:
     from heimdall_pipeline.db import receivers_repo as repo
     from heimdall_pipeline.receivers import Receiver
 
+    if args.action != "list" and not args.id:
+        raise ValueError(f"receivers {args.action}: give the receiver id (heimdall receivers {args.action} ID ...)")
+    if args.action == "add":
+        missing = [flag for flag, value in (("--url", args.url), ("--kind", args.kind), ("--lat", args.lat),
+                                            ("--lon", args.lon)) if value is None]
+        if missing:
+            raise ValueError(f"receivers add {args.id}: missing {', '.join(missing)}")
     engine = _engine()
     repo.seed_default_receivers(engine)
     if args.action == "list":
         print(f"{'id':<10} {'kind':<10} {'active':<6} {'ch':>2}  {'lat':>7} {'lon':>8}  name / url")
         for r in repo.list_receivers(engine):
-            print(f"{r.id:<10} {r.kind:<10} {str(r.is_active):<6} {r.max_channels:>2}  {r.latitude:>7.3f} "
-                  f"{r.longitude:>8.3f}  {r.name} ({r.location_name}) {r.url}")
+            print(_printable(f"{r.id:<10} {r.kind:<10} {str(r.is_active):<6} {r.max_channels:>2}  {r.latitude:>7.3f} "
+                             f"{r.longitude:>8.3f}  {r.name} ({r.location_name}) {r.url}"))
         return 0
     if args.action == "add":
         receiver = repo.add_receiver(engine, Receiver(
             id=args.id, name=args.name or args.id.upper(), url=args.url, kind=args.kind,
             location_name=args.location or "", latitude=args.lat, longitude=args.lon,
-            altitude_m=args.alt or 0.0, max_channels=args.channels or 4))
+            altitude_m=args.alt or 0.0, max_channels=4 if args.channels is None else args.channels))
         print(f"added receiver {receiver.id}")
         return 0
     if args.action in ("disable", "enable"):
@@ -84,7 +102,7 @@ def _receivers(args: argparse.Namespace) -> int:
 
 def _session_fields(args: argparse.Namespace) -> dict:
     fields = {"center_frequency_hz": args.freq, "duration_s": args.duration, "sample_rate_hz": args.sample_rate,
-              "receiver_ids": args.receivers or (), "source_kind": args.source}
+              "receiver_ids": () if args.receivers is None else args.receivers, "source_kind": args.source}
     if args.key:
         fields["session_key"] = args.key
     if getattr(args, "at", None):
@@ -163,9 +181,8 @@ def _dev(args: argparse.Namespace) -> int:
     env = {**os.environ, **services.env}
     cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
            str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
-    print("starting: " + " ".join(cmd))
-    os.execve(cmd[0], cmd, env)
-    return 0
+    print("starting: " + " ".join(cmd), flush=True)
+    return run_until_signalled(cmd, env, "dagster dev")
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:
@@ -186,8 +203,7 @@ def _add_session_arguments(parser: argparse.ArgumentParser, *, required: bool) -
                         help="centre frequency in Hz (e.g. 7.1e6, 145.5e6)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--sample-rate", type=float, default=12000.0, help="samples/s (default 12000)")
-    parser.add_argument("--receivers", type=lambda text: [r for r in text.split(",") if r],
-                        help="comma-separated receiver ids (default: all active)")
+    parser.add_argument("--receivers", help="comma-separated receiver ids (default: all active)")
     parser.add_argument("--source", default="auto", choices=["auto", *_source_kinds()],
                         help="auto: each receiver by its kind (default)")
     parser.add_argument("--key", help="session key (default: generated)")
@@ -237,10 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("keys", nargs="+")
     restore.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
 
-    verify = commands.add_parser("verify", help="check stored objects against measurement rows")
+    verify = commands.add_parser("verify", help="check stored objects against measurement rows (exit 0 "
+                                                "consistent, 1 mismatches, 2 could not check)")
     verify.add_argument("sessions", nargs="*", help="session keys (default: all)")
     verify.add_argument("--since", help="only sessions scheduled at/after this ISO time")
     verify.add_argument("--until", help="only sessions scheduled before this ISO time")
+    verify.add_argument("--repair", action="store_true",
+                        help="remove spectrum PNGs without capture and unfinished uploads of finished sessions")
     verify.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.verify", a))
 
     bench = commands.add_parser("bench", help="benchmarks with same-run baselines")

@@ -11,6 +11,7 @@ import numpy as np
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
 BOLTZMANN_DBM_HZ = -174.0  # 10*log10(k * 290 K / 1 mW), rounded as is customary
 MIN_DISTANCE_KM = 1e-3  # path loss is evaluated at no less than 1 m
+SPEED_OF_LIGHT_KM_S = 299_792.458
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,12 @@ def slant_distance_km(lat1, lon1, alt1_m, lat2, lon2, alt2_m):
     ground = np.asarray(haversine_km(lat1, lon1, lat2, lon2), dtype=float)
     dh_km = (np.asarray(alt2_m, dtype=float) - np.asarray(alt1_m, dtype=float)) / 1000.0
     d = np.sqrt(ground**2 + dh_km**2)
+    return float(d) if np.ndim(d) == 0 else d
+
+
+def propagation_delay_s(distance_km):
+    """Travel time in seconds over distance_km at the speed of light; broadcasts."""
+    d = np.asarray(distance_km, dtype=float) / SPEED_OF_LIGHT_KM_S
     return float(d) if np.ndim(d) == 0 else d
 
 

@@ -15,6 +15,11 @@ import re
 RECEIVER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
+def has_control_characters(text: str) -> bool:
+    """C0/C1 control characters (ESC, newline, DEL, ...): never part of a name or URL."""
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text)
+
+
 class InvalidReceiverError(ValueError):
     """A receiver definition is refused; the message names the field."""
 
@@ -57,6 +62,10 @@ class Receiver:
             )
         if not self.name or len(self.name) > 200:
             raise InvalidReceiverError("name", "must be 1-200 characters")
+        for field in ("name", "location_name", "url"):
+            if has_control_characters(getattr(self, field) or ""):
+                # ESC, newline and the like would rewrite a terminal that lists the registry
+                raise InvalidReceiverError(field, f"{getattr(self, field)!r} contains control characters")
         registry = _registry()
         try:
             source = registry.get_source(self.kind)

@@ -155,6 +155,8 @@ def _receiver_ids(value: Any) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         items = [part for part in re.split(r"[\s,]+", value.strip()) if part]
+        if not items:  # a given list that names nobody is a mistake, not "every active receiver"
+            raise InvalidSessionRequestError("receiver_ids", f"{value!r} names no receiver id")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
@@ -186,7 +188,11 @@ def _scheduled_for(value: Any, now: datetime | None) -> datetime:
         raise InvalidSessionRequestError(
             "scheduled_for", f"{value.isoformat()} has no time zone; give UTC explicitly (e.g. a trailing 'Z')"
         )
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidSessionRequestError("scheduled_for", f"{value.isoformat()} is outside the supported "
+                                                          "date range in UTC") from None
 
 
 def _requested_by(value: Any, limits: SessionLimits) -> str:

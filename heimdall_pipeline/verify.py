@@ -3,7 +3,13 @@
 For each session of the range (keys given, or `--since/--until` on scheduled_for, default every
 non-archived session) it lists the session's S3 objects, reads every .npy with its SigMF metadata
 (SHA-256 verified) and compares with the `measurements` rows and the session's requested
-receivers. Prints one line per mismatch; exit code 1 if there is any, 0 if none, 2 for bad input.
+receivers. It also reports what a session that died mid-write leaves behind: spectrum PNGs without
+their capture and unfinished multipart uploads; `--repair` removes those (only of finished sessions:
+a running one may still be writing) and says what it removed. Captures, metadata and rows are never
+touched: a damaged capture needs the session re-run.
+
+Exit codes: 0 consistent, 1 mismatches found (after --repair: mismatches left), 2 could not check
+(bad input, S3 unreachable, keys refused, bucket missing, database unreachable), with the reason.
 
 `compare_session` holds the comparison and is pure apart from the `read` callable it is given.
 """
@@ -11,13 +17,15 @@ receivers. Prints one line per mismatch; exit code 1 if there is any, 0 if none,
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from heimdall_pipeline.storage.iq_format import capture_from_stored, metadata_sha256
 from heimdall_pipeline.storage.layout import (
-    InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, validate_key_part,
+    InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, spectrum_object_key,
+    validate_key_part,
 )
 
 # mismatch kinds
@@ -33,6 +41,10 @@ STORED_OUTCOME_WITHOUT_OBJECT = "session_captures says stored, no object"
 OBJECT_WITHOUT_OUTCOME = "object without a stored session_captures row"
 OUTCOME_SHA_MISMATCH = "sha256 differs from session_captures"
 STATUS_MISMATCH = "session status disagrees with what is stored"
+SPECTRUM_WITHOUT_CAPTURE = "spectrum without capture"
+UNFINISHED_UPLOAD = "unfinished multipart upload"
+# left-overs of an interrupted write that hold no data of their own: --repair removes them
+REPAIRABLE = (SPECTRUM_WITHOUT_CAPTURE, UNFINISHED_UPLOAD)
 # sessions in these states have not recorded anything yet: nothing to compare
 NOT_YET_RECORDED = ("requested",)
 
@@ -43,6 +55,8 @@ class Mismatch:
     receiver_id: str | None
     kind: str
     detail: str = ""
+    object_key: str = ""  # what --repair removes (REPAIRABLE kinds)
+    upload_id: str = ""
 
     def __str__(self) -> str:
         who = f"{self.session_key}/{self.receiver_id}" if self.receiver_id else self.session_key
@@ -51,9 +65,11 @@ class Mismatch:
 
 def compare_session(session_key: str, requested_receivers: Iterable[str], object_keys: Iterable[str],
                     row_receivers: Iterable[str], read: Callable[[str], bytes | None],
+                    uploads: Iterable[tuple[str, str]] = (),
                     outcomes: Mapping[str, Any] | None = None) -> list[Mismatch]:
     """Mismatches of one session. object_keys: every key under the session's prefix;
     row_receivers: receiver ids with a measurements row; read(key): the object's bytes or None;
+    uploads: (key, upload id) of the multipart uploads under the session's prefix not completed;
     outcomes: the session's session_captures rows by receiver (CaptureOutcome). A session recorded
     before that table existed has none and is compared without them; with them, a receiver whose
     failure is recorded is consistent, and each stored object must match its 'stored' row."""
@@ -61,7 +77,11 @@ def compare_session(session_key: str, requested_receivers: Iterable[str], object
     requested, rows = set(requested_receivers), set(row_receivers)
     npy: set[str] = set()
     meta: set[str] = set()
+    spectrum: set[str] = set()
     found: list[Mismatch] = []
+    for key, upload_id in uploads:
+        found.append(Mismatch(session_key, None, UNFINISHED_UPLOAD, f"{key}, upload {upload_id}",
+                              object_key=key, upload_id=upload_id))
     for key in object_keys:
         try:
             key_session, receiver_id, kind = parse_object_key(key)
@@ -74,7 +94,9 @@ def compare_session(session_key: str, requested_receivers: Iterable[str], object
             npy.add(receiver_id)
         elif kind == "metadata":
             meta.add(receiver_id)
-    for rid in sorted(npy | meta | rows | requested):
+        elif kind == "spectrum":
+            spectrum.add(receiver_id)
+    for rid in sorted(npy | meta | spectrum | rows | requested):
         has_npy, has_meta, has_row = rid in npy, rid in meta, rid in rows
         if has_meta and not has_npy:
             found.append(Mismatch(session_key, rid, METADATA_WITHOUT_NPY, metadata_object_key(session_key, rid)))
@@ -110,6 +132,9 @@ def compare_session(session_key: str, requested_receivers: Iterable[str], object
             found.append(Mismatch(session_key, rid, MISSING_CAPTURE))
         if rid not in requested and (has_npy or has_meta or has_row):
             found.append(Mismatch(session_key, rid, NOT_REQUESTED))
+        if rid in spectrum and not has_npy:
+            key = spectrum_object_key(session_key, rid)
+            found.append(Mismatch(session_key, rid, SPECTRUM_WITHOUT_CAPTURE, key, object_key=key))
     return found
 
 
@@ -118,6 +143,8 @@ class VerifyReport:
     sessions_checked: list[str] = dataclasses.field(default_factory=list)
     sessions_skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     mismatches: list[Mismatch] = dataclasses.field(default_factory=list)
+    repaired: list[Mismatch] = dataclasses.field(default_factory=list)
+    not_repaired: dict[Mismatch, str] = dataclasses.field(default_factory=dict)  # -> why
 
     @property
     def ok(self) -> bool:
@@ -161,6 +188,13 @@ def list_keys(client, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+def list_unfinished_uploads(client, bucket: str, prefix: str) -> list[tuple[str, str]]:
+    uploads: list[tuple[str, str]] = []
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        uploads.extend((item["Key"], item["UploadId"]) for item in page.get("Uploads", []))
+    return uploads
+
+
 def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
     from heimdall_pipeline.db.captures_repo import outcomes_for_session
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
@@ -181,9 +215,10 @@ def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
             report.sessions_skipped[record.session_key] = f"status {record.status}: not recorded yet"
             continue
         rows = measurements_for_session(engine, record.session_key)
-        report.mismatches += compare_session(record.session_key, record.receiver_ids,
-                                             list_keys(client, bucket, session_prefix(record.session_key)),
+        prefix = session_prefix(record.session_key)
+        report.mismatches += compare_session(record.session_key, record.receiver_ids, list_keys(client, bucket, prefix),
                                              [row.receiver_id for row in rows], read,
+                                             list_unfinished_uploads(client, bucket, prefix),
                                              outcomes_for_session(engine, record.session_key))
         truth = record.archived_from_status if record.status == "archived" else record.status
         if truth in ("succeeded", "failed"):
@@ -195,30 +230,87 @@ def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
     return report
 
 
+def repair(client, bucket: str, report: VerifyReport, statuses: dict[str, str]) -> None:
+    """Removes the REPAIRABLE left-overs of finished sessions (statuses: session key -> status) and
+    moves them from report.mismatches to report.repaired. A spectrum PNG is deleted with a delete
+    marker (the bucket is versioned: the picture stays recoverable)."""
+    from heimdall_pipeline.db.sessions_repo import FINISHED_STATUSES
+
+    left: list[Mismatch] = []
+    for mismatch in report.mismatches:
+        status = statuses.get(mismatch.session_key)
+        if mismatch.kind not in REPAIRABLE:
+            left.append(mismatch)
+        elif status not in FINISHED_STATUSES:
+            report.not_repaired[mismatch] = f"session is {status}: it may still be writing"
+            left.append(mismatch)
+        else:
+            if mismatch.kind == UNFINISHED_UPLOAD:
+                client.abort_multipart_upload(Bucket=bucket, Key=mismatch.object_key, UploadId=mismatch.upload_id)
+            else:
+                client.delete_object(Bucket=bucket, Key=mismatch.object_key)
+            report.repaired.append(mismatch)
+    report.mismatches = left
+
+
 def format_report(report: VerifyReport) -> str:
     lines = [f"verified {len(report.sessions_checked)} session(s), skipped {len(report.sessions_skipped)}, "
              f"{len(report.mismatches)} mismatch(es)"]
     lines += [f"  skipped {key}: {why}" for key, why in report.sessions_skipped.items()]
-    lines += [f"  MISMATCH {m}" for m in report.mismatches]
+    lines += [f"  REPAIRED {m}" for m in report.repaired]
+    lines += [f"  MISMATCH {m}" + (f" [not repaired: {report.not_repaired[m]}]" if m in report.not_repaired else "")
+              for m in report.mismatches]
+    repairable = sum(m.kind in REPAIRABLE and m not in report.not_repaired for m in report.mismatches)
+    if repairable:
+        lines.append(f"  {repairable} of them (spectrum PNGs without capture, unfinished uploads) can be removed "
+                     f"with: heimdall verify --repair")
     return "\n".join(lines)
 
 
+def _could_not_check(exc: Exception, endpoint: str, bucket: str) -> str:
+    """Why verify could not check, from an S3 or database error (never with a secret in it)."""
+    import sqlalchemy as sa
+
+    from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
+
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"the database (HEIMDALL_DATABASE_URL) failed: {cause}"
+    code = error_code(exc)
+    if code in ACCESS_DENIED_CODES:
+        return (f"S3 at {endpoint} refused the keys ({code}): check HEIMDALL_S3_ACCESS_KEY_ID / "
+                f"HEIMDALL_S3_SECRET_ACCESS_KEY")
+    if code in MISSING_BUCKET_CODES:
+        return f"bucket {bucket!r} does not exist at {endpoint} (create it with `heimdall services up` or your S3 setup)"
+    return f"S3 at {endpoint} failed: {exc}"
+
+
 def run(args) -> int:
+    import sqlalchemy as sa
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from heimdall_pipeline import settings
     from heimdall_pipeline.db.engine import make_engine
     from heimdall_pipeline.db.sessions_repo import UnknownSessionError
     from heimdall_pipeline.storage.object_store import s3_client
 
+    settings.load_embedded_env()
+    endpoint, bucket = settings.setting("HEIMDALL_S3_ENDPOINT_URL"), settings.setting("HEIMDALL_S3_BUCKET")
     try:
         since, until = _parse_time(getattr(args, "since", None), "since"), _parse_time(getattr(args, "until", None), "until")
-        settings.load_embedded_env()
         engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
+        client = s3_client(endpoint, settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
+                           settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"), settings.setting("HEIMDALL_S3_REGION"))
+        client.head_bucket(Bucket=bucket)  # the server, the keys and the bucket, before any session
         records = select_sessions(engine, getattr(args, "sessions", None) or (), since, until)
+        report = verify_sessions(engine, client, bucket, records)
+        if getattr(args, "repair", False):
+            repair(client, bucket, report, {record.session_key: record.status for record in records})
     except (ValueError, UnknownSessionError) as exc:  # InvalidKeyError is a ValueError
-        print(f"heimdall verify: {exc}")
+        print(f"heimdall verify: {exc}", file=sys.stderr)
         return 2
-    client = s3_client(settings.setting("HEIMDALL_S3_ENDPOINT_URL"), settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                       settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"), settings.setting("HEIMDALL_S3_REGION"))
-    report = verify_sessions(engine, client, settings.setting("HEIMDALL_S3_BUCKET"), records)
+    except (BotoCoreError, ClientError, sa.exc.SQLAlchemyError) as exc:
+        print(f"heimdall verify: could not check: {_could_not_check(exc, endpoint, bucket)}", file=sys.stderr)
+        return 2
     print(format_report(report))
     return 0 if report.ok else 1

@@ -7,7 +7,10 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${HEIMDALL_CACHE:-$HOME/.cache/heimdall}
-venv=${HEIMDALL_VENV:-$cache/venv}
+# One environment per checkout (the project is installed in editable mode, so a shared one would
+# run whichever clone installed it last), cached outside the repo; HEIMDALL_VENV chooses another.
+checkout_id=$(printf '%s' "$repo" | sha256sum | cut -c1-10)
+venv=${HEIMDALL_VENV:-$cache/venv-$(basename "$repo")-$checkout_id}
 pg_major=15
 mkdir -p "$cache"
 
@@ -19,7 +22,7 @@ as_root() {
 
 # --- system packages -------------------------------------------------------------------
 system_packages=(postgresql-$pg_major postgresql-server-dev-$pg_major cmake gcc make dpkg-dev
-                 libkrb5-dev chromium chromium-driver docker-compose)
+                 libkrb5-dev chromium chromium-driver docker-compose openssl)
 missing=()
 for p in "${system_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -64,6 +67,10 @@ fi
 stamp=$venv/.heimdall-installed
 want=$(sha256sum "$repo/setup.py" | cut -c1-16)-$repo
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  installed_for=$(sed -n 's/^[0-9a-f]\{16\}-//p' "$stamp" 2>/dev/null || true)
+  if [ -n "$installed_for" ] && [ "$installed_for" != "$repo" ]; then
+    log "HEIMDALL_VENV=$venv was installed for $installed_for: it now runs $repo instead"
+  fi
   log "installing Python dependencies into $venv"
   if command -v uv >/dev/null 2>&1; then
     uv pip install -q --python "$venv/bin/python" -e "$repo[test]"

@@ -27,17 +27,20 @@ from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_sto
 from heimdall_pipeline.storage.layout import (
     iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key,
 )
-from heimdall_pipeline.storage.object_store import ensure_bucket, error_code
+from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
 
 T = TypeVar("T")
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-_CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> checked boto3 client
+_CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> boto3 client
 _PNG_SLOTS = threading.BoundedSemaphore(1)  # spectrum pictures rendered at once: CPU-bound, so one
-ACCESS_DENIED_CODES = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 
 
 class S3AccessDeniedError(PermissionError):
     """The S3 server refused the credentials or the bucket permission (never retried)."""
+
+
+class MissingBucketError(RuntimeError):
+    """The configured bucket does not exist; only setup creates it."""
 
 
 def read_ahead(load: Callable[[str], T], keys: Iterable[str], depth: int) -> Iterator[tuple[str, T]]:
@@ -60,7 +63,7 @@ def read_ahead(load: Callable[[str], T], keys: Iterable[str], depth: int) -> Ite
 
 class IQStore(ConfigurableResource):
     s3: S3Resource
-    bucket: str = Field(default="heimdall-raw-iq", description="Bucket for raw IQ (created if missing, versioned)")
+    bucket: str = Field(default="heimdall-raw-iq", description="Bucket for raw IQ (versioned; created by setup, never by a run)")
     multipart_threshold_mb: int = Field(default=16, description="Objects above this size use multipart upload")
     presigned_url_expiry_s: int = Field(default=7 * 24 * 3600, description="Lifetime of links shown in the UI")
     parallel_transfers: int = Field(default=8, description="Objects uploaded at once")
@@ -72,31 +75,39 @@ class IQStore(ConfigurableResource):
     _client: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context) -> None:
-        # Fail at resource start, before anything is recorded, if the server or the keys are wrong.
+        # Fail at resource start, before anything is recorded, if the server, the keys or the
+        # bucket are wrong.
         self.client()
 
     def client(self):
         if self._client is None:
-            # One client per process and configuration: Dagster builds the resource anew for
-            # every run, and a boto3 client (service model load) + bucket check cost 0.2-0.4 s
-            # of CPU each time. boto3 clients are thread-safe; failures are not cached.
+            # One boto3 client per process and configuration: Dagster builds the resource anew for
+            # every run, and a client (service model load) costs 0.2-0.4 s of CPU each time. boto3
+            # clients are thread-safe. The bucket is checked once per resource, so once per run.
             cache_key = (repr(sorted(self.s3.model_dump().items())), self.bucket)
-            cached = _CLIENTS.get(cache_key)
-            if cached is not None:
-                self._client = cached
-                return cached
-            client = self.s3.get_client()
-            try:
-                ensure_bucket(client, self.bucket, versioning=True)
-            except Exception as exc:  # noqa: BLE001 - refusals become one clear error, others pass
-                if error_code(exc) in ACCESS_DENIED_CODES:
-                    raise S3AccessDeniedError(
-                        f"S3 at {self.s3.endpoint_url} refused access to bucket {self.bucket!r} "
-                        f"({error_code(exc)}): check HEIMDALL_S3_ACCESS_KEY_ID / HEIMDALL_S3_SECRET_ACCESS_KEY "
-                        f"and the key's permissions on the bucket") from exc
-                raise
-            self._client = _CLIENTS.setdefault(cache_key, client)
+            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(cache_key, self.s3.get_client())
+            self._check_bucket(client)
+            self._client = client
         return self._client
+
+    def _check_bucket(self, client) -> None:
+        """Never creates the bucket: a run that re-created it empty would report every stored
+        capture as missing. Only setup creates it (`heimdall services up`, Docker's minio_init)."""
+        try:
+            client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # noqa: BLE001 - refusals become one clear error, others pass
+            code = error_code(exc)
+            if code in ACCESS_DENIED_CODES:
+                raise S3AccessDeniedError(
+                    f"S3 at {self.s3.endpoint_url} refused access to bucket {self.bucket!r} "
+                    f"({code}): check HEIMDALL_S3_ACCESS_KEY_ID / HEIMDALL_S3_SECRET_ACCESS_KEY "
+                    f"and the key's permissions on the bucket") from exc
+            if code in MISSING_BUCKET_CODES:
+                raise MissingBucketError(
+                    f"bucket {self.bucket!r} does not exist at {self.s3.endpoint_url}: runs never create it "
+                    f"(an empty new bucket would hide every stored capture). Create it with `heimdall services up` "
+                    f"(embedded services) or your S3 setup (Docker: minio_init), or fix HEIMDALL_S3_BUCKET") from exc
+            raise
 
     # -- writing ---------------------------------------------------------------------------
     def put(self, key: str, body: bytes | BufferStream, content_type: str, metadata: dict[str, str],

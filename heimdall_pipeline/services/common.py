@@ -131,3 +131,26 @@ def wait_until(check, timeout_s: float, what: str, interval_s: float = 0.25):
             last = exc
         time.sleep(interval_s)
     raise ServiceError(f"{what} not ready after {timeout_s:.0f}s" + (f": {last}" if last else ""))
+
+
+def run_until_signalled(cmd: list[str], env: dict[str, str], name: str) -> int:
+    """Runs cmd in its own process group until it exits or this process gets SIGTERM/SIGINT; then
+    stops the whole group (a Dagster webserver, daemon and code servers) and returns 128 + signal."""
+    process = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def on_signal(signum, _frame):
+        received.append(signum)
+        raise KeyboardInterrupt  # leaves process.wait() below
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        signum = received[0] if received else signal.SIGINT
+        print(f"{signal.Signals(signum).name}: stopping {name} (pid {process.pid}) and its children", flush=True)
+        stop_process_group(process, name)
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

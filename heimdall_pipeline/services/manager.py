@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heimdall_pipeline import settings
-from heimdall_pipeline.services.common import ServiceError, new_secret, port_is_listening
+from heimdall_pipeline.services.common import ServiceError, new_secret, port_is_listening, require_free_ports
 from heimdall_pipeline.services.postgres import PostgresCluster, cluster_dir_for
 from heimdall_pipeline.services.seaweedfs import SeaweedFS
 from heimdall_pipeline.storage.object_store import ensure_bucket
@@ -88,10 +88,26 @@ def embedded_services(*, create: bool = False) -> EmbeddedServices:
     return EmbeddedServices(home=home, env=env)
 
 
+def _require_free_ports(services: EmbeddedServices) -> None:
+    """Every port of every service that is not running yet, checked before anything starts, so a
+    clash leaves nothing half-started."""
+    ports = {} if services.postgres.pid() is not None else {"PostgreSQL": services.postgres.port}
+    if services.s3.pid() is None:
+        ports.update({f"SeaweedFS {name}": port for name, port in services.s3.all_ports().items()})
+    require_free_ports("the embedded services", ports,
+                       "HEIMDALL_S3_PORT, HEIMDALL_SEAWEEDFS_PORT_BASE and HEIMDALL_PG_PORT in a new runtime folder")
+
+
 def up() -> EmbeddedServices:
     services = embedded_services(create=True)
-    services.postgres.start()
-    services.s3.start()
+    _require_free_ports(services)
+    started_postgres = services.postgres.start()
+    try:
+        services.s3.start()
+    except ServiceError:
+        if started_postgres:  # all or nothing: do not leave half of the services running
+            services.postgres.stop()
+        raise
     ensure_bucket(services.s3.client(), services.env["HEIMDALL_S3_BUCKET"], versioning=True)
     services.dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings.REPO_ROOT / "dagster.yaml", services.dagster_home / "dagster.yaml")
@@ -112,30 +128,44 @@ def down() -> list[str]:
     return stopped
 
 
-def status() -> dict[str, str]:
+@dataclass(frozen=True)
+class ServicesStatus:
+    report: dict[str, str]  # service -> what was checked and seen
+    down: tuple[str, ...]  # services stopped or failing their check
+
+    @property
+    def healthy(self) -> bool:
+        return not self.down
+
+
+def status() -> ServicesStatus:
     try:
         services = embedded_services()
     except ServiceError as exc:
-        return {"services": str(exc)}
-    report = {}
+        return ServicesStatus({"services": str(exc)}, ("services",))
+    report, down = {}, []
     s3, pg = services.s3, services.postgres
     if s3.pid() is None:
         report["SeaweedFS"] = "stopped" + (f" (but port {s3.s3_port} is in use by another process)" if port_is_listening(s3.s3_port) else "")
+        down.append("SeaweedFS")
     else:
         try:
             s3.check(timeout_s=5)
             report["SeaweedFS"] = f"running (pid {s3.pid()}), put/get OK at {s3.endpoint_url}"
         except ServiceError as exc:
             report["SeaweedFS"] = f"running (pid {s3.pid()}) but unhealthy: {exc}"
+            down.append("SeaweedFS")
     if pg.pid() is None:
         report["PostgreSQL"] = "stopped"
+        down.append("PostgreSQL")
     else:
         try:
             report["PostgreSQL"] = f"running (pid {pg.pid()}) on 127.0.0.1:{pg.port}, SELECT OK: {pg.check()}"
         except ServiceError as exc:
             report["PostgreSQL"] = f"running (pid {pg.pid()}) but unhealthy: {exc}"
+            down.append("PostgreSQL")
     report["DAGSTER_HOME"] = str(services.dagster_home)
-    return report
+    return ServicesStatus(report, tuple(down))
 
 
 def exported_env() -> dict[str, str]:

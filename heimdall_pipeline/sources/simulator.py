@@ -30,6 +30,19 @@ Model of one capture (transmitter -> one receiver):
   Sign convention: a positive offset means the signal is at positive baseband frequency, i.e. the
   samples rotate as ``exp(+2j*pi*offset*t)`` (above the tuned centre in the spectrum).
 
+Timing (what TDoA needs as ground truth):
+
+* Propagation delay: the slant distance / c. The transmitted modulation reaches a receiver that
+  much later; the noise-like modulation is one waveform per session, shared by every receiver, read
+  between its samples by band-limited interpolation (a sub-sample delay).
+* Each receiver's sample clock runs at its own rate, ``sample_rate_hz * (1 + e * 1e-6)`` with
+  ``e`` = sample_rate_error_ppm (-100..+100 ppm, like a KiwiSDR's 12001.x S/s against its nominal
+  12000); sample n is taken at GPS time ``start + n / true_rate``.
+* Per-frame GNSS timestamps as a KiwiSDR sends them: one per frame of FRAME_SAMPLES samples, the
+  GPS time of its first sample (seconds of the week + ns) with ~100 ns rms jitter; the receiver gets
+  a fresh fix every GNSS_FIX_PERIOD_S (fix age 0 during the first second, then 1), and its stale
+  tags drift at its own holdover rate (so a time model must not trust them).
+
 Ground-truth SNR definition (shared with dsp/metrics.py): **full-band SNR**, the total signal power
 divided by the total noise power in the whole complex baseband bandwidth (= sample rate)::
 
@@ -52,9 +65,17 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from heimdall_pipeline.propagation import PropagationModel, path_loss_db, slant_distance_km, thermal_noise_power_dbm
+from heimdall_pipeline.dsp.resample import interpolate_at
+from heimdall_pipeline.dsp.timing import NS, SECONDS_PER_WEEK, utc_to_gps_ns
+from heimdall_pipeline.propagation import (
+    PropagationModel,
+    path_loss_db,
+    propagation_delay_s,
+    slant_distance_km,
+    thermal_noise_power_dbm,
+)
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
 
 MODULATIONS = ("carrier", "fm_tone", "noise")
 SIMULATOR_VERSION = "heimdall-sim-1"
@@ -62,6 +83,13 @@ SIMULATOR_VERSION = "heimdall-sim-1"
 # Receiver characteristic ranges (uniform).
 NOISE_FIGURE_RANGE_DB = (6.0, 12.0)
 LO_ERROR_RANGE_PPM = (-0.5, 0.5)
+SAMPLE_RATE_ERROR_RANGE_PPM = (-100.0, 100.0)
+HOLDOVER_DRIFT_RANGE_NS_PER_S = (-2000.0, 2000.0)  # how fast a stale tag drifts from the truth
+
+# GNSS time stamps, as a KiwiSDR sends them
+FRAME_SAMPLES = 512
+GNSS_JITTER_NS = 100.0
+GNSS_FIX_PERIOD_S = 2.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,6 +144,9 @@ class ReceiverCharacteristics:
     noise_figure_db: float
     lo_error_ppm: float
     phase_rad: float
+    sample_rate_error_ppm: float = 0.0
+    gnss_fix_phase_s: float = 0.0
+    holdover_drift_ns_per_s: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,15 +169,22 @@ def _rng(*parts: str) -> np.random.Generator:
 
 
 def receiver_characteristics(receiver_id: str) -> ReceiverCharacteristics:
-    """Noise figure (6..12 dB), LO error (-0.5..+0.5 ppm) and phase (0..2pi) of a receiver id.
+    """Noise figure (6..12 dB), LO error (-0.5..+0.5 ppm), phase (0..2pi), sample-rate error
+    (-100..+100 ppm), GNSS fix phase (0..GNSS_FIX_PERIOD_S) and holdover drift of a receiver id.
 
-    Deterministic: a numpy Generator seeded from SHA-256("receiver-characteristics", id).
+    Deterministic: a numpy Generator seeded from SHA-256("receiver-characteristics", id); the
+    timing draws come after the older ones, which therefore keep their values.
     """
     rng = _rng("receiver-characteristics", receiver_id)
     nf = float(rng.uniform(*NOISE_FIGURE_RANGE_DB))
     ppm = float(rng.uniform(*LO_ERROR_RANGE_PPM))
     phase = float(rng.uniform(0.0, 2.0 * math.pi))
-    return ReceiverCharacteristics(noise_figure_db=nf, lo_error_ppm=ppm, phase_rad=phase)
+    rate_ppm = float(rng.uniform(*SAMPLE_RATE_ERROR_RANGE_PPM))
+    fix_phase = float(rng.uniform(0.0, GNSS_FIX_PERIOD_S))
+    drift = float(rng.uniform(*HOLDOVER_DRIFT_RANGE_NS_PER_S))
+    return ReceiverCharacteristics(noise_figure_db=nf, lo_error_ppm=ppm, phase_rad=phase,
+                                   sample_rate_error_ppm=rate_ppm, gnss_fix_phase_s=fix_phase,
+                                   holdover_drift_ns_per_s=drift)
 
 
 def signal_power_for_snr(snr_db: float, noise_power_dbm: float) -> float:
@@ -157,6 +195,39 @@ def signal_power_for_snr(snr_db: float, noise_power_dbm: float) -> float:
 # --------------------------------------------------------------------------------------------
 # Sample generation
 # --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TransmittedWaveform:
+    """The noise-like modulation as transmitted (complex baseband before the carrier offset,
+    unit mean power), sampled at sample_rate_hz from start_s on (seconds after the session start,
+    transmitter time). One per session: every receiver reads it, each at its own delayed times."""
+
+    samples: np.ndarray
+    start_s: float
+    sample_rate_hz: float
+
+    def at(self, times_s: np.ndarray) -> np.ndarray:
+        """Band-limited values at arbitrary times (seconds after the session start)."""
+        return interpolate_at(self.samples, (np.asarray(times_s, dtype=np.float64) - self.start_s) * self.sample_rate_hz)
+
+
+def noise_waveform(rng: np.random.Generator, bandwidth_hz: float, sample_rate_hz: float, start_s: float,
+                   duration_s: float) -> TransmittedWaveform:
+    """Band-limited noise, flat over |f| <= bandwidth/2, unit mean power, covering start_s..+duration_s."""
+    n = int(math.ceil(duration_s * sample_rate_hz)) + 1
+    m = scipy.fft.next_fast_len(n)
+    freqs = scipy.fft.fftfreq(m, d=1.0 / sample_rate_hz)
+    in_band = np.abs(freqs) <= bandwidth_hz / 2.0
+    if not in_band.any():
+        in_band[0] = True
+    k = int(in_band.sum())
+    spec = np.zeros(m, dtype=np.complex64)
+    spec[in_band] = rng.standard_normal(2 * k, dtype=np.float32).view(np.complex64)
+    base = scipy.fft.ifft(spec, overwrite_x=True).astype(np.complex64)
+    p = float(np.mean(base.real.astype(np.float64) ** 2 + base.imag.astype(np.float64) ** 2))
+    base *= np.float32(1.0 / math.sqrt(p))
+    return TransmittedWaveform(samples=base, start_s=float(start_s), sample_rate_hz=float(sample_rate_hz))
 
 
 def _phase_turns(n: int, freq_hz: float, sample_rate_hz: float, start_turns: float) -> np.ndarray:
@@ -190,6 +261,9 @@ def simulate_samples(
     deviation_hz: float = 500.0,
     tone_hz: float = 100.0,
     bandwidth_hz: float = 500.0,
+    true_sample_rate_hz: float | None = None,
+    delay_s: float = 0.0,
+    waveform: TransmittedWaveform | None = None,
 ) -> np.ndarray:
     """n complex64 samples (mean|x|^2 in mW): one signal at baseband offset_hz plus white noise.
 
@@ -199,6 +273,12 @@ def simulate_samples(
     band (= sample rate); None or -inf for a noiseless signal.
     offset_hz: baseband frequency of the carrier; the signal rotates as exp(+2j*pi*offset_hz*t).
     phase: initial carrier phase in radians.
+    true_sample_rate_hz: the rate the samples are really taken at (sample n at n / true rate
+    seconds); sample_rate_hz by default. The noise bandwidth stays sample_rate_hz.
+    delay_s: the modulation arrives this much later (propagation delay): sample n carries the
+    modulation transmitted at n / true rate - delay_s.
+    waveform: the transmitted noise-like modulation to read (shared by the receivers of a
+    session); without it the "noise" modulation draws its own from rng.
     """
     if modulation not in MODULATIONS:
         raise ValueError(f"modulation {modulation!r} is not one of {', '.join(MODULATIONS)}")
@@ -222,26 +302,24 @@ def simulate_samples(
     power_mw = 10.0 ** (signal_power_dbm / 10.0)
     amplitude = math.sqrt(power_mw)
     start_turns = (phase / (2.0 * math.pi)) % 1.0
+    rate = float(true_sample_rate_hz or sample_rate_hz)
+    # The tuning is GNSS-disciplined (as a KiwiSDR's is): the carrier sits at offset_hz on the
+    # capture's own sample axis; the modulation's timing follows the true clock and the delay.
     if modulation == "carrier":
         sig = _unit_phasor(_phase_turns(n, offset_hz, sample_rate_hz, start_turns))
         sig *= np.float32(amplitude)
     elif modulation == "fm_tone":
         turns = _phase_turns(n, offset_hz, sample_rate_hz, start_turns)
         beta = deviation_hz / tone_hz
-        tone = _phase_turns(n, tone_hz, sample_rate_hz, 0.0)
+        tone = _phase_turns(n, tone_hz, rate, (-tone_hz * delay_s) % 1.0)
         turns += (beta / (2.0 * math.pi)) * np.sin(2.0 * np.pi * tone)
         sig = _unit_phasor(turns)
         sig *= np.float32(amplitude)
     else:  # band-limited noise-like signal: flat spectrum over |f| <= bandwidth/2, then shifted.
-        m = scipy.fft.next_fast_len(n)
-        freqs = scipy.fft.fftfreq(m, d=1.0 / sample_rate_hz)
-        in_band = np.abs(freqs) <= bandwidth_hz / 2.0
-        if not in_band.any():
-            in_band[0] = True
-        k = int(in_band.sum())
-        spec = np.zeros(m, dtype=np.complex64)
-        spec[in_band] = rng.standard_normal(2 * k, dtype=np.float32).view(np.complex64)
-        base = scipy.fft.ifft(spec, overwrite_x=True)[:n]
+        times = np.arange(n, dtype=np.float64) / rate - delay_s
+        if waveform is None:
+            waveform = noise_waveform(rng, bandwidth_hz, sample_rate_hz, times[0], times[-1] - times[0])
+        base = waveform.at(times)
         p = float(np.mean(base.real.astype(np.float64) ** 2 + base.imag.astype(np.float64) ** 2))
         if p <= 0:
             base = np.ones(n, dtype=np.complex64)
@@ -251,6 +329,46 @@ def simulate_samples(
         sig *= _unit_phasor(_phase_turns(n, offset_hz, sample_rate_hz, start_turns))
     out += sig
     return out
+
+
+def gnss_frame_timestamps(
+    rng: np.random.Generator,
+    start_gps_ns: int,
+    n: int,
+    true_sample_rate_hz: float,
+    chars: ReceiverCharacteristics,
+    jitter_ns: float = GNSS_JITTER_NS,
+) -> tuple[GpsTimestamp, ...]:
+    """One tag per frame of FRAME_SAMPLES samples, as a KiwiSDR sends them (see module docstring).
+
+    Fresh tags (fix age 0) are the true GPS time of the frame's first sample plus jitter; stale
+    ones (age >= 1) also carry the receiver's holdover drift since its last fix.
+    """
+    starts = np.arange(0, n, FRAME_SAMPLES, dtype=np.int64)
+    true_s = starts / true_sample_rate_hz  # seconds after start_gps_ns
+    since_fix = np.mod(true_s - chars.gnss_fix_phase_s, GNSS_FIX_PERIOD_S)
+    ages = np.floor(since_fix).astype(np.int64)
+    error_ns = rng.normal(0.0, jitter_ns, size=starts.size) + np.where(ages > 0, chars.holdover_drift_ns_per_s * since_fix, 0.0)
+    stamps = []
+    week_ns = SECONDS_PER_WEEK * NS
+    for index, t, err, age in zip(starts, true_s, error_ns, ages):
+        tag = int(start_gps_ns) + int(round(t * NS + err))  # integers: a float cannot hold GPS ns
+        sow = tag % week_ns
+        stamps.append(GpsTimestamp(sample_index=int(index), gps_seconds=sow // NS, gps_nanoseconds=sow % NS,
+                                   has_solution=True, fix_age_s=int(age)))
+    return tuple(stamps)
+
+
+def transmitted_waveform(session_key: str, transmitter: Transmitter, sample_rate_hz: float, duration_s: float,
+                         seed_salt: str = "") -> TransmittedWaveform | None:
+    """The session's noise-like transmitted waveform (None for the other modulations), covering the
+    capture plus margin for any delay on Earth and the receivers' clock errors. Deterministic for
+    (session_key, seed_salt): every receiver of the session hears the same waveform."""
+    if transmitter.modulation != "noise":
+        return None
+    margin_s = 0.1 + 2e-4 * duration_s  # > 20,000 km of travel, > 100 ppm of clock error
+    return noise_waveform(_rng("waveform", session_key, seed_salt), transmitter.bandwidth_hz, sample_rate_hz,
+                          -margin_s, duration_s + 2 * margin_s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,8 +386,14 @@ def simulate_capture(
     start_time: datetime,
     propagation: PropagationModel = PropagationModel(),
     seed_salt: str = "",
+    waveform: TransmittedWaveform | None = None,
 ) -> Capture:
     """One receiver's simulated capture of the transmitter during a session.
+
+    Timed like a KiwiSDR capture (module docstring): sample 0 is taken at start_time (GPS time
+    start_time + leap seconds), the samples at the receiver's own true rate, with per-frame GNSS
+    timestamps. waveform: the session's transmitted_waveform, to share one between many calls
+    (made here when None).
 
     samples: complex64, mean|x|^2 in mW (10*log10 -> dBm), n = round(duration_s * sample_rate_hz).
     Deterministic for (session_key, receiver.id, seed_salt) and the physical inputs.
@@ -280,7 +404,9 @@ def simulate_capture(
       carrier: (f_tx - center) - center*lo_error_ppm*1e-6), lo_error_ppm, noise_figure_db,
       signal_in_band (False when the carrier falls outside +/- sample_rate/2: no signal is then
       added and snr_db / frequency_offset_hz still describe what would have arrived), plus the
-      transmitter's position, frequency, EIRP and modulation.
+      transmitter's position, frequency, EIRP and modulation; and the timing truth:
+      propagation_delay_s, sample_rate_error_ppm, true_sample_rate_hz, sample0_gps_ns (integer ns
+      since the GPS epoch), gnss_jitter_ns.
     """
     if not (math.isfinite(sample_rate_hz) and sample_rate_hz > 0):
         raise ValueError(f"sample_rate_hz {sample_rate_hz} must be positive and finite")
@@ -311,6 +437,13 @@ def simulate_capture(
                   "noise": transmitter.bandwidth_hz / 2.0}[transmitter.modulation]
     in_band = abs(offset) + half_width < sample_rate_hz / 2.0
 
+    delay = propagation_delay_s(distance)
+    true_rate = sample_rate_hz * (1.0 + chars.sample_rate_error_ppm * 1e-6)
+    if waveform is None and in_band:
+        waveform = transmitted_waveform(session_key, transmitter, sample_rate_hz, duration_s, seed_salt)
+    start_gps_ns = utc_to_gps_ns(start_time)
+    stamps = gnss_frame_timestamps(_rng("gnss", session_key, receiver.id, seed_salt), start_gps_ns, n, true_rate, chars)
+
     rng = _rng("samples", session_key, receiver.id, seed_salt)
     session_phase = float(rng.uniform(0.0, 2.0 * math.pi))
     samples = simulate_samples(
@@ -323,6 +456,9 @@ def simulate_capture(
         deviation_hz=transmitter.deviation_hz,
         tone_hz=transmitter.tone_hz,
         bandwidth_hz=transmitter.bandwidth_hz,
+        true_sample_rate_hz=true_rate,
+        delay_s=delay,
+        waveform=waveform,
     )
 
     ground_truth: dict[str, Any] = {
@@ -337,6 +473,11 @@ def simulate_capture(
         "lo_error_ppm": chars.lo_error_ppm,
         "noise_figure_db": chars.noise_figure_db,
         "signal_in_band": bool(in_band),
+        "propagation_delay_s": float(delay),
+        "sample_rate_error_ppm": chars.sample_rate_error_ppm,
+        "true_sample_rate_hz": float(true_rate),
+        "sample0_gps_ns": int(start_gps_ns),
+        "gnss_jitter_ns": GNSS_JITTER_NS,
         "transmitter": {
             "frequency_hz": float(transmitter.frequency_hz),
             "eirp_dbm": float(transmitter.eirp_dbm),
@@ -359,6 +500,7 @@ def simulate_capture(
         center_frequency_hz=float(center_frequency_hz),
         start_time=start_time,
         source_kind="simulated",
+        gps_timestamps=stamps,
         details=details,
         ground_truth=ground_truth,
     )

@@ -27,11 +27,11 @@ import re
 import struct
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from heimdall_pipeline.sources.capture import GpsTimestamp
+from heimdall_pipeline.dsp.timing import UntimedCaptureError, fit_time_model
+from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
 
 FRAME_SAMPLES = 512  # IQ pairs per data chunk as kiwirecorder writes them
 INT16_FULL_SCALE = 32768.0
@@ -293,6 +293,27 @@ def write_kiwi_wav(
     return path
 
 
+def recording_capture(recording: KiwiWavRecording, session_key: str, receiver_id: str) -> Capture:
+    """The recording as a Capture (source "recording", dBFS samples, its frame timestamps).
+
+    Its rate and start are the GNSS-measured ones (dsp/timing.py) when the fresh fixes allow a time
+    model, else the header rate and the file name's start; details keep the file's own facts.
+    """
+    details: dict = {"file_name": recording.file_name, "receiver_name": recording.name.receiver,
+                     "header_sample_rate_hz": recording.header_rate_hz, "frame_samples": FRAME_SAMPLES}
+    try:
+        model = fit_time_model(recording.timestamps, recording.header_rate_hz, recording.name.start_utc,
+                               len(recording.samples))
+        rate, start = model.sample_rate_hz, model.sample0_utc
+        details["time_model"] = model.summary()
+    except UntimedCaptureError as exc:
+        rate, start = float(recording.header_rate_hz), recording.name.start_utc
+        details["untimed_reason"] = str(exc)
+    return Capture(session_key=session_key, receiver_id=receiver_id, samples=recording.samples, sample_rate_hz=rate,
+                   center_frequency_hz=recording.name.frequency_hz, start_time=start, source_kind="recording",
+                   gps_timestamps=recording.timestamps, power_unit="dBFS", details=details)
+
+
 def write_recording(directory: str | os.PathLike, recording: KiwiWavRecording) -> Path:
     """Write a decoded recording back under its own name."""
     return write_kiwi_wav(directory, recording.name, recording.samples, recording.timestamps,
@@ -303,5 +324,5 @@ __all__ = [
     "BadFileNameError", "FRAME_SAMPLES", "KiwiWavError", "KiwiWavName", "KiwiWavRecording", "NoGnssError",
     "NotRiffWaveError", "TruncatedChunkError", "UnsupportedChannelCountError", "UnsupportedEncodingError",
     "UnsupportedSampleWidthError", "decode_kiwi_wav", "encode_kiwi_wav", "parse_file_name", "read_kiwi_wav",
-    "samples_to_int16", "write_kiwi_wav", "write_recording",
+    "recording_capture", "samples_to_int16", "write_kiwi_wav", "write_recording",
 ]

@@ -27,6 +27,10 @@ def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, reg
                         aws_secret_access_key=secret_access_key, region_name=region, config=config)
 
 
+MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")
+ACCESS_DENIED_CODES = ("403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
 def error_code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
@@ -42,7 +46,7 @@ def ensure_bucket(client, bucket: str, *, versioning: bool = True) -> bool:
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:
-        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+        if error_code(exc) not in MISSING_BUCKET_CODES:
             raise
         try:
             client.create_bucket(Bucket=bucket)

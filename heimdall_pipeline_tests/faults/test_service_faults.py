@@ -182,3 +182,45 @@ def test_s3_client_retries_403_never_and_connection_errors_bounded(private_servi
         dead.head_bucket(Bucket=env["HEIMDALL_S3_BUCKET"])
     assert "127.0.0.1:9" in str(down.value)
     assert len(sent) == 3
+
+
+def test_a_run_against_a_missing_bucket_fails_naming_it_and_never_creates_it(shared_services_env, engine,
+                                                                             instance, s3_client):
+    from botocore.exceptions import ClientError
+
+    from heimdall_pipeline.resources.iq_store import MissingBucketError
+
+    env = {**shared_services_env, "HEIMDALL_S3_BUCKET": f"heimdall-missing-{os.urandom(4).hex()}"}
+    with pytest.raises(MissingBucketError, match=env["HEIMDALL_S3_BUCKET"]):
+        make_store(env).client()
+
+    record = request(engine, receivers=["f5len"])
+    result = run_session_in_process(build_defs(env), instance, engine, record.session_key)
+    assert not result.success
+    assert f"bucket {env['HEIMDALL_S3_BUCKET']!r} does not exist" in error_text(_run_result_events(
+        instance, result.session_run_id))
+    assert count_measurements(engine, session_key=record.session_key) == 0
+    with pytest.raises(ClientError):  # still missing: only setup creates it
+        s3_client.head_bucket(Bucket=env["HEIMDALL_S3_BUCKET"])
+
+
+def test_a_multipart_upload_that_fails_midway_is_aborted(shared_services_env, s3_client, session_key):
+    """IQStore's multipart path: a failed part aborts the upload, so no parts are left on the server
+    (when S3 itself is gone the abort cannot reach it: `heimdall verify` reports those, --repair removes them)."""
+    env = shared_services_env
+    store = make_store(env).model_copy(update={"multipart_threshold_mb": 5})
+
+    def second_part_fails(request, **_):
+        if "partNumber=2" in request.url:
+            raise ConnectionError("injected: connection lost during part 2")
+
+    key = f"sessions/{session_key}/websdr_f5len.npy"
+    events = store.client().meta.events  # the client is shared per configuration: unhook after
+    events.register("before-send.s3", second_part_fails)
+    try:
+        with pytest.raises(ConnectionError):
+            store.put(key, os.urandom(12 * 1024 * 1024), "application/octet-stream", {})
+    finally:
+        events.unregister("before-send.s3", second_part_fails)
+    assert s3_client.list_multipart_uploads(Bucket=env["HEIMDALL_S3_BUCKET"], Prefix=key).get("Uploads", []) == []
+    assert list_session_keys(s3_client, env["HEIMDALL_S3_BUCKET"], session_key) == []

@@ -259,7 +259,7 @@ def test_verify_compares_objects_with_session_captures():
         "dk0ghz": CaptureOutcome("s1", "dk0ghz", "stored", bytes=1, sha256="1" * 64),  # object gone
     }                                                                        # c: object, no row
     requested = [a, b, c, "hb9sl", "dk0ghz"]
-    found = verify.compare_session("s1", requested, objects, [a, b, c], objects.get, outcomes)
+    found = verify.compare_session("s1", requested, objects, [a, b, c], objects.get, outcomes=outcomes)
     assert {(m.receiver_id, m.kind) for m in found} == {
         (b, verify.OUTCOME_SHA_MISMATCH), (c, verify.OBJECT_WITHOUT_OUTCOME),
         ("dk0ghz", verify.STORED_OUTCOME_WITHOUT_OBJECT), ("dk0ghz", verify.MISSING_CAPTURE)}

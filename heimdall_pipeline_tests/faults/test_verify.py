@@ -77,3 +77,73 @@ def test_verify_command_finds_what_was_broken(shared_services_env, engine, insta
     assert verify.run(later) == 0
     assert verify.run(argparse.Namespace(sessions=["../x"], since=None, until=None)) == 2
     assert spectrum_object_key(key, "f5len")  # spectrum objects are not mismatches
+
+
+def test_compare_session_reports_orphan_spectrum_and_unfinished_upload():
+    spectrum = spectrum_object_key("s1", "hb9q")
+    found = verify.compare_session("s1", [], [spectrum], [], lambda key: None,
+                                   uploads=[(iq_object_key("s1", "f5len"), "u-1")])
+    assert {(m.receiver_id, m.kind, m.object_key, m.upload_id) for m in found} == {
+        ("hb9q", verify.SPECTRUM_WITHOUT_CAPTURE, spectrum, ""),
+        (None, verify.UNFINISHED_UPLOAD, iq_object_key("s1", "f5len"), "u-1"),
+    }
+
+
+def _verify_cli(capsys, *argv: str) -> tuple[int, str]:
+    from heimdall_pipeline import cli
+
+    code = cli.main(["verify", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_verify_reports_and_repairs_what_an_interrupted_session_leaves(shared_services_env, engine, instance,
+                                                                       s3_client, capsys):
+    from heimdall_pipeline.db.sessions_repo import set_status
+
+    env = shared_services_env
+    bucket = env["HEIMDALL_S3_BUCKET"]
+    record = request(engine, receivers=["f5len", "ph0m"])
+    key = record.session_key
+    assert run_session_in_process(build_defs(env), instance, engine, key).success
+    # what S3 dying mid-session leaves: a picture without its capture, a multipart upload never completed
+    orphan = spectrum_object_key(key, "hb9q")
+    s3_client.put_object(Bucket=bucket, Key=orphan, Body=b"\x89PNG\r\n\x1a\n", ContentType="image/png")
+    upload = s3_client.create_multipart_upload(Bucket=bucket, Key=iq_object_key(key, "hb9q"))["UploadId"]
+    s3_client.upload_part(Bucket=bucket, Key=iq_object_key(key, "hb9q"), UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+
+    code, out = _verify_cli(capsys, key)
+    assert code == 1, out
+    assert f"{key}/hb9q: {verify.SPECTRUM_WITHOUT_CAPTURE}" in out and orphan in out
+    assert f"{key}: {verify.UNFINISHED_UPLOAD}" in out and upload in out
+    assert "heimdall verify --repair" in out
+
+    # a session that may still be writing is left alone
+    set_status(engine, key, "launched")
+    code, out = _verify_cli(capsys, key, "--repair")
+    assert code == 1 and "not repaired: session is launched" in out and "REPAIRED" not in out, out
+    set_status(engine, key, "succeeded")
+
+    code, out = _verify_cli(capsys, key, "--repair")
+    assert code == 0, out
+    assert f"REPAIRED {key}/hb9q: {verify.SPECTRUM_WITHOUT_CAPTURE}" in out and f"REPAIRED {key}: {verify.UNFINISHED_UPLOAD}" in out
+    assert s3_client.list_multipart_uploads(Bucket=bucket, Prefix=f"sessions/{key}/").get("Uploads", []) == []
+    assert verify.list_keys(s3_client, bucket, f"sessions/{key}/") == sorted(
+        f(key, rid) for rid in ("f5len", "ph0m") for f in (iq_object_key, metadata_object_key, spectrum_object_key))
+    code, out = _verify_cli(capsys, key)
+    assert code == 0 and "0 mismatch(es)" in out, out
+
+
+@pytest.mark.parametrize("setting, value, reason", [
+    ("HEIMDALL_S3_ENDPOINT_URL", "http://127.0.0.1:9", "S3 at http://127.0.0.1:9 failed"),
+    ("HEIMDALL_S3_SECRET_ACCESS_KEY", "wrong-secret", "refused the keys"),
+    ("HEIMDALL_S3_BUCKET", "heimdall-no-such-bucket", "bucket 'heimdall-no-such-bucket' does not exist"),
+    ("HEIMDALL_DATABASE_URL", "postgresql+psycopg://heimdall:x@127.0.0.1:9/heimdall", "the database"),
+], ids=["s3-down", "wrong-keys", "bucket-missing", "database-down"])
+def test_verify_exits_2_with_the_reason_when_it_cannot_check(embedded_services, monkeypatch, capsys,
+                                                             setting, value, reason):
+    monkeypatch.setenv(setting, value)
+    code, out = _verify_cli(capsys)
+    assert code == 2, out
+    assert "could not check" in out and reason in out and "Traceback" not in out
+    assert value not in out or setting != "HEIMDALL_S3_SECRET_ACCESS_KEY"  # the secret is never printed

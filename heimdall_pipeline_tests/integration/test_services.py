@@ -4,9 +4,15 @@ PostgreSQL with TimescaleDB, and a Dagster code location that loads."""
 import base64
 import hashlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from heimdall_pipeline.services import manager
 from heimdall_pipeline.services.common import ServiceError, port_is_free, require_free_ports
+from heimdall_pipeline.services.seaweedfs import HEALTH_BUCKET
 
 
 def test_s3_put_get_with_user_metadata_and_verified_checksum(s3_client):
@@ -64,8 +71,9 @@ def test_services_up_is_idempotent_and_status_reports_real_checks(embedded_servi
     pids = (embedded_services.s3.pid(), embedded_services.postgres.pid())
     again = manager.up()
     assert (again.s3.pid(), again.postgres.pid()) == pids
-    report = manager.status()
-    assert "put/get OK" in report["SeaweedFS"] and "SELECT OK" in report["PostgreSQL"]
+    current = manager.status()
+    assert current.healthy and current.down == ()
+    assert "put/get OK" in current.report["SeaweedFS"] and "SELECT OK" in current.report["PostgreSQL"]
 
 
 def test_a_port_in_use_is_named_in_the_error(embedded_services):
@@ -86,3 +94,206 @@ def test_definitions_load_and_validate(embedded_services):
                              "-w", "workspace.yaml"], capture_output=True, text=True, cwd=os.path.dirname(
                                  os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every living process below pid (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
+    from heimdall_pipeline.services.common import pid_alive
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.2)
+    return {p for p in pids if pid_alive(p)}
+
+
+@pytest.fixture()
+def new_runtime_folder(monkeypatch):
+    """An empty runtime folder with its own free ports (nothing started yet); stopped and removed
+    at the end."""
+    from heimdall_pipeline_tests.faults.conftest import _free_port_set
+
+    s3_port, base, pg_port = _free_port_set()
+    home = Path(tempfile.mkdtemp(prefix="heimdall-services-"))
+    os.chmod(home, 0o755)  # the postgres OS user must reach the cluster folder
+    for name, value in {"HEIMDALL_HOME": str(home), "HEIMDALL_S3_PORT": str(s3_port),
+                        "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}.items():
+        monkeypatch.setenv(name, value)
+    yield s3_port, base, pg_port
+    manager.down()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runtime_folder, capsys):
+    from heimdall_pipeline import cli
+
+    s3_port, _, pg_port = new_runtime_folder
+    with socket.socket() as squatter:  # another program holds the S3 port
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a stopped server's TIME_WAIT
+        squatter.bind(("127.0.0.1", s3_port))
+        squatter.listen()
+        with pytest.raises(ServiceError, match=f"S3 port {s3_port}"):
+            manager.up()
+    services = manager.embedded_services()
+    assert services.postgres.pid() is None and services.s3.pid() is None
+    assert port_is_free(pg_port)
+    capsys.readouterr()
+    assert cli.main(["services", "status"]) == 1
+    captured = capsys.readouterr()
+    assert "PostgreSQL: stopped" in captured.out and "SeaweedFS, PostgreSQL" in captured.err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_heimdall_dev_stops_its_children_and_exits_on_a_signal(embedded_services, signum):
+    heimdall = os.path.join(os.path.dirname(sys.executable), "heimdall")
+    port = next(p for p in range(3300, 3400) if port_is_free(p))
+    dev = subprocess.Popen([heimdall, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    try:
+        assert "starting:" in dev.stdout.readline()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_descendants(dev.pid)) < 2:  # dagster dev and what it started
+            time.sleep(0.2)
+        children = _descendants(dev.pid)
+        assert children, "dagster dev did not start"
+        dev.send_signal(signum)
+        assert dev.wait(timeout=60) == 128 + signum
+        assert _wait_gone(children, 10) == set(), "children left running"
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+        for pid in _descendants(dev.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_bootstrap_keeps_one_environment_per_checkout(tmp_path):
+    """Two clones bootstrapped with one cache each get their own environment: installing the second
+    never re-points the first one's (editable) install; a second run only checks."""
+    from heimdall_pipeline.settings import REPO_ROOT
+
+    ignore = shutil.ignore_patterns(".heimdall", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
+    env = {k: v for k, v in os.environ.items() if k != "HEIMDALL_VENV"}
+    env["HEIMDALL_CACHE"] = str(tmp_path / "cache")
+
+    def bootstrap(checkout: Path) -> tuple[Path, str]:
+        done = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return Path(done.stdout.strip()), done.stderr
+
+    def installed_from(venv: Path) -> Path:
+        code = "import heimdall_pipeline, pathlib; print(pathlib.Path(heimdall_pipeline.__file__).parent.parent)"
+        return Path(subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
+                                   check=True, cwd=tmp_path).stdout.strip())
+
+    first, second = tmp_path / "first" / "heimdall", tmp_path / "second" / "heimdall"
+    for checkout in (first, second):
+        shutil.copytree(REPO_ROOT, checkout, ignore=ignore)
+    try:
+        first_venv, _ = bootstrap(first)
+        second_venv, _ = bootstrap(second)
+        assert first_venv != second_venv
+        assert tmp_path / "cache" in first_venv.parents and first not in first_venv.parents  # outside the repo
+        assert installed_from(first_venv) == first and installed_from(second_venv) == second
+        again, log = bootstrap(first)
+        assert again == first_venv and "installing" not in log and "creating" not in log
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)  # two environments: not kept among pytest's temp folders
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """TCP ports a process listens on, from its socket inodes in /proc (not from our own list)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _anonymous(port: int, method: str, path: str, body: bytes | None = None, headers=None):
+    """The HTTP status of an unauthenticated request, or the connection error's name."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:  # gRPC ports drop plain HTTP
+        return type(exc).__name__
+    finally:
+        connection.close()
+
+
+def _anonymous_grpc(port: int) -> str | None:
+    """The status of a plaintext gRPC call (any answer means the port serves anyone), or None when
+    no gRPC conversation could be had without the runtime folder's client certificate."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=3)
+            channel.unary_unary("/master_pb.Seaweed/Ping")(b"", timeout=3)
+            return "OK"
+        except grpc.FutureTimeoutError:
+            return None
+        except grpc.RpcError as exc:
+            return None if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
+
+
+def test_only_the_s3_gateway_with_keys_accepts_writes_on_any_port(embedded_services, s3_client):
+    s3 = embedded_services.s3
+    ports = _listening_ports(s3.pid())
+    assert s3.s3_port in ports and ports <= set(s3.all_ports().values()), ports  # no port we do not know of
+    bucket, key = os.environ["HEIMDALL_S3_BUCKET"], f"tests/anon-{uuid.uuid4().hex}"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=b"kept")
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\nx\r\n--b--\r\n'
+    attempts = [
+        ("PUT", f"/{bucket}/{key}", b"x", None), ("PUT", f"/buckets/{bucket}/{key}", b"x", None),
+        ("POST", f"/buckets/{bucket}/tests/", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("POST", "/submit", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("POST", "/1,0123456789", form, {"Content-Type": "multipart/form-data; boundary=b"}),
+        ("DELETE", f"/{bucket}/{key}", None, None), ("DELETE", f"/buckets/{bucket}/{key}", None, None),
+        ("DELETE", "/1,0123456789", None, None),
+        ("GET", "/dir/assign", None, None), ("GET", "/vol/grow?count=1", None, None),
+        ("GET", f"/col/delete?collection={HEALTH_BUCKET}", None, None),  # only the probe bucket: never data
+        ("GET", f"/{bucket}?list-type=2", None, None), ("GET", f"/{bucket}?versions", None, None),
+        ("GET", f"/buckets/{bucket}/?pretty=y", None, None), ("GET", f"/buckets/{bucket}/{key}", None, None),
+        ("GET", "/1,0123456789", None, None), ("GET", "/dir/lookup?volumeId=1", None, None),
+    ]
+    accepted = {}
+    for port in sorted(ports):
+        for method, path, body, headers in attempts:
+            status = _anonymous(port, method, path, body, headers)
+            if isinstance(status, int) and status < 400:
+                accepted[f"{method} 127.0.0.1:{port}{path}"] = status
+    assert accepted == {}, f"anonymous requests accepted: {accepted}"
+    answered = {port: code for port in sorted(ports) if (code := _anonymous_grpc(port)) is not None}
+    assert answered == {}, f"gRPC answered without a client certificate: {answered}"
+    assert s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() == b"kept"  # the keys still work
+    assert [v["Key"] for v in s3_client.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]] == [key]

@@ -150,3 +150,28 @@ def test_real_dcf77_files(receiver, n_samples):
     peak = float(np.max(np.abs(rec.samples.view(np.float32))))
     assert 0.0 < peak <= 1.0 and peak * 32768 == int(peak * 32768)  # int16 / 32768: full scale = 1.0
     assert path.read_bytes() == encode_kiwi_wav(rec.samples, rec.timestamps, rec.header_rate_hz)
+
+
+def test_recording_as_a_capture_keeps_its_gnss_time():
+    needs_recordings()
+    from heimdall_pipeline.storage.kiwi_wav import recording_capture
+
+    rec = read_kiwi_wav(DCF77_DIR / "20200813T065220Z_77500_JO51xl_iq.wav")
+    cap = recording_capture(rec, "s-import", "jo51xl")
+    assert cap.source_kind == "recording" and cap.power_unit == "dBFS"
+    assert cap.center_frequency_hz == 77500.0 and cap.samples is rec.samples
+    assert 12001.0 < cap.sample_rate_hz < 12001.2  # the measured rate, not the header's 12001
+    assert cap.gps_timestamps == rec.timestamps
+    assert cap.start_time.replace(microsecond=0) == datetime(2020, 8, 13, 6, 52, 20, tzinfo=timezone.utc)
+    assert cap.details["header_sample_rate_hz"] == 12001 and cap.details["time_model"]["fresh_fixes"] > 150
+
+
+def test_recording_without_fresh_fixes_keeps_the_header_rate():
+    from heimdall_pipeline.storage.kiwi_wav import recording_capture
+
+    samples, _, _, _ = synthetic_file()
+    stale = [GpsTimestamp(k * FRAME_SAMPLES, 370358, k * 42_662_812, True, 2) for k in range(6)]
+    rec = decode_kiwi_wav(encode_kiwi_wav(samples, stale, 12001), NAME)
+    cap = recording_capture(rec, "s", "hb9odp")
+    assert cap.sample_rate_hz == 12001.0 and cap.start_time == rec.name.start_utc
+    assert "0 fresh GNSS fix(es)" in cap.details["untimed_reason"]

@@ -314,3 +314,73 @@ def test_propagation_validation(kwargs):
 def test_simulate_capture_refuses_bad_timing(fs, duration):
     with pytest.raises(ValueError):
         simulate_capture("s", RX, TX, 7.1e6, fs, duration, T0)
+
+
+# ---------------------------------------------------------------- timing (TDoA ground truth)
+
+NOISE_TX = Transmitter(frequency_hz=7.1e6 + 800.0, eirp_dbm=90.0, latitude=48.0, longitude=10.0,
+                       modulation="noise", bandwidth_hz=1000.0)
+
+
+def test_timed_capture_tags_fit_the_true_clock():
+    from heimdall_pipeline.dsp.timing import fit_time_model
+
+    cap = simulate_capture("s-time", RX, NOISE_TX, 7.1e6, FS, 12.0, T0)
+    gt = cap.ground_truth
+    chars = receiver_characteristics(RX.id)
+    assert gt["sample_rate_error_ppm"] == chars.sample_rate_error_ppm
+    assert gt["true_sample_rate_hz"] == pytest.approx(FS * (1 + chars.sample_rate_error_ppm * 1e-6))
+    assert len(cap.gps_timestamps) == math.ceil(cap.samples.size / 512)
+    assert [t.sample_index for t in cap.gps_timestamps] == list(range(0, cap.samples.size, 512))
+    ages = {t.fix_age_s for t in cap.gps_timestamps}
+    assert ages == {0, 1}  # a fresh fix every 2 s, stale tags in between
+    model = fit_time_model(cap.gps_timestamps, cap.sample_rate_hz, cap.start_time, cap.samples.size)
+    assert model.sample_rate_hz == pytest.approx(gt["true_sample_rate_hz"], abs=2e-3)
+    assert abs(model.sample0_gps_ns - gt["sample0_gps_ns"]) < 200  # ns, from 100 ns rms tags
+    assert 50 < model.timing_rms_ns < 150
+    # stale tags carry the holdover drift: trusting them would be microseconds off
+    stale = [t for t in cap.gps_timestamps if t.fix_age_s == 1]
+    week_ns = 604_800 * 10**9
+    week_start = gt["sample0_gps_ns"] - gt["sample0_gps_ns"] % week_ns
+    errors = [abs(week_start + t.gps_seconds * 10**9 + t.gps_nanoseconds - gt["sample0_gps_ns"]
+                  - round(t.sample_index / gt["true_sample_rate_hz"] * 1e9)) for t in stale]
+    assert max(errors) > 1000
+
+
+def test_receivers_have_their_own_sample_clocks():
+    errors = [receiver_characteristics(r.id).sample_rate_error_ppm for r in DEFAULT_RECEIVERS]
+    assert len(set(errors)) == len(errors) and all(-100 <= e <= 100 for e in errors)
+    # receivers whose clock is off by more than one sample per 2-s fix interval exist among them
+    assert any(abs(e) * 1e-6 * FS * 2.0 > 1.0 for e in errors)
+
+
+@pytest.mark.parametrize("receiver", DEFAULT_RECEIVERS[:3], ids=lambda r: r.id)
+def test_noise_waveform_arrives_after_the_true_propagation_delay(receiver):
+    """Every receiver hears the one session waveform, delayed by distance / c to the sub-sample."""
+    from heimdall_pipeline.sources.simulator import transmitted_waveform
+
+    duration = 2.0
+    cap = simulate_capture("s-delay", receiver, NOISE_TX, 7.1e6, FS, duration, T0)
+    gt = cap.ground_truth
+    assert gt["propagation_delay_s"] == pytest.approx(gt["distance_km"] / 299_792.458)
+    wave = transmitted_waveform("s-delay", NOISE_TX, FS, duration)
+    t = np.arange(cap.samples.size) / gt["true_sample_rate_hz"]
+    envelope = np.abs(cap.samples.astype(np.complex128))
+
+    def mismatch(delay_s):
+        model = np.abs(wave.at(t - delay_s).astype(np.complex128))
+        model *= np.sqrt(np.mean(envelope**2) / np.mean(model**2))
+        return float(np.sqrt(np.mean((envelope - model) ** 2) / np.mean(envelope**2)))
+
+    true_delay = gt["propagation_delay_s"]
+    assert mismatch(true_delay) < 0.01
+    assert mismatch(true_delay + 20e-6) > 2 * mismatch(true_delay)  # 20 us = 0.24 sample: resolved
+    assert mismatch(true_delay - 20e-6) > 2 * mismatch(true_delay)
+
+
+def test_same_session_gives_the_same_waveform_and_tags():
+    a = simulate_capture("s-det", RX, NOISE_TX, 7.1e6, FS, 1.0, T0)
+    b = simulate_capture("s-det", RX, NOISE_TX, 7.1e6, FS, 1.0, T0)
+    assert np.array_equal(a.samples, b.samples) and a.gps_timestamps == b.gps_timestamps
+    assert a.ground_truth == b.ground_truth
+    json.dumps(a.ground_truth)

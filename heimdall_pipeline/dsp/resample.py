@@ -1,0 +1,65 @@
+"""Band-limited interpolation of complex samples at arbitrary (fractional) positions.
+
+Used where a signal must be read between its samples: the simulator delays a transmitted waveform
+by a propagation time that is no whole number of samples, and TDoA resamples every capture onto a
+common GPS time base. A Kaiser-windowed sinc of ``2 * HALF_TAPS`` taps keeps the interpolation
+error below about -80 dB for content within 80 % of the Nyquist band, far better than the
+signals' own SNR. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+HALF_TAPS = 16
+KAISER_BETA = 8.6
+TABLE_PHASES = 512  # kernel tabulated at 1/512-sample steps, linearly interpolated in between
+_BLOCK = 32768
+
+
+def _kernel(distance: np.ndarray, half_taps: int) -> np.ndarray:
+    window = np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (distance / half_taps) ** 2, 0.0, 1.0))) / np.i0(KAISER_BETA)
+    return np.sinc(distance) * window
+
+
+def _table(half_taps: int) -> np.ndarray:
+    """Weights of taps j = -half_taps+1 .. half_taps for fractions p / TABLE_PHASES, p = 0..TABLE_PHASES."""
+    frac = np.arange(TABLE_PHASES + 1)[:, None] / TABLE_PHASES
+    taps = np.arange(-half_taps + 1, half_taps + 1)[None, :]
+    return _kernel(taps - frac, half_taps)
+
+
+_TABLES: dict[int, np.ndarray] = {}
+
+
+def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = HALF_TAPS) -> np.ndarray:
+    """complex64 values of ``samples`` at fractional indices ``positions`` (sample i sits at i).
+
+    Positions outside the record read zeros beyond its ends (as a zero-padded signal would).
+    """
+    samples = np.asarray(samples, dtype=np.complex64)
+    positions = np.asarray(positions, dtype=np.float64)
+    n = samples.size
+    out = np.zeros(positions.size, dtype=np.complex64)
+    if n == 0 or positions.size == 0:
+        return out.reshape(positions.shape)
+    table = _TABLES.get(half_taps)
+    if table is None:
+        table = _TABLES[half_taps] = _table(half_taps)
+    padded = np.concatenate([np.zeros(half_taps, np.complex64), samples, np.zeros(half_taps + 1, np.complex64)])
+    taps = np.arange(-half_taps + 1, half_taps + 1)
+    flat = positions.ravel()
+    for start in range(0, flat.size, _BLOCK):
+        pos = flat[start:start + _BLOCK]
+        base = np.floor(pos)
+        scaled = (pos - base) * TABLE_PHASES
+        phase = np.minimum(scaled.astype(np.int64), TABLE_PHASES - 1)
+        a = (scaled - phase)[:, None]
+        weights = ((1.0 - a) * table[phase] + a * table[phase + 1]).astype(np.float32)
+        # indices into the zero-padded record; anything beyond it reads a zero
+        idx = np.clip(base.astype(np.int64)[:, None] + taps[None, :] + half_taps, 0, padded.size - 1)
+        outside = (base < -half_taps) | (base > n + half_taps)
+        block = np.einsum("ij,ij->i", padded[idx], weights)
+        block[outside] = 0
+        out[start:start + pos.size] = block
+    return out.reshape(positions.shape)

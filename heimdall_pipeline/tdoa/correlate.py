@@ -1,0 +1,277 @@
+"""Time differences of arrival from aligned captures: the signal's band, then every pair's lag.
+
+Per pair, the aligned series are cut into windows; each window's complex cross-correlation is
+computed through the cross-spectrum limited to the signal's band (the noise outside it only blurs
+the peak), searched within the lags the geometry allows (the baseline / c), and its peak located
+to a fraction of a sample by band-limited interpolation of the correlation. The windows' lags are
+combined robustly: the median and its spread pick the consistent windows, whose mean is the
+pair's lag and whose scatter gives its standard error. A second pass shifts one window of each pair
+by the first pass's lag, so both hold the same stretch of signal.
+
+Sign convention: a pair (a, b)'s lag is arrival time at a minus arrival time at b.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+import scipy.stats
+
+from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
+from heimdall_pipeline.tdoa.align import AlignedCaptures
+
+BAND_THRESHOLD_DB = 6.0  # the band: contiguous bins at least this far above the noise floor
+MIN_BANDWIDTH_HZ = 10.0  # rms; narrower than this, a signal has no time structure worth correlating
+FINE_STEPS = 16  # sub-sample search grid around a correlation peak, steps per sample
+OUTLIER_SIGMAS = 5.0  # only gross outliers: with few windows a tighter cut picks a cluster
+MIN_WINDOWS = 3
+
+
+class NoTimeStructureError(ValueError):
+    """The signal cannot give a time difference (no signal, or a (nearly) pure carrier)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SignalBand:
+    """Where the signal lies on the aligned series' baseband."""
+
+    low_hz: float
+    high_hz: float
+    peak_snr_db: float
+    rms_bandwidth_hz: float
+
+    @property
+    def width_hz(self) -> float:
+        return self.high_hz - self.low_hz
+
+
+@dataclasses.dataclass(frozen=True)
+class PairLag:
+    """One pair's time difference of arrival (arrival at receiver_a minus at receiver_b).
+
+    lag_s: the robust mean over the consistent windows; standard_error_s: its standard error;
+    window_spread_s: the scatter of single windows; windows_used / windows_total: what the robust
+    combination kept; max_lag_s: the physical bound searched (baseline / c).
+    """
+
+    receiver_a: str
+    receiver_b: str
+    lag_s: float
+    standard_error_s: float
+    window_spread_s: float
+    windows_used: int
+    windows_total: int
+    max_lag_s: float
+    window_lags_s: tuple[float, ...] = ()
+
+    def to_json(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _welch_nperseg(n: int, rate: float) -> int:
+    target = 2 ** math.ceil(math.log2(max(rate / 3.0, 256)))  # ~3 Hz bins
+    return int(max(64, min(target, 2 ** int(math.log2(max(n // 8, 64))))))
+
+
+def signal_band(aligned: AlignedCaptures, threshold_db: float = BAND_THRESHOLD_DB,
+                min_bandwidth_hz: float = MIN_BANDWIDTH_HZ) -> SignalBand:
+    """The band around the strongest spectral peak (all receivers' noise-normalised spectra
+    averaged) where it stays threshold_db above the noise floor. Raises NoTimeStructureError when
+    nothing stands above the noise or the band is narrower than min_bandwidth_hz."""
+    rate = aligned.sample_rate_hz
+    nper = _welch_nperseg(aligned.series.shape[1], rate)
+    freqs, psd = scipy.signal.welch(aligned.series, fs=rate, nperseg=nper, return_onesided=False, axis=-1,
+                                    detrend=False)
+    order = np.argsort(freqs)
+    freqs, psd = freqs[order], psd[:, order]
+    snr = psd / np.median(psd, axis=1, keepdims=True)  # per receiver, noise floor = 1
+    mean = snr.mean(axis=0)
+    peak = int(np.argmax(mean))
+    above = mean >= 10 ** (threshold_db / 10.0)
+    if not above[peak]:
+        raise NoTimeStructureError(f"no signal stands {threshold_db:g} dB above the noise floor")
+    lo = peak
+    while lo > 0 and above[lo - 1]:
+        lo -= 1
+    hi = peak
+    while hi < len(mean) - 1 and above[hi + 1]:
+        hi += 1
+    bin_hz = rate / nper
+    low, high = freqs[lo] - bin_hz / 2, freqs[hi] + bin_hz / 2
+    # rms bandwidth of the signal's power (noise removed): what sets the correlation peak's width.
+    # Leakage around a strong carrier widens the band above the noise, not this.
+    power = np.clip(mean[lo:hi + 1] - 1.0, 0.0, None)
+    centre = float(np.sum(power * freqs[lo:hi + 1]) / np.sum(power))
+    rms = float(np.sqrt(np.sum(power * (freqs[lo:hi + 1] - centre) ** 2) / np.sum(power)))
+    if rms < min_bandwidth_hz:
+        raise NoTimeStructureError(
+            f"the signal's rms bandwidth is {rms:.1f} Hz (< {min_bandwidth_hz:g} Hz): a (nearly) pure carrier has no "
+            "time structure to cross-correlate")
+    return SignalBand(low_hz=float(low), high_hz=float(high), peak_snr_db=float(10 * np.log10(mean[peak])),
+                      rms_bandwidth_hz=rms)
+
+
+def frequency_offsets(aligned: AlignedCaptures, band: SignalBand, max_lags_s: list[float], window_s: float,
+                      max_offset_hz: float) -> np.ndarray:
+    """Each receiver's tuning offset relative to receiver 0 (Hz), from the cross-ambiguity peak:
+    the frequency shift that maximises the band-limited cross-correlation within the allowed lags,
+    on the middle window, refined between spectral bins. Without it, two receivers tuned a few Hz
+    apart decorrelate within a window. max_lags_s[i]: the lag bound between receivers 0 and i."""
+    rate = aligned.sample_rate_hz
+    n = aligned.series.shape[1]
+    width = min(int(round(window_s * rate)), n)
+    start = (n - width) // 2
+    m = scipy.fft.next_fast_len(2 * width)
+    bin_hz = rate / m
+    freqs = scipy.fft.fftfreq(m, d=1.0 / rate)
+    mask = (freqs >= band.low_hz) & (freqs <= band.high_hz)
+    reference = scipy.fft.fft(aligned.series[0, start:start + width], m)
+    shifts = np.arange(-int(math.ceil(max_offset_hz / bin_hz)), int(math.ceil(max_offset_hz / bin_hz)) + 1)
+    offsets = np.zeros(aligned.series.shape[0])
+    for i in range(1, aligned.series.shape[0]):
+        other = scipy.fft.fft(aligned.series[i, start:start + width], m)
+        max_lag = max(2, int(math.ceil(max_lags_s[i] * rate)) + 2)
+        peaks = np.empty(shifts.size)
+        for k, shift in enumerate(shifts):
+            # other shifted down by `shift` bins = derotated by shift * bin_hz
+            corr = scipy.fft.ifft(reference * np.conj(np.roll(other, -shift)) * mask)
+            peaks[k] = max(np.abs(corr[:max_lag + 1]).max(), np.abs(corr[-max_lag:]).max())
+        k = int(np.argmax(peaks))
+        frac = 0.0
+        if 0 < k < shifts.size - 1:
+            y0, y1, y2 = peaks[k - 1], peaks[k], peaks[k + 1]
+            denom = y0 - 2 * y1 + y2
+            frac = 0.5 * (y0 - y2) / denom if denom < 0 else 0.0
+        offsets[i] = (shifts[k] + frac) * bin_hz
+    return offsets
+
+
+def _derotated(aligned: AlignedCaptures, offsets_hz: np.ndarray) -> np.ndarray:
+    """The series with each receiver's tuning offset removed, so a pair stays coherent over a window."""
+    t = np.arange(aligned.series.shape[1], dtype=np.float64) / aligned.sample_rate_hz
+    out = aligned.series.copy()
+    for i, offset in enumerate(offsets_hz):
+        if offset:
+            out[i] *= np.exp(-2j * np.pi * offset * t).astype(np.complex64)
+    return out
+
+
+def _window_lag(a: np.ndarray, b: np.ndarray, mask: np.ndarray, freqs: np.ndarray, rate: float,
+                max_lag: int) -> float | None:
+    """Sub-sample lag (samples) of one window: the band-limited cross-correlation's peak within
+    +/- max_lag, refined by the slope of the cross-spectrum's phase over the band (a delay is a
+    linear phase: exact for a pure delay, where the peak of a sampled correlation is biased by
+    tenths of a microsecond). None when the peak sits on the edge of the allowed lags."""
+    m = mask.size
+    spec = scipy.fft.fft(a, m) * np.conj(scipy.fft.fft(b, m))
+    spec *= mask
+    corr = scipy.fft.ifft(spec)
+    span = max_lag + HALF_TAPS + 2
+    lags = np.concatenate([corr[-span:], corr[:span + 1]])  # lag -span .. +span
+    mag = np.abs(lags[HALF_TAPS + 2: -(HALF_TAPS + 2)])  # lag -max_lag .. +max_lag
+    k = int(np.argmax(mag))
+    if k == 0 or k == mag.size - 1:
+        return None
+    centre = k + HALF_TAPS + 2  # index in `lags`
+    fine = centre + np.arange(-FINE_STEPS, FINE_STEPS + 1) / FINE_STEPS
+    values = np.abs(interpolate_at(lags, fine))
+    peak = float(fine[int(np.argmax(values))] - span)
+    # phase slope: spec ~ |S|^2 exp(-2 pi i f lag / rate); remove the peak's lag, fit what is left
+    sel = mask != 0
+    f = freqs[sel]
+    x = spec[sel] * np.exp(2j * np.pi * f * peak / rate)
+    x *= np.exp(-1j * np.angle(x.sum()))
+    weight = np.abs(x)
+    if not weight.any():
+        return peak
+    phase = np.angle(x)
+    fc = f - np.average(f, weights=weight)
+    slope = np.sum(weight * fc * phase) / np.sum(weight * fc * fc)  # radians per Hz
+    return peak - slope * rate / (2 * np.pi)
+
+
+def pair_lags(aligned: AlignedCaptures, band: SignalBand, max_lags_s: dict[tuple[int, int], float],
+              window_s: float = 1.0, offsets_hz: np.ndarray | None = None) -> list[PairLag]:
+    """Every requested pair's lag. max_lags_s: {(i, j): bound in s} for the pairs to measure
+    (indices into aligned.receiver_ids); offsets_hz: the receivers' tuning offsets to remove
+    (frequency_offsets). Pairs with fewer than MIN_WINDOWS consistent windows are left out."""
+    rate = aligned.sample_rate_hz
+    series = aligned.series if offsets_hz is None else _derotated(aligned, offsets_hz)
+    width = int(round(window_s * rate))
+    n = series.shape[1]
+    if width < 16 or n < width:
+        raise ValueError(f"window of {window_s} s does not fit the {n / rate:.3f} s the captures share")
+    starts = range(0, n - width + 1, width)
+    m = scipy.fft.next_fast_len(2 * width)
+    freqs = scipy.fft.fftfreq(m, d=1.0 / rate)
+    mask = ((freqs >= band.low_hz) & (freqs <= band.high_hz)).astype(np.complex64)
+    all_freqs = scipy.fft.fftfreq(n, d=1.0 / rate)
+    in_band = ((all_freqs >= band.low_hz) & (all_freqs <= band.high_hz)).astype(np.complex64)
+    banded = scipy.fft.ifft(scipy.fft.fft(series, axis=-1) * in_band, axis=-1).astype(np.complex64)
+    out = []
+    for (i, j), bound_s in max_lags_s.items():
+        max_lag = max(2, int(math.ceil(bound_s * rate)) + 2)
+        # First pass: where the peak is, searched over every lag the geometry allows.
+        coarse = [_window_lag(series[i, s:s + width], series[j, s:s + width], mask, freqs, rate, max_lag) for s in starts]
+        coarse = np.array([x for x in coarse if x is not None])
+        if coarse.size < MIN_WINDOWS:
+            continue
+        # Second pass: b's window shifted by the coarse lag, so both windows hold the same stretch
+        # of the signal (unshifted, the stretch only one of them holds acts as noise: ~1 us here).
+        shift = int(round(float(np.median(coarse))))
+        spread = 1.4826 * float(np.median(np.abs(coarse - np.median(coarse))))
+        local = max(4, int(math.ceil(4 * spread)) + 2)
+        # The tuning offsets are only known to a fraction of a Hz; what is left decorrelates the
+        # windows unevenly and biases their lags by microseconds: measure it on the whole span.
+        a_all, b_all = banded[i], np.roll(banded[j], shift)
+        valid = slice(max(shift, 0), n + min(shift, 0))
+        residual = _residual_offset_hz(a_all[valid], b_all[valid], rate)
+        other = series[j] * np.exp(-2j * np.pi * residual * np.arange(n) / rate).astype(np.complex64)
+        lags = []
+        for s in starts:
+            if 0 <= s - shift and s - shift + width <= n:
+                fine = _window_lag(series[i, s:s + width], other[s - shift:s - shift + width], mask, freqs, rate, local)
+                lags.append(None if fine is None or abs(shift + fine) > max_lag else shift + fine)
+        found = np.array([x for x in lags if x is not None]) / rate
+        combined = _robust_mean(found)
+        if combined is None:
+            continue
+        mean, spread, used = combined
+        # Student's t: the scatter of a handful of windows understates the error of their mean
+        t_factor = float(scipy.stats.t.ppf(0.975, used - 1)) / 1.959963984540054
+        out.append(PairLag(receiver_a=aligned.receiver_ids[i], receiver_b=aligned.receiver_ids[j], lag_s=mean,
+                           standard_error_s=t_factor * spread / math.sqrt(used), window_spread_s=spread, windows_used=used,
+                           windows_total=len(lags), max_lag_s=float(bound_s),
+                           window_lags_s=tuple(float(x) for x in found)))
+    return out
+
+
+def _residual_offset_hz(a: np.ndarray, b: np.ndarray, rate: float, block_s: float = 0.05) -> float:
+    """The frequency by which b runs above a (two aligned, band-limited series of one signal): the
+    mean phase step of their product between consecutive blocks (unambiguous within 1 / (2 block_s))."""
+    block = max(1, int(round(block_s * rate)))
+    count = a.size // block
+    if count < 2:
+        return 0.0
+    product = (a[:count * block] * np.conj(b[:count * block])).reshape(count, block).sum(axis=1)
+    step = np.sum(product[1:] * np.conj(product[:-1]))
+    return float(-np.angle(step) / (2 * np.pi * block / rate))
+
+
+def _robust_mean(values: np.ndarray) -> tuple[float, float, int] | None:
+    """(mean, sample standard deviation, count) of the values within OUTLIER_SIGMAS robust sigmas
+    of their median; None with fewer than MIN_WINDOWS of them."""
+    if values.size < MIN_WINDOWS:
+        return None
+    median = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - median)))
+    if sigma == 0.0:
+        sigma = float(np.std(values)) or 1e-12
+    keep = values[np.abs(values - median) <= OUTLIER_SIGMAS * sigma]
+    if keep.size < MIN_WINDOWS:
+        return None
+    return float(keep.mean()), float(keep.std(ddof=1)), int(keep.size)

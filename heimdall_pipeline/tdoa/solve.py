@@ -1,0 +1,141 @@
+"""The transmitter's position from pair lags, on the sphere, with its 95 % region.
+
+Model: a pair (a, b)'s lag is ``(d(p, a) - d(p, b)) / c`` with d the great-circle distance
+(propagation_delay_s of haversine_km). A coarse grid over the receivers' surroundings finds the
+basin of the weighted least-squares cost; Gauss-Newton (scipy's least_squares) refines it.
+
+Uncertainty: the covariance of the east/north position is ``(J^T W J)^-1`` with W from the pair
+lags' standard errors. All pairs are used, but N receivers give only N - 1 independent lags and
+pairs sharing a receiver share its noise: treating them as independent overstates the
+information by N / 2 (exactly so for equal errors), so the covariance is scaled by N / 2, and by
+the reduced chi-square of the fit when it exceeds 1 (lags that disagree beyond their errors).
+The 95 % region is the ellipse ``x^T C^-1 x <= chi2_2(0.95)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import scipy.optimize
+
+from heimdall_pipeline.localization import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
+from heimdall_pipeline.propagation import EARTH_RADIUS_KM, haversine_km, propagation_delay_s
+
+CHI2_2DOF_95 = chi2_2dof_quantile(0.95)
+KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0
+GRID_MARGIN_DEG = 8.0
+GRID_STEP_DEG = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class PairGeometry:
+    """What the solver needs of one pair: the two receivers' positions and the measured lag."""
+
+    a: tuple[float, float]  # lat, lon
+    b: tuple[float, float]
+    lag_s: float
+    sigma_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Region95:
+    """The 95 % confidence ellipse: semi-axes in km, the major axis' bearing (degrees from north),
+    and the covariance in (east, north) km^2."""
+
+    semi_major_km: float
+    semi_minor_km: float
+    major_bearing_deg: float
+    covariance_en_km2: tuple[tuple[float, float], tuple[float, float]]
+
+    def contains(self, centre: tuple[float, float], point: tuple[float, float]) -> bool:
+        """Whether point (lat, lon) lies inside the ellipse around centre."""
+        x = np.array([float(v) for v in latlon_to_tangent(point[0], point[1], *centre)])
+        cov = np.array(self.covariance_en_km2)
+        return bool(x @ np.linalg.solve(cov, x) <= CHI2_2DOF_95)
+
+    def polygon(self, centre: tuple[float, float], points: int = 72) -> list[tuple[float, float]]:
+        """The ellipse as (lat, lon) vertices, for a map."""
+        vals, vecs = np.linalg.eigh(np.array(self.covariance_en_km2))
+        angles = np.linspace(0.0, 2 * np.pi, points, endpoint=False)
+        unit = np.stack([np.cos(angles), np.sin(angles)])
+        en = vecs @ (np.sqrt(np.clip(vals, 0, None) * CHI2_2DOF_95)[:, None] * unit)
+        lat, lon = tangent_to_latlon(en[0], en[1], *centre)
+        return [(float(a), float(b)) for a, b in zip(lat, lon)]
+
+    def to_json(self) -> dict:
+        return {"confidence": 0.95, "semi_major_km": self.semi_major_km, "semi_minor_km": self.semi_minor_km,
+                "major_bearing_deg": self.major_bearing_deg,
+                "covariance_en_km2": [list(r) for r in self.covariance_en_km2]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    latitude: float
+    longitude: float
+    region: Region95
+    residuals_s: tuple[float, ...]  # measured - modelled lag, per pair
+    chi2: float
+    degrees_of_freedom: int
+
+
+def modelled_lags_s(pairs: list[PairGeometry], lat, lon) -> np.ndarray:
+    """The lags a transmitter at (lat, lon) would give; broadcasts over arrays of positions
+    (pairs along the last axis)."""
+    lat = np.asarray(lat, dtype=float)[..., None]
+    lon = np.asarray(lon, dtype=float)[..., None]
+    alat = np.array([p.a[0] for p in pairs]); alon = np.array([p.a[1] for p in pairs])
+    blat = np.array([p.b[0] for p in pairs]); blon = np.array([p.b[1] for p in pairs])
+    return propagation_delay_s(haversine_km(lat, lon, alat, alon) - haversine_km(lat, lon, blat, blon))
+
+
+def _grid_start(pairs: list[PairGeometry], sigma: np.ndarray, lag: np.ndarray) -> tuple[float, float]:
+    lats = [p.a[0] for p in pairs] + [p.b[0] for p in pairs]
+    lons = [p.a[1] for p in pairs] + [p.b[1] for p in pairs]
+    lat_axis = np.arange(max(min(lats) - GRID_MARGIN_DEG, -89.0), min(max(lats) + GRID_MARGIN_DEG, 89.0), GRID_STEP_DEG)
+    lon_margin = GRID_MARGIN_DEG / max(math.cos(math.radians(float(np.clip(np.mean(lats), -80, 80)))), 0.2)
+    lon_axis = np.arange(min(lons) - lon_margin, max(lons) + lon_margin, GRID_STEP_DEG)
+    best, best_cost = (float(np.mean(lats)), float(np.mean(lons))), np.inf
+    for chunk in np.array_split(lat_axis, max(1, lat_axis.size // 64)):
+        glat, glon = np.meshgrid(chunk, lon_axis, indexing="ij")
+        cost = (((lag - modelled_lags_s(pairs, glat, glon)) / sigma) ** 2).sum(axis=-1)
+        k = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        if cost[k] < best_cost:
+            best, best_cost = (float(glat[k]), float(glon[k])), float(cost[k])
+    return best
+
+
+def solve(pairs: list[PairGeometry], receivers: int) -> Solution:
+    """Weighted least-squares position from at least two pairs over at least three receivers."""
+    lag = np.array([p.lag_s for p in pairs])
+    sigma = np.array([p.sigma_s for p in pairs])
+    start = _grid_start(pairs, sigma, lag)
+
+    def residuals(x):
+        return (lag - modelled_lags_s(pairs, x[0], x[1])) / sigma
+
+    fit = scipy.optimize.least_squares(residuals, np.array(start), x_scale=np.array([0.01, 0.01]), method="lm")
+    lat, lon = float(fit.x[0]), (float(fit.x[1]) + 180.0) % 360.0 - 180.0
+    # Jacobian in km east / north (numerically, 10 m steps)
+    step = 0.01
+    jac = np.empty((len(pairs), 2))
+    base = modelled_lags_s(pairs, lat, lon)
+    jac[:, 0] = (modelled_lags_s(pairs, lat, lon + step / (KM_PER_DEG * math.cos(math.radians(lat)))) - base) / step
+    jac[:, 1] = (modelled_lags_s(pairs, lat + step / KM_PER_DEG, lon) - base) / step
+    jac /= sigma[:, None]
+    res = residuals(np.array([lat, lon]))
+    chi2 = float(res @ res)
+    dof = len(pairs) - 2
+    scale = receivers / 2.0 * max(1.0, chi2 / dof if dof > 0 else 1.0)
+    cov = np.linalg.pinv(jac.T @ jac) * scale
+    vals, vecs = np.linalg.eigh(cov)
+    major = vecs[:, 1]
+    region = Region95(
+        semi_major_km=float(math.sqrt(max(vals[1], 0) * CHI2_2DOF_95)),
+        semi_minor_km=float(math.sqrt(max(vals[0], 0) * CHI2_2DOF_95)),
+        major_bearing_deg=float(math.degrees(math.atan2(major[0], major[1])) % 180.0),
+        covariance_en_km2=((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+    )
+    return Solution(latitude=lat, longitude=lon, region=region,
+                    residuals_s=tuple(float(r) for r in res * sigma), chi2=chi2, degrees_of_freedom=dof)
