@@ -99,7 +99,7 @@ def _verify_cli(capsys, *argv: str) -> tuple[int, str]:
 
 def test_verify_reports_and_repairs_what_an_interrupted_session_leaves(shared_services_env, engine, instance,
                                                                        s3_client, capsys):
-    from heimdall_pipeline.db.sessions_repo import set_status
+    from heimdall_pipeline.db.sessions_repo import claim_launch, finish_session
 
     env = shared_services_env
     bucket = env["HEIMDALL_S3_BUCKET"]
@@ -119,10 +119,10 @@ def test_verify_reports_and_repairs_what_an_interrupted_session_leaves(shared_se
     assert "heimdall verify --repair" in out
 
     # a session that may still be writing is left alone
-    set_status(engine, key, "launched")
+    claim_launch(engine, key, "test:still-writing")
     code, out = _verify_cli(capsys, key, "--repair")
     assert code == 1 and "not repaired: session is launched" in out and "REPAIRED" not in out, out
-    set_status(engine, key, "succeeded")
+    assert finish_session(engine, key).status == "succeeded"
 
     code, out = _verify_cli(capsys, key, "--repair")
     assert code == 0, out
