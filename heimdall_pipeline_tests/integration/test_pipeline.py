@@ -176,9 +176,10 @@ def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, ins
 
     first = tick(start)
     assert sessions_of(first) == set(keys)  # `later` is not due yet
-    request = next(r for r in first.run_requests if r.tags["heimdall/session"] == keys[0])
-    assert request.tags["heimdall/session"] == keys[0]
-    assert all(request.tags[f"heimdall/receiver.{rid}"] == "1" for rid in get_session(engine, keys[0]).receiver_ids)
+    # one run per block of the session's receivers, together tagged with each receiver once
+    requests = [r for r in first.run_requests if r.tags["heimdall/session"] == keys[0]]
+    tagged = [t for r in requests for t in r.tags if t.startswith("heimdall/receiver.")]
+    assert sorted(tagged) == sorted(f"heimdall/receiver.{rid}" for rid in get_session(engine, keys[0]).receiver_ids)
     # A tick lost before its cursor was saved asks again for the same run keys, which Dagster
     # deduplicates: nothing twice, nothing lost.
     assert {r.run_key for r in tick(start).run_requests} == {r.run_key for r in first.run_requests}
