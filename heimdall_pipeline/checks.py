@@ -89,10 +89,9 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
             if iq_store.has_capture(key):
                 problems[key] = "capture stored but no measurements row"
             continue
-        values = {"noise_power_dbm": row.noise_power_dbm, "psd_dbm": row.psd_dbm}
+        values = row.required_power_figures()
         if row.signal_detected:
-            values.update(snr_db=row.snr_db, signal_power_dbm=row.signal_power_dbm,
-                          frequency_offset_hz=row.frequency_offset_hz)
+            values.update(snr_db=row.snr_db, frequency_offset_hz=row.frequency_offset_hz)
         bad = [name for name, value in values.items() if value is None or not math.isfinite(value)]
         if row.signal_detected and row.snr_db is not None and not SNR_BOUNDS_DB[0] <= row.snr_db <= SNR_BOUNDS_DB[1]:
             bad.append(f"snr_db {row.snr_db:.1f} outside {SNR_BOUNDS_DB}")

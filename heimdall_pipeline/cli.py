@@ -36,12 +36,9 @@ def _services(args: argparse.Namespace) -> int:
 
 
 def _engine():
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
+    from heimdall_pipeline.resources import build_resources
 
-    engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
-    ensure_schema(engine)
-    return engine
+    return build_resources(os.environ)["database"].engine()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -150,12 +147,11 @@ def _session_run(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
     print(f"  TimescaleDB table measurements: {len(rows)} rows")
-    print(f"    {'receiver':<8} {'SNR dB':>7} {'signal dBm':>10} {'noise dBm':>9} {'offset Hz':>10}")
+    print(f"    {'receiver':<8} {'SNR dB':>7} {'signal':>14} {'noise':>14} {'offset Hz':>10}")
     for row in rows:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
-        signal = f"{row.signal_power_dbm:10.1f}" if row.signal_power_dbm is not None else "         -"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
-        print(f"    {row.receiver_id:<8} {snr} {signal} {row.noise_power_dbm:9.1f} {offset}")
+        print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
     return 0 if result.status == "succeeded" else 1
 
 
@@ -267,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     bench.add_argument("--scale", action="store_true", help="partition-scale figures (1k/10k/50k sessions)")
     bench.add_argument("--repeat", type=int, default=5)
+    bench.add_argument("--only", action="append", metavar="FIGURE",
+                       help="measure only these figures (repeatable): metrics, session, io, upsert, backfill, rss, import")
     bench.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.bench", a))
 
     dev = commands.add_parser("dev", help="Dagster UI and daemon on the embedded instance")

@@ -73,15 +73,20 @@ def busy_sessions(instance) -> set[str]:
     """Session keys touched by any run that is not finished: the `heimdall/session` tag of session
     runs, the `dagster/partition` tag of single-partition runs and the sessions named by the
     partition range tags of range runs (backfills)."""
-    from dagster import RunsFilter
-    from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+    from dagster import DagsterRunStatus, RunsFilter
+    # The partition tags' names are not exported by `dagster` (no public API carries them).
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG,
     )
 
+    # Runs that may still write: every status but the three final ones (and MANAGED, runs
+    # Dagster does not execute itself), as Dagster's own not-finished list has it.
+    final = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.MANAGED}
+    unfinished = [status for status in DagsterRunStatus if status not in final]
+
     busy: set[str] = set()
     ordered: list[str] | None = None
-    for record in instance.get_run_records(RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+    for record in instance.get_run_records(RunsFilter(statuses=unfinished)):
         tags = record.dagster_run.tags
         if SESSION_TAG in tags:
             busy.add(tags[SESSION_TAG])
@@ -136,8 +141,7 @@ def archive_sessions(instance, engine: sa.Engine, older_than_days: float, *, dry
 # ---------------------------------------------------------------------------------------------
 def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
     """Which of these partition keys have a materialization in the event log."""
-    from dagster import AssetKey
-    from dagster._core.event_api import AssetRecordsFilter
+    from dagster import AssetKey, AssetRecordsFilter
 
     found: set[str] = set()
     cursor = None
@@ -267,27 +271,15 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-def _iq_store():
-    from dagster_aws.s3 import S3Resource
-
-    from heimdall_pipeline import settings
-    from heimdall_pipeline.resources.iq_store import IQStore
-
-    return IQStore(s3=S3Resource(endpoint_url=settings.setting("HEIMDALL_S3_ENDPOINT_URL"),
-                                 aws_access_key_id=settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                                 aws_secret_access_key=settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"),
-                                 region_name=settings.setting("HEIMDALL_S3_REGION")),
-                   bucket=settings.setting("HEIMDALL_S3_BUCKET"))
-
-
 def run(args) -> int:
     from dagster import DagsterInstance
 
     from heimdall_pipeline import settings
-    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.resources import build_resources
 
     settings.load_embedded_env()
-    engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
+    resources = build_resources(os.environ)
+    engine = resources["database"].engine()
     with DagsterInstance.get() as instance:
         if args.session_command == "archive":
             days = args.older_than_days
@@ -300,7 +292,7 @@ def run(args) -> int:
             print("data kept: S3 objects, TimescaleDB rows and Dagster's event log are untouched")
             return 0
         if args.session_command == "restore":
-            result = restore_sessions(instance, engine, args.keys, _iq_store())
+            result = restore_sessions(instance, engine, args.keys, resources["iq_store"])
             for key in result.restored:
                 print(f"restored {key}: {result.from_event_log[key]} materializations still in the event log, "
                       f"{result.reported[key]} re-reported from S3/TimescaleDB")

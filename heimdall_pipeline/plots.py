@@ -1,18 +1,16 @@
-"""Pictures of captures for people: PSD and waterfall with matplotlib. No Dagster."""
+"""Pictures of captures for people: PSD and waterfall with matplotlib. No Dagster.
+
+matplotlib is imported when the first picture is drawn, not when the code location loads.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import io
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.image import NonUniformImage  # noqa: E402
-import numpy as np  # noqa: E402
-
-from heimdall_pipeline.dsp.spectra import hann_window, segment_power_rows  # noqa: E402
+from heimdall_pipeline.dsp.spectra import hann_window, segment_power_rows
 
 # Display resolution of the waterfall: its axes is ~430 x 180 px, so more cells only cost memory.
 WATERFALL_ROWS = 128
@@ -21,7 +19,7 @@ WATERFALL_COLUMNS = 256
 
 @dataclasses.dataclass(frozen=True)
 class Spectrogram:
-    """Power spectral density in mW/Hz (samples in mW, so 10*log10 is dBm/Hz).
+    """Power spectral density per Hz in the samples' power unit (mW/Hz for samples in mW).
 
     frequencies_hz: ascending offsets from the tuned centre, one per FFT bin.
     mean_psd: average over all segments (Welch), one value per bin.
@@ -61,18 +59,21 @@ def _columns_averaged(values: np.ndarray, max_columns: int) -> np.ndarray:
     return values[..., :usable].reshape(*values.shape[:-1], -1, factor).mean(axis=-1)
 
 
-def _dbm(power_mw: np.ndarray) -> np.ndarray:
-    return 10 * np.log10(np.maximum(power_mw, 1e-30))
+def _db(power: np.ndarray) -> np.ndarray:
+    return 10 * np.log10(np.maximum(power, 1e-30))
 
 
 def spectrum_png(samples: np.ndarray, sample_rate_hz: float, center_frequency_hz: float, title: str,
-                 *, nfft: int = 1024, dpi: int = 80) -> bytes:
-    """A PNG with the Welch PSD (dBm/Hz, samples in mW) above a waterfall, frequency in kHz
-    relative to the tuned centre."""
+                 *, power_unit: str = "dBm", nfft: int = 1024, dpi: int = 80) -> bytes:
+    """A PNG with the Welch PSD (in power_unit/Hz: dBm/Hz for samples in mW, dBFS/Hz for samples
+    relative to full scale) above a waterfall, frequency in kHz relative to the tuned centre."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+    from matplotlib.image import NonUniformImage
+
     spectrogram = power_spectrogram(samples, sample_rate_hz, nfft=nfft)
     frequencies_khz = spectrogram.frequencies_hz / 1e3
-    psd_dbm_hz = _dbm(spectrogram.mean_psd)
-    waterfall_dbm_hz = _dbm(_columns_averaged(spectrogram.waterfall, WATERFALL_COLUMNS))
+    psd_db_hz = _db(spectrogram.mean_psd)
+    waterfall_db_hz = _db(_columns_averaged(spectrogram.waterfall, WATERFALL_COLUMNS))
     column_khz = _columns_averaged(frequencies_khz, WATERFALL_COLUMNS)
     times = spectrogram.row_times_s
     del spectrogram  # the full-resolution waterfall is not drawn
@@ -81,14 +82,14 @@ def spectrum_png(samples: np.ndarray, sample_rate_hz: float, center_frequency_hz
     figure = Figure(figsize=(6.4, 4.8), dpi=dpi)
     psd_axes, fall_axes = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.4]})
     figure.subplots_adjust(left=0.13, right=0.97, top=0.93, bottom=0.1, hspace=0.08)
-    psd_axes.plot(frequencies_khz, psd_dbm_hz, linewidth=0.8)
-    psd_axes.set_ylabel("PSD (dBm/Hz)")
+    psd_axes.plot(frequencies_khz, psd_db_hz, linewidth=0.8)
+    psd_axes.set_ylabel(f"PSD ({power_unit}/Hz)")
     psd_axes.grid(True, alpha=0.3)
     psd_axes.set_title(f"{title}  @ {center_frequency_hz / 1e6:.6f} MHz", fontsize=9)
     # NonUniformImage maps each screen pixel to its nearest cell in uint8 RGBA; imshow's AxesImage
     # would resample the whole axes area in float32 RGBA first (~4 MB more per picture).
     waterfall = NonUniformImage(fall_axes, interpolation="nearest", cmap="viridis")
-    waterfall.set_data(column_khz, times, waterfall_dbm_hz)
+    waterfall.set_data(column_khz, times, waterfall_db_hz)
     fall_axes.add_image(waterfall)
     fall_axes.set_xlim(frequencies_khz[0], frequencies_khz[-1])
     fall_axes.set_ylim(0.0, len(samples) / sample_rate_hz)

@@ -32,13 +32,18 @@ def embedded_services():
 
 
 @pytest.fixture(scope="session")
-def engine(embedded_services):
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
+def resources(embedded_services) -> dict:
+    """The pipeline's resources built from the embedded services' settings, for direct use."""
+    from heimdall_pipeline.resources import build_resources
+
+    return build_resources(os.environ)
+
+
+@pytest.fixture(scope="session")
+def engine(resources):
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
 
-    engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
-    ensure_schema(engine)
+    engine = resources["database"].engine()
     seed_default_receivers(engine)
     return engine
 
@@ -65,11 +70,8 @@ def session_key() -> str:
 
 
 @pytest.fixture()
-def s3_client(embedded_services):
-    from heimdall_pipeline.storage.object_store import s3_client
-
-    return s3_client(os.environ["HEIMDALL_S3_ENDPOINT_URL"], os.environ["HEIMDALL_S3_ACCESS_KEY_ID"],
-                     os.environ["HEIMDALL_S3_SECRET_ACCESS_KEY"], os.environ["HEIMDALL_S3_REGION"])
+def s3_client(resources):
+    return resources["s3"].get_client()
 
 
 def pytest_configure(config):

@@ -1,22 +1,29 @@
 """session_localization: where the transmitter of a session is, from its receivers' powers."""
 
+import dataclasses
+
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from heimdall_pipeline.assets.sessions import per_session
-from heimdall_pipeline.db.measurements_repo import LocalizationRow, measurements_for_session, upsert_localization
+from heimdall_pipeline.db.measurements_repo import measurements_for_session, upsert_localization
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
-from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, PowerObservation, localize, plot_localization
+from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
 from heimdall_pipeline.partitions import session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import localization_object_key
 
 
-def observations_of(rows, registry) -> list[PowerObservation]:
-    """Detections give a received power; non-detections an upper bound (their noise power)."""
-    observations = []
+def observations_of(rows, registry) -> tuple[list[PowerObservation], list[str]]:
+    """Received-power observations from the rows with dBm figures (measured in dBm, or dBFS with a
+    calibration), and the receivers left out for having only uncalibrated dBFS figures.
+    Detections give a received power; non-detections an upper bound (their noise power)."""
+    observations, uncalibrated = [], []
     for row in rows:
+        if row.noise_power_dbm is None:
+            uncalibrated.append(row.receiver_id)
+            continue
         receiver = registry[row.receiver_id]
         if row.signal_detected and row.signal_power_dbm is not None:
             observations.append(PowerObservation.detection(
@@ -26,7 +33,19 @@ def observations_of(rows, registry) -> list[PowerObservation]:
             observations.append(PowerObservation.non_detection(
                 receiver.id, receiver.latitude, receiver.longitude, row.frequency_mhz * 1e6,
                 row.noise_power_dbm, receiver.altitude_m))
-    return observations
+    return observations, uncalibrated
+
+
+def localize_session(rows, registry, shadowing_sigma: float) -> tuple[LocalizationResult, list[PowerObservation]]:
+    """The received-power localization of one session's rows; its reason names the receivers
+    whose powers could not be used for lack of a dBm calibration (also when it localized)."""
+    observations, uncalibrated = observations_of(rows, registry)
+    result = localize(observations, shadowing_sigma_db=shadowing_sigma)
+    if uncalibrated:
+        left_out = (f"{len(uncalibrated)} receiver{'s' if len(uncalibrated) != 1 else ''} left out for uncalibrated "
+                    f"dBFS powers (no dBm figure): {', '.join(uncalibrated)}")
+        result = dataclasses.replace(result, reason=f"{result.reason}; {left_out}" if result.reason else left_out)
+    return result, observations
 
 
 def shadowing_sigma_db(record, registry) -> float:
@@ -56,21 +75,16 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
         record = get_session(engine, session_key)
         if record is None:
             raise ValueError(f"session {session_key!r} is not in the sessions table")
-        observations = observations_of(measurements_for_session(engine, session_key), registry)
-        result = localize(observations, shadowing_sigma_db=shadowing_sigma_db(record, registry))
-        row = LocalizationRow(
-            time=record.scheduled_for, session_key=session_key, localizable=result.localizable,
-            reason=result.reason, latitude=result.latitude, longitude=result.longitude,
-            eirp_dbm=result.eirp_dbm, path_loss_exponent=result.path_loss_exponent,
-            ellipse_semi_major_km=result.ellipse_semi_major_km, ellipse_semi_minor_km=result.ellipse_semi_minor_km,
-            ellipse_orientation_deg=result.ellipse_orientation_deg, receivers_used=result.receivers_used,
-            residuals=result.residuals_db, metadata_json={"receivers_as_bounds": list(result.receivers_as_bounds),
-                                                          "transmitter_truth": record.transmitter})
+        result, observations = localize_session(measurements_for_session(engine, session_key), registry,
+                                                shadowing_sigma_db(record, registry))
+        row = result.to_row(session_key, record.scheduled_for, {"transmitter_truth": record.transmitter})
         upsert_localization(engine, row)
         metadata = {"localizable": result.localizable, "receivers_used": ", ".join(result.receivers_used)}
         if result.localizable:
             located += 1
             truth = record.transmitter
+            from heimdall_pipeline.localization.plotting import plot_localization  # matplotlib: when drawn
+
             png_key = localization_object_key(session_key)
             iq_store.put(png_key, plot_localization(
                 result, observations, (truth["latitude"], truth["longitude"]) if truth else None),
@@ -85,7 +99,7 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
             })
             if truth:
                 metadata["error_vs_simulated_truth_km"] = result.distance_km(truth["latitude"], truth["longitude"])
-        else:
+        if result.reason:
             metadata["reason"] = result.reason
         context.add_asset_metadata(metadata, partition_key=session_key)
         context.log.info(f"session {session_key}: " + (

@@ -2,20 +2,45 @@
 upserted into the TimescaleDB `measurements` hypertable (one row per session × receiver)."""
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeResult, asset
 
 from heimdall_pipeline.db.measurements_repo import MeasurementRow, upsert_measurements
-from heimdall_pipeline.dsp.metrics import compute_metrics
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.storage.layout import iq_object_key
 
+if TYPE_CHECKING:
+    from heimdall_pipeline.dsp.metrics import SignalMetrics
+
+
+def power_columns(metrics: "SignalMetrics", power_unit: str, calibration: dict | None) -> dict:
+    """The measurement columns of the metrics' powers (in the capture's unit): a dBm capture fills
+    the dBm columns; a dBFS capture fills its dBFS columns, and the dBm ones only when calibrated
+    (dBFS + offset_db), so a dBm column never holds a dBFS figure."""
+    if power_unit == "dBm":
+        return {"power_unit": "dBm", "signal_power_dbm": metrics.signal_power_db,
+                "noise_power_dbm": metrics.noise_power_db, "psd_dbm_hz": metrics.psd_peak_db_hz}
+    if power_unit != "dBFS":
+        raise ValueError(f"power_unit {power_unit!r}: expected 'dBm' or 'dBFS'")
+    columns = {"power_unit": "dBFS", "signal_power_dbfs": metrics.signal_power_db,
+               "noise_power_dbfs": metrics.noise_power_db}
+    if calibration is not None:
+        offset = float(calibration["offset_db"])
+        columns.update(
+            signal_power_dbm=None if metrics.signal_power_db is None else metrics.signal_power_db + offset,
+            noise_power_dbm=metrics.noise_power_db + offset, psd_dbm_hz=metrics.psd_peak_db_hz + offset,
+            calibration_offset_db=offset, calibration_spread_db=calibration.get("spread_db"))
+    return columns
+
 
 def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
     """The measurements row of one capture (pure: the benchmark's baseline calls it too)."""
+    from heimdall_pipeline.dsp.metrics import compute_metrics  # scipy: loaded when first measured
+
     metrics = compute_metrics(capture.samples, capture.sample_rate_hz)
     return MeasurementRow(
         time=capture.start_time,
@@ -25,14 +50,13 @@ def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
         sample_rate_khz=capture.sample_rate_hz / 1e3,
         samples_count=len(capture.samples),
         snr_db=metrics.snr_db,
-        psd_dbm=metrics.psd_peak_dbm_hz,
         frequency_offset_hz=metrics.frequency_offset_hz,
-        signal_power_dbm=metrics.signal_power_dbm,
-        noise_power_dbm=metrics.noise_power_dbm,
         signal_detected=metrics.signal_detected,
         iq_data_path=f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}",
-        metadata_json={"metrics": metrics.as_dict(), "source_kind": capture.source_kind,
+        metadata_json={"metrics": metrics.as_dict(), "metrics_power_unit": capture.power_unit,
+                       "calibration": capture.calibration, "source_kind": capture.source_kind,
                        "ground_truth": capture.ground_truth},
+        **power_columns(metrics, capture.power_unit, capture.calibration),
     )
 
 
@@ -61,7 +85,8 @@ def receiver_metrics(context: AssetExecutionContext, raw_iq: Mapping, database: 
                 "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
                 "signal_detected": row.signal_detected,
                 "frequency_offset_hz": row.frequency_offset_hz if row.frequency_offset_hz is not None else float("nan"),
-                "noise_power_dbm": row.noise_power_dbm,
+                **({"noise_power_dbm": row.noise_power_dbm} if row.noise_power_dbm is not None
+                   else {"noise_power_dbfs": row.noise_power_dbfs}),
             }, partition_key=key)
     # One transaction: a failure leaves no partial set of rows behind.
     upsert_measurements(database.engine(), rows)

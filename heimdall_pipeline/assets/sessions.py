@@ -80,8 +80,7 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         totals[status] += 1
         table = "\n".join(
             f"| {row.receiver_id} | {'%.1f' % row.snr_db if row.snr_db is not None else 'no signal'} | "
-            f"{row.signal_power_dbm if row.signal_power_dbm is not None else float('nan'):.1f} | "
-            f"{row.noise_power_dbm:.1f} | "
+            f"{row.power_text('signal')} | {row.power_text('noise')} | "
             f"{row.frequency_offset_hz if row.frequency_offset_hz is not None else float('nan'):.2f} |"
             for row in sorted(rows, key=lambda r: r.receiver_id))
         failures = "\n".join(f"- **{rid}**: {reasons[rid]}" for rid in missing)
@@ -94,7 +93,7 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
             "snr_db_min": min(snrs) if snrs else math.nan,
             "snr_db_max": max(snrs) if snrs else math.nan,
             "summary": MetadataValue.md(
-                "| receiver | SNR dB | signal dBm | noise dBm | offset Hz |\n|---|---|---|---|---|\n"
+                "| receiver | SNR dB | signal power | noise power | offset Hz |\n|---|---|---|---|---|\n"
                 + table + ("\n\n**Failed receivers**\n" + failures if missing else "")),
         }, partition_key=session_key)
         context.log.info(f"session {session_key}: {status}, {len(rows)}/{len(record.receiver_ids)} receivers measured"

@@ -8,10 +8,13 @@ Figures (medians of --repeat runs, at least 5, with min/max):
                               vs the same work as plain calls         target <= 2 s, <= 1.5x
   io_manager_write            S3IQIOManager write of 7 captures (~1 MB .npy each)
                               vs raw boto3 put_object of the same bytes  target >= 0.8x raw MB/s
-  upsert_rows                 upsert_measurements vs psycopg COPY    target >= 20,000 rows/s
+  upsert_rows                 upsert_measurements vs psycopg COPY into the same hypertable
+                                                                      target >= 20,000 rows/s, >= 0.8x COPY
   backfill_single_run         receiver_metrics backfill of 100 sessions x 7 receivers as one run
                               vs one run per partition (10 measured, extrapolated)  target >= 10x
   session_peak_rss            peak RSS added by one session (child process) vs IQ bytes  target <= 2x
+  import_time                 importing the code location in a fresh process
+                              vs importing dagster + dagster_aws.s3 alone   target <= 1.25x
 
 Also runnable as `python -m heimdall_pipeline.bench [--quick] [--json PATH] [--repeat N]`.
 Everything the benchmark writes (sessions, measurement rows, S3 objects with all their versions)
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     results: list = []
     errors: dict[str, str] = {}
     steps = [("metrics", F.metrics_figures), ("session", F.session_figure), ("io", F.io_figure),
-             ("upsert", F.upsert_figure), ("backfill", F.backfill_figure), ("rss", F.rss_figure)]
+             ("upsert", F.upsert_figure), ("backfill", F.backfill_figure), ("rss", F.rss_figure),
+             ("import", F.import_time_figure)]
     only = set(getattr(args, "only", None) or [])
     try:
         for name, fn in steps:
@@ -103,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--scale", action="store_true", help="partition-scale figures (1k/10k/50k sessions)")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", action="append", help=argparse.SUPPRESS)
+    parser.add_argument("--only", action="append", metavar="FIGURE",
+                        help="measure only these figures (repeatable): metrics, session, io, upsert, backfill, "
+                             "rss, import")
     return parser
 
 

@@ -50,11 +50,11 @@ def main(warmup_key: str, key: str) -> int:
     from dagster import DagsterInstance
 
     import heimdall_pipeline.definitions  # noqa: F401 - the code location is loaded before a run, as in a run worker
-    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.resources import build_resources
     from heimdall_pipeline.runner import run_session
 
     logging.getLogger("dagster").setLevel(logging.WARNING)
-    engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
+    engine = build_resources(os.environ)["database"].engine()
     with DagsterInstance.local_temp() as instance:
         out: dict = {"rss_after_imports_kb": _status_kb("VmRSS")}
         warmed = run_session(instance, engine, warmup_key).success

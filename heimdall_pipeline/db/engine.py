@@ -51,9 +51,15 @@ def _sanitize(value: Any) -> Any:
     return value
 
 
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
+
 def json_dumps(value: Any) -> str:
     """JSON for a jsonb column: numpy values converted, NaN/inf -> null, datetimes ISO 8601."""
-    return json.dumps(_sanitize(value), allow_nan=False, default=str)
+    try:  # plain JSON values need no walk (the common case, and the bulk upsert's hot path)
+        return _STRICT_JSON.encode(value)
+    except (TypeError, ValueError):
+        return json.dumps(_sanitize(value), allow_nan=False, default=str)
 
 
 def _cache_key(url: URL) -> str:

@@ -35,6 +35,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from heimdall_pipeline.db.models import MEASUREMENT_POWER_FIGURES_RULE
+
 log = logging.getLogger("heimdall.db")
 
 # pg_advisory_xact_lock key shared by every heimdall migrator ("HEIMDALL" in ASCII, as a bigint)
@@ -173,10 +175,29 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "receiver kinds come from the source registry: drop the websdrs kind check", (
         "ALTER TABLE websdrs DROP CONSTRAINT IF EXISTS websdrs_kind",
     )),
+    # Units in names and an explicit power unit: existing rows are dBm captures (the only kind
+    # measured so far) and received-power localizations.
+    Migration(3, "measurement power units (psd_dbm_hz, power_unit, dBFS and calibration columns); "
+                 "localization method", (
+        "ALTER TABLE measurements RENAME COLUMN psd_dbm TO psd_dbm_hz",
+        "ALTER TABLE measurements ADD COLUMN power_unit text NOT NULL DEFAULT 'dBm'",
+        "ALTER TABLE measurements ADD COLUMN signal_power_dbfs double precision",
+        "ALTER TABLE measurements ADD COLUMN noise_power_dbfs double precision",
+        "ALTER TABLE measurements ADD COLUMN calibration_offset_db double precision",
+        "ALTER TABLE measurements ADD COLUMN calibration_spread_db double precision",
+        "ALTER TABLE measurements ALTER COLUMN psd_dbm_hz DROP NOT NULL",
+        "ALTER TABLE measurements ALTER COLUMN noise_power_dbm DROP NOT NULL",
+        "ALTER TABLE measurements ADD CONSTRAINT measurements_power_unit CHECK (power_unit IN ('dBm', 'dBFS'))",
+        f"ALTER TABLE measurements ADD CONSTRAINT measurements_power_figures_match_unit "
+        f"CHECK ({MEASUREMENT_POWER_FIGURES_RULE})",
+        "ALTER TABLE localizations ADD COLUMN method text NOT NULL DEFAULT 'rss'",
+        "ALTER TABLE localizations DROP CONSTRAINT localizations_pkey",
+        "ALTER TABLE localizations ADD CONSTRAINT localizations_pkey PRIMARY KEY (session_key, method, time)",
+    )),
     # Per-receiver outcomes live in the database, not only in Dagster's event log; a session's
     # status carries its reason. Sessions recorded before have no rows here (restore and verify
     # fall back to what is stored in S3 for them).
-    Migration(3, "session_captures (per-receiver outcome of a session); sessions.status_reason", (
+    Migration(4, "session_captures (per-receiver outcome of a session); sessions.status_reason", (
         "ALTER TABLE sessions ADD COLUMN status_reason text",
         """
         CREATE TABLE session_captures (

@@ -11,9 +11,13 @@ describe the same schema for queries, and an integration test checks the two agr
 - measurements: one row per (session, receiver, capture start): a TimescaleDB hypertable on `time`
   when the extension is available, a plain table otherwise. The primary key includes `time`, as a
   hypertable requires.
-- localizations: one row per session (hypertable on `time` = session start, likewise).
+- localizations: one row per session and method (hypertable on `time` = session start, likewise).
 - session_captures: the outcome of each requested receiver of a session (stored / failed /
   not_requested), written by the step that stores the capture (db/captures_repo.py).
+
+The Measurement and Localization models are the one declaration of their columns: the row
+classes, the upserts and the value conversions in `rows.py` / `measurements_repo.py` derive
+from them. A new metric is one `SignalMetrics` field, one column here and one migration.
 - schema_migrations: applied migration versions.
 """
 
@@ -43,6 +47,20 @@ SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
 CAPTURE_STATUSES = ("stored", "failed", "not_requested")
 
 TZ = DateTime(timezone=True)
+
+# The unit of a capture's samples (sources/capture.py): mW at the antenna, or the ADC's full scale.
+POWER_UNITS = ("dBm", "dBFS")
+# The dBm columns hold dBm only: a dBm capture fills them (and no dBFS figure); a dBFS capture
+# fills its dBFS figures, and its dBm figures only together with the calibration that gave them.
+# Migration 2 creates the constraint from this text: change it only with a migration that replaces it.
+MEASUREMENT_POWER_FIGURES_RULE = (
+    "(power_unit = 'dBm' AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL"
+    " AND signal_power_dbfs IS NULL AND noise_power_dbfs IS NULL AND calibration_offset_db IS NULL)"
+    " OR (power_unit = 'dBFS' AND noise_power_dbfs IS NOT NULL AND ("
+    "(calibration_offset_db IS NULL AND signal_power_dbm IS NULL AND noise_power_dbm IS NULL"
+    " AND psd_dbm_hz IS NULL)"
+    " OR (calibration_offset_db IS NOT NULL AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL)))"
+)
 
 
 class Base(DeclarativeBase):
@@ -144,11 +162,17 @@ class SessionCapture(Base):
 
 
 class Measurement(Base):
+    """One capture's metrics. Powers carry their unit in their names: the dBm columns hold dBm
+    only (measured in dBm, or dBFS + a calibration offset); an uncalibrated dBFS capture leaves
+    them NULL and fills the dBFS columns. `power_unit` is the unit of the capture's samples."""
+
     __tablename__ = "measurements"
     __table_args__ = (
         PrimaryKeyConstraint("session_key", "receiver_id", "time", name="measurements_pkey"),
         Index("measurements_session_time_idx", "session_key", "time"),
         Index("measurements_receiver_time_idx", "receiver_id", "time"),
+        CheckConstraint(f"power_unit IN ({', '.join(repr(u) for u in POWER_UNITS)})", name="measurements_power_unit"),
+        CheckConstraint(MEASUREMENT_POWER_FIGURES_RULE, name="measurements_power_figures_match_unit"),
     )
 
     time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # capture start
@@ -157,11 +181,16 @@ class Measurement(Base):
     frequency_mhz: Mapped[float] = mapped_column(Double, nullable=False)
     sample_rate_khz: Mapped[float] = mapped_column(Double, nullable=False)
     samples_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    power_unit: Mapped[str] = mapped_column(Text, nullable=False, server_default="dBm")
     snr_db: Mapped[float | None] = mapped_column(Double, nullable=True)
-    psd_dbm: Mapped[float] = mapped_column(Double, nullable=False)
+    psd_dbm_hz: Mapped[float | None] = mapped_column(Double, nullable=True)  # PSD peak
     frequency_offset_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
     signal_power_dbm: Mapped[float | None] = mapped_column(Double, nullable=True)
-    noise_power_dbm: Mapped[float] = mapped_column(Double, nullable=False)
+    noise_power_dbm: Mapped[float | None] = mapped_column(Double, nullable=True)
+    signal_power_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    noise_power_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    calibration_offset_db: Mapped[float | None] = mapped_column(Double, nullable=True)  # dBm - dBFS
+    calibration_spread_db: Mapped[float | None] = mapped_column(Double, nullable=True)
     signal_detected: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     iq_data_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     metadata_json: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False,
@@ -170,13 +199,16 @@ class Measurement(Base):
 
 
 class Localization(Base):
+    """A session's transmitter position by one method ('rss': received power)."""
+
     __tablename__ = "localizations"
     __table_args__ = (
-        PrimaryKeyConstraint("session_key", "time", name="localizations_pkey"),
+        PrimaryKeyConstraint("session_key", "method", "time", name="localizations_pkey"),
     )
 
     time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # session start
     session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(Text, nullable=False, server_default="rss")
     localizable: Mapped[bool] = mapped_column(Boolean, nullable=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     latitude: Mapped[float | None] = mapped_column(Double, nullable=True)

@@ -13,7 +13,7 @@ Definitions
 * Noise floor N0 (mW/Hz): median of the PSD bins outside every region flagged as signal, divided
   by the median/mean ratio of the chi-square distribution of one Welch bin (nu equivalent degrees
   of freedom, computed from the window and overlap), which removes the median-of-chi-square bias.
-  ``noise_power_dbm = 10 log10(N0 * fs)``: the total noise in the whole complex band (= fs).
+  ``noise_power_db = 10 log10(N0 * fs)``: the total noise in the whole complex band (= fs).
 * Signal region: bins exceeding the floor by the chi-square level of a per-bin false-alarm
   probability of 1e-3 ("above"), dilated by 2 bins to cover the Hann main lobe. Gaps narrower
   than ``merge_gap_hz`` (500 Hz by default) are bridged: the resulting circular runs are the
@@ -62,7 +62,7 @@ Detection rule
 Rule 2 is a policy, not a sensitivity limit: a carrier at 0 dB full-band SNR is easily seen in a
 long capture, but Heimdall reports only signals measured with useful accuracy, so at a true SNR
 <= 0 dB the answer is "no signal" and at >= 3 dB it is "signal" (the estimator's error is far
-below 1.5 dB there). When no signal is detected, ``snr_db``, ``signal_power_dbm``,
+below 1.5 dB there). When no signal is detected, ``snr_db``, ``signal_power_db``,
 ``frequency_offset_hz`` and ``bandwidth_hz`` are None (NULL in a database); the noise floor,
 noise power and PSD peak are always reported, and ``estimated_snr_db`` keeps the raw estimate.
 """
@@ -139,9 +139,11 @@ class SilentCaptureError(InvalidCaptureError):
 
 @dataclasses.dataclass(frozen=True)
 class SignalMetrics:
-    """Metrics of one capture. Powers in dBm, densities in dBm/Hz, frequencies in Hz.
+    """Metrics of one capture. Powers in dB and densities in dB/Hz of the samples' own unit
+    (`Capture.power_unit`: dBm for samples in mW, dBFS for samples relative to the ADC's full
+    scale); the measurement row maps them onto its dBm or dBFS columns. Frequencies in Hz.
 
-    snr_db / signal_power_dbm / frequency_offset_hz / bandwidth_hz are None unless
+    snr_db / signal_power_db / frequency_offset_hz / bandwidth_hz are None unless
     signal_detected. bandwidth_hz is the approximate occupied width: the signal region's bins minus
     the 2-bin main-lobe margin on each side, times the Welch bin width. estimated_snr_db is the raw full-band SNR estimate (may be negative or
     -inf when nothing rises above the floor); detection_z is the significance statistic.
@@ -149,12 +151,12 @@ class SignalMetrics:
 
     signal_detected: bool
     snr_db: float | None
-    signal_power_dbm: float | None
+    signal_power_db: float | None
     frequency_offset_hz: float | None
     bandwidth_hz: float | None
-    noise_power_dbm: float
-    noise_floor_dbm_hz: float
-    psd_peak_dbm_hz: float
+    noise_power_db: float
+    noise_floor_db_hz: float
+    psd_peak_db_hz: float
     psd_peak_frequency_hz: float
     estimated_snr_db: float
     detection_z: float
@@ -562,12 +564,12 @@ def compute_metrics(
     return SignalMetrics(
         signal_detected=detected,
         snr_db=snr_db,
-        signal_power_dbm=signal_dbm,
+        signal_power_db=signal_dbm,
         frequency_offset_hz=offset,
         bandwidth_hz=bandwidth,
-        noise_power_dbm=_db(noise_mw),
-        noise_floor_dbm_hz=_db(floor),
-        psd_peak_dbm_hz=_db(peak_val),
+        noise_power_db=_db(noise_mw),
+        noise_floor_db_hz=_db(floor),
+        psd_peak_db_hz=_db(peak_val),
         psd_peak_frequency_hz=float(freqs[peak]),
         estimated_snr_db=float(est_snr_db),
         detection_z=float(z),

@@ -20,7 +20,6 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from heimdall_pipeline.partitions import split_key
-from heimdall_pipeline.plots import spectrum_png
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
@@ -158,9 +157,11 @@ class IQStore(ConfigurableResource):
 
     def store_spectrum(self, capture: Capture) -> dict[str, Any]:
         """The PSD/waterfall picture beside the capture; metadata showing it in the UI."""
+        from heimdall_pipeline.plots import spectrum_png  # matplotlib: loaded when first drawn
+
         with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~3 MB each), not speed
             png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
-                               f"{capture.session_key} / {capture.receiver_id}")
+                               f"{capture.session_key} / {capture.receiver_id}", power_unit=capture.power_unit)
         key = spectrum_object_key(capture.session_key, capture.receiver_id)
         self.put(key, png, "image/png", {"session": capture.session_key, "receiver": capture.receiver_id})
         url = self.presigned_url(key)

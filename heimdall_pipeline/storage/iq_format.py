@@ -294,6 +294,16 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
     return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
 
 
+def _unit_before_explicit_units(glob: dict) -> str:
+    """Objects stored before the unit was recorded: KiwiSDR samples not scaled by its RSSI were
+    full-scale (dBFS); everything else was in mW (dBm)."""
+    ns = HEIMDALL_NAMESPACE
+    details = glob.get(f"{ns}:details") or {}
+    if glob.get(f"{ns}:source_kind") == "kiwisdr" and not details.get("power_calibrated"):
+        return "dBFS"
+    return "dBm"
+
+
 def _gps_timestamp(row: list[Any]) -> GpsTimestamp:
     """A stored [index, seconds, nanoseconds, has_solution(, fix_age_s)] row (older objects have 4)."""
     index, seconds, nanoseconds, has_solution, *rest = row
@@ -341,7 +351,7 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             start_time=_parse_iso_utc(segment["core:datetime"]),
             source_kind=glob[f"{ns}:source_kind"],
             gps_timestamps=tuple(_gps_timestamp(row) for row in glob.get(f"{ns}:gps_timestamps", [])),
-            power_unit=glob.get(f"{ns}:power_unit", "dBm"),
+            power_unit=glob.get(f"{ns}:power_unit") or _unit_before_explicit_units(glob),
             calibration=glob.get(f"{ns}:calibration"),
             details=dict(glob.get(f"{ns}:details", {})),
             ground_truth=glob.get(f"{ns}:ground_truth"),

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from heimdall_pipeline.localization import _hull_sampler
+from heimdall_pipeline.localization.accuracy import _hull_sampler
 from heimdall_pipeline.propagation import path_loss_db, slant_distance_km, thermal_noise_power_dbm
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.sources.simulator import (

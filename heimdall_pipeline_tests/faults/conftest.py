@@ -127,27 +127,18 @@ def make_s3_resource(env: dict[str, str], *, access_key_id: str | None = None,
 
 
 def make_store(env: dict[str, str], **s3_overrides):
-    from heimdall_pipeline.resources.iq_store import IQStore
+    from heimdall_pipeline.resources import build_resources
 
-    return IQStore(s3=make_s3_resource(env, **s3_overrides), bucket=env.get("HEIMDALL_S3_BUCKET", "heimdall-raw-iq"))
+    return build_resources(env, s3=make_s3_resource(env, **s3_overrides))["iq_store"]
 
 
 def build_defs(env: dict[str, str], *, extra_jobs=(), **s3_overrides) -> Definitions:
     """The project's assets, checks, jobs and sensors with resources pointing at `env`."""
     from heimdall_pipeline import definitions as d
-    from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
-    from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
+    from heimdall_pipeline.resources import build_resources
 
-    store = make_store(env, **s3_overrides)
-    database = HeimdallDatabase(url=env["HEIMDALL_DATABASE_URL"])
-    resources = {
-        **d.resources,
-        "s3": store.s3,
-        "iq_store": store,
-        "iq_io_manager": S3IQIOManager(store=store, database=database),
-        "database": database,
-        "receiver_network": ReceiverNetwork(retry_backoff_base_s=0.05),
-    }
+    resources = build_resources(env, s3=make_s3_resource(env, **s3_overrides),
+                                receiver_network={"retry_backoff_base_s": 0.05})
     return Definitions(assets=d.defs.assets, asset_checks=d.defs.asset_checks,
                        jobs=[*d.defs.jobs, *extra_jobs], sensors=d.defs.sensors,
                        schedules=d.defs.schedules, resources=resources)

@@ -48,7 +48,7 @@ def a_session(session_key: str, **fields) -> Session:
 
 def _m(session: str, receiver: str, t: datetime, **kw) -> mrepo.MeasurementRow:
     values = dict(time=t, session_key=session, receiver_id=receiver, frequency_mhz=7.1,
-                  sample_rate_khz=12.0, samples_count=120000, snr_db=12.5, psd_dbm=-120.0,
+                  sample_rate_khz=12.0, samples_count=120000, snr_db=12.5, psd_dbm_hz=-120.0,
                   frequency_offset_hz=3.0, signal_power_dbm=-90.0, noise_power_dbm=-102.5,
                   signal_detected=True, iq_data_path=f"sessions/{session}/websdr_{receiver}.npy",
                   metadata_json={"gps": True})
@@ -340,20 +340,36 @@ def test_upsert_twice_one_row_values_updated(scratch_engine):
     stored = mrepo.measurements_for_session(scratch_engine, "ups-1")
     assert len(stored) == 1 and stored[0].snr_db is None and stored[0].metadata_json == {"nan": None}
     updated = dataclasses.replace(row, snr_db=20.0, frequency_offset_hz=1.5, signal_power_dbm=-80.0,
-                                  signal_detected=True, psd_dbm=float("nan"), metadata_json={"v": 2})
+                                  signal_detected=True, psd_dbm_hz=float("nan"), metadata_json={"v": 2})
     assert mrepo.upsert_measurements(scratch_engine, [updated]) == 1
     stored = mrepo.measurements_for_session(scratch_engine, "ups-1")
     assert len(stored) == 1 and mrepo.count_measurements(scratch_engine, session_key="ups-1") == 1
     s = stored[0]
     assert (s.snr_db, s.frequency_offset_hz, s.signal_power_dbm, s.signal_detected) == (20.0, 1.5, -80.0, True)
-    assert math.isnan(s.psd_dbm) and s.metadata_json == {"v": 2} and s.time == T0
+    assert math.isnan(s.psd_dbm_hz) and s.metadata_json == {"v": 2} and s.time == T0
+
+
+def test_batch_of_new_and_existing_keys_inserts_and_replaces(scratch_engine):
+    first = _m("mix-1", "f5len", T0, snr_db=1.0)
+    assert mrepo.upsert_measurements(scratch_engine, [first]) == 1  # all keys new: the COPY path
+    later = [_m("mix-1", "hb9q", T0, snr_db=3.0), dataclasses.replace(first, snr_db=2.0),
+             _m("mix-1", "dl0abc", T0, metadata_json=None, signal_detected=None, computed_at=None)]
+    assert mrepo.upsert_measurements(scratch_engine, later) == 3  # one key exists: the merge path
+    stored = {r.receiver_id: r for r in mrepo.measurements_for_session(scratch_engine, "mix-1")}
+    assert {k: r.snr_db for k, r in stored.items()} == {"f5len": 2.0, "hb9q": 3.0, "dl0abc": 12.5}
+    assert stored["dl0abc"].metadata_json == {} and stored["dl0abc"].signal_detected is False
+    new = _m("mix-2", "f5len", T0, metadata_json=None, signal_detected=None, power_unit=None)
+    assert mrepo.upsert_measurements(scratch_engine, [new]) == 1  # left-out values take the defaults
+    [row] = mrepo.measurements_for_session(scratch_engine, "mix-2")
+    assert (row.metadata_json, row.signal_detected, row.power_unit) == ({}, False, "dBm")
+    assert row.computed_at is not None
 
 
 def test_failing_batch_leaves_no_rows(scratch_engine):
     rows = [_m("atomic-1", f"r{i:03d}", T0) for i in range(50)]
-    rows[25] = dataclasses.replace(rows[25], noise_power_dbm=None)  # NOT NULL violation mid-batch
+    rows[25] = dataclasses.replace(rows[25], noise_power_dbm=None)  # a dBm row without its noise power, mid-batch
     with pytest.raises(IntegrityError):
-        mrepo.upsert_measurements(scratch_engine, rows, chunk_rows=10)  # several statements, one tx
+        mrepo.upsert_measurements(scratch_engine, rows)  # one transaction
     assert mrepo.count_measurements(scratch_engine, session_key="atomic-1") == 0
 
 

@@ -15,15 +15,9 @@ from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
 
 
 def make_store(**overrides):
-    from dagster_aws.s3 import S3Resource
+    from heimdall_pipeline.resources import build_resources
 
-    from heimdall_pipeline.resources.iq_store import IQStore
-
-    s3 = S3Resource(endpoint_url=os.environ["HEIMDALL_S3_ENDPOINT_URL"],
-                    aws_access_key_id=os.environ["HEIMDALL_S3_ACCESS_KEY_ID"],
-                    aws_secret_access_key=os.environ["HEIMDALL_S3_SECRET_ACCESS_KEY"],
-                    region_name=os.environ["HEIMDALL_S3_REGION"])
-    return IQStore(s3=s3, bucket=os.environ["HEIMDALL_S3_BUCKET"], **overrides)
+    return build_resources(os.environ, iq_store=overrides)["iq_store"]
 
 
 @pytest.mark.parametrize("duration_s, multipart_threshold_mb", [(2.0, 16), (70.0, 5)])

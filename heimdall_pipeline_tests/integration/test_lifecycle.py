@@ -174,11 +174,12 @@ def test_restore_into_an_instance_without_the_events_reports_from_s3_verified(en
 
     from heimdall_pipeline.bench.scale import private_dagster_home
     from heimdall_pipeline.db.sessions_repo import mark_archived
-    from heimdall_pipeline.lifecycle import _iq_store, restore_sessions
+    from heimdall_pipeline.lifecycle import restore_sessions
+    from heimdall_pipeline.resources import build_resources
     from heimdall_pipeline.storage.layout import iq_object_key
 
     engine, _ = env
-    iq_store = _iq_store()
+    iq_store = build_resources(os.environ)["iq_store"]
     old, _recent = recorded
     mark_archived(engine, [old])  # whatever the order tests ran in, the session is archived here
     with private_dagster_home("heimdall_lifecycle2") as (home, _):

@@ -216,7 +216,7 @@ def test_a_live_receiver_cannot_re_record_the_past(defs, instance, engine, sessi
 
 def test_a_session_is_localized_with_an_honest_ellipse(defs, instance, engine, session_key):
     from heimdall_pipeline.db.measurements_repo import get_localization
-    from heimdall_pipeline.localization import haversine_km
+    from heimdall_pipeline.propagation import haversine_km
 
     request = request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                               duration_s=1)

@@ -371,3 +371,24 @@ def test_non_utc_start_time_is_stored_as_utc():
     assert encoded.metadata["captures"][0]["core:datetime"].endswith("Z")
     back = capture_from_stored(encoded.npy_bytes, encoded.metadata_json, key_for_errors=KEY)
     assert back.start_time == START and back.start_time.utcoffset() == timedelta(0)
+
+
+def test_power_unit_and_calibration_round_trip():
+    capture = make_capture(source_kind="kiwisdr", power_unit="dBFS",
+                           calibration={"offset_db": -21.5, "spread_db": 0.3, "frames": 40})
+    encoded = encode(capture)
+    assert_same_capture(capture, capture_from_stored(encoded.npy_bytes, encoded.metadata_json, key_for_errors=KEY))
+
+
+@pytest.mark.parametrize("source_kind, details, unit", [
+    ("kiwisdr", {"power_calibrated": False}, "dBFS"),  # raw full-scale samples
+    ("kiwisdr", {"power_calibrated": True}, "dBm"),  # scaled to the RSSI, in mW
+    ("simulated", {}, "dBm"),
+])
+def test_objects_stored_before_explicit_units_get_the_unit_they_were_in(source_kind, details, unit):
+    encoded = encode(make_capture(source_kind=source_kind, details=details))
+    metadata = json.loads(encoded.metadata_json)
+    for name in ("power_unit", "calibration"):
+        metadata["global"].pop(f"heimdall:{name}")
+    stored = capture_from_stored(encoded.npy_bytes, json.dumps(metadata), key_for_errors=KEY)
+    assert stored.power_unit == unit and stored.calibration is None

@@ -9,17 +9,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline import localization as loc
-from heimdall_pipeline.localization import (
-    LocalizationResult,
-    PowerObservation,
-    evaluate_accuracy,
-    free_space_path_loss_db,
-    haversine_km,
-    localize,
-    plot_localization,
-    synthetic_trial,
-)
+from heimdall_pipeline import propagation
+from heimdall_pipeline.localization import LocalizationResult, PowerObservation, localize
+from heimdall_pipeline.localization import accuracy, rss
+from heimdall_pipeline.localization.accuracy import evaluate_accuracy, synthetic_trial
+from heimdall_pipeline.localization.plotting import plot_localization
+from heimdall_pipeline.propagation import free_space_path_loss_db, haversine_km
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 
 F_HZ = 145.5e6
@@ -30,7 +25,7 @@ def _exact_observations(lat: float, lon: float, eirp: float, n: float, detect=No
     obs = []
     for r in DEFAULT_RECEIVERS:
         d = math.sqrt(float(haversine_km(lat, lon, r.latitude, r.longitude)) ** 2 + (r.altitude_m / 1000) ** 2
-                      + loc.MIN_DISTANCE_KM**2)
+                      + propagation.MIN_DISTANCE_KM**2)
         p = eirp - float(free_space_path_loss_db(1.0, F_HZ)) - 10 * n * math.log10(d)
         if detect is None or r.id in detect:
             obs.append(PowerObservation.detection(r.id, r.latitude, r.longitude, F_HZ, p, noise_dbm, r.altitude_m))
@@ -72,7 +67,7 @@ def test_observation_validation():
 
 def test_from_metrics_duck_typed():
     class M:
-        signal_detected, signal_power_dbm, noise_power_dbm = False, None, -124.5
+        signal_detected, signal_power_db, noise_power_db = False, None, -124.5
 
     rx = DEFAULT_RECEIVERS[3]
     o = PowerObservation.from_metrics(rx, M, F_HZ)
@@ -111,16 +106,16 @@ def test_analytic_jacobian_matches_finite_differences():
     det = np.array([o.detected for o in obs])
     fspl = free_space_path_loss_db(1.0, np.full(len(obs), F_HZ))
     y = np.array([o.signal_power_dbm if o.detected else o.noise_power_dbm + 3.0 for o in obs]) + fspl
-    problem = loc._Problem(lat, lon, det, y, fspl, np.full(len(obs), 0.09), 6.0, (1.6, 4.5), use_prior=True)
+    problem = rss._Problem(lat, lon, det, y, fspl, np.full(len(obs), 0.09), 6.0, (1.6, 4.5), use_prior=True)
     for p in ([120.0, -80.0, 40.0, 2.7], [-500.0, 300.0, 70.0, 4.0], [30.0, 10.0, 20.0, 1.9]):
         p = np.array(p)
-        r, J = loc._normalised_and_jacobian(problem, p, 48.0, 6.0)
+        r, J = rss._normalised_and_jacobian(problem, p, 48.0, 6.0)
         num = np.empty_like(J)
         for k in range(4):
             h = np.zeros(4)
             h[k] = 1e-5 * max(1.0, abs(p[k]))
-            num[:, k] = (loc._normalised_and_jacobian(problem, p + h, 48.0, 6.0)[0]
-                         - loc._normalised_and_jacobian(problem, p - h, 48.0, 6.0)[0]) / (2 * h[k])
+            num[:, k] = (rss._normalised_and_jacobian(problem, p + h, 48.0, 6.0)[0]
+                         - rss._normalised_and_jacobian(problem, p - h, 48.0, 6.0)[0]) / (2 * h[k])
         assert np.allclose(J, num, atol=1e-6)
 
 
@@ -128,7 +123,7 @@ def test_non_detections_are_one_sided_bounds():
     # Three detections plus four tight bounds (silent receivers just below detection): satisfied bounds
     # contribute exactly zero, and the solution respects them.
     rng = np.random.default_rng(11)
-    sampler = loc._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
     done = 0
     while done < 8:
         lat, lon = sampler(rng)
@@ -165,8 +160,8 @@ def test_a_violated_bound_pushes_the_estimate_away():
 def test_ellipse_geometry_and_contains():
     res = LocalizationResult(True, latitude=48.0, longitude=8.0, ellipse_semi_major_km=100.0,
                              ellipse_semi_minor_km=20.0, ellipse_orientation_deg=90.0)  # major axis east-west
-    dlon_90km = math.degrees(90.0 / (loc.EARTH_RADIUS_KM * math.cos(math.radians(48.0))))
-    dlat_90km = math.degrees(90.0 / loc.EARTH_RADIUS_KM)
+    dlon_90km = math.degrees(90.0 / (propagation.EARTH_RADIUS_KM * math.cos(math.radians(48.0))))
+    dlat_90km = math.degrees(90.0 / propagation.EARTH_RADIUS_KM)
     assert res.contains(48.0, 8.0 + dlon_90km)
     assert res.contains(48.0, 8.0 - dlon_90km)
     assert not res.contains(48.0 + dlat_90km, 8.0)
@@ -233,7 +228,7 @@ def test_end_to_end_simulated_captures_without_shadowing():
 
     fs, t0 = 12_000.0, datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     rng = np.random.default_rng(31)
-    sampler = loc._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
     noise = np.array([thermal_noise_power_dbm(fs, receiver_characteristics(r.id).noise_figure_db)
                       for r in DEFAULT_RECEIVERS])
     errors = []
@@ -257,3 +252,54 @@ def test_end_to_end_simulated_captures_without_shadowing():
         errors.append(res.distance_km(lat, lon))
     print(f"\nend-to-end sigma=0: median {np.median(errors):.2f} km, p90 {np.percentile(errors, 90):.2f} km")
     assert np.median(errors) < 1.0
+
+
+# ---------------------------------------------------------------- rows in dBm only (power units)
+
+
+def _rows_for(truth_lat: float, truth_lon: float, uncalibrated: set[str]):
+    from heimdall_pipeline.db.measurements_repo import MeasurementRow
+
+    rows = []
+    for r in DEFAULT_RECEIVERS:
+        d = haversine_km(truth_lat, truth_lon, r.latitude, r.longitude)
+        power = 50.0 - free_space_path_loss_db(1.0, F_HZ) - 30.0 * math.log10(max(d, 1e-3))
+        common = dict(time=datetime(2025, 1, 1, tzinfo=timezone.utc), session_key="s", receiver_id=r.id,
+                      frequency_mhz=F_HZ / 1e6, sample_rate_khz=12.0, samples_count=12000, signal_detected=True)
+        if r.id in uncalibrated:  # dBFS figures only
+            rows.append(MeasurementRow(power_unit="dBFS", signal_power_dbfs=power - 100.0, noise_power_dbfs=-150.0, **common))
+        else:
+            rows.append(MeasurementRow(power_unit="dBm", signal_power_dbm=power, noise_power_dbm=-130.0,
+                                       psd_dbm_hz=-160.0, **common))
+    return rows
+
+
+def test_localization_uses_dbm_rows_and_names_uncalibrated_ones():
+    from heimdall_pipeline.assets.localization import localize_session
+
+    registry = {r.id: r for r in DEFAULT_RECEIVERS}
+    left_out = {DEFAULT_RECEIVERS[0].id, DEFAULT_RECEIVERS[1].id}
+    result, observations = localize_session(_rows_for(48.5, 7.5, left_out), registry, 0.0)
+    assert {o.receiver_id for o in observations} == set(registry) - left_out
+    assert result.localizable and set(result.receivers_used) == set(registry) - left_out
+    assert "2 receivers left out for uncalibrated dBFS powers" in result.reason
+    assert all(rid in result.reason for rid in left_out)
+    assert result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc)).reason == result.reason
+
+    everything = set(registry) - {DEFAULT_RECEIVERS[2].id, DEFAULT_RECEIVERS[3].id}
+    result, observations = localize_session(_rows_for(48.5, 7.5, everything), registry, 0.0)
+    assert not result.localizable and len(observations) == 2
+    assert result.reason.startswith("only 2 receivers detected the signal")
+    assert f"{len(everything)} receivers left out for uncalibrated dBFS powers" in result.reason
+
+
+def test_all_dbm_rows_localize_without_a_left_out_reason():
+    from heimdall_pipeline.assets.localization import localize_session
+
+    registry = {r.id: r for r in DEFAULT_RECEIVERS}
+    result, observations = localize_session(_rows_for(48.5, 7.5, set()), registry, 0.0)
+    assert result.localizable and result.reason is None and len(observations) == len(registry)
+    assert result.distance_km(48.5, 7.5) < 1.0
+    row = result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc), {"transmitter_truth": None})
+    assert row.method == "rss" and row.latitude == result.latitude and row.residuals == result.residuals_db
+    assert row.metadata_json == {"receivers_as_bounds": [], "transmitter_truth": None}

@@ -61,9 +61,9 @@ def test_carrier_accuracy_grid(snr_db):
         m = compute_metrics(x, FS)
         assert m.signal_detected
         assert abs(m.snr_db - snr_db) <= 0.5
-        assert abs(m.signal_power_dbm - (noise + snr_db)) <= 0.5
+        assert abs(m.signal_power_db - (noise + snr_db)) <= 0.5
         assert abs(m.frequency_offset_hz - offset) <= 1.0
-        assert abs(m.noise_power_dbm - noise) <= 0.2
+        assert abs(m.noise_power_db - noise) <= 0.2
 
 
 @settings(derandomize=True, max_examples=40, deadline=None)
@@ -80,7 +80,7 @@ def test_carrier_accuracy_property(snr_db, offset_frac, fs, duration_s, seed):
     m = compute_metrics(x, fs)
     assert m.signal_detected
     assert abs(m.snr_db - snr_db) <= 0.5
-    assert abs(m.signal_power_dbm - (noise + snr_db)) <= 0.5
+    assert abs(m.signal_power_db - (noise + snr_db)) <= 0.5
     assert abs(m.frequency_offset_hz - offset) <= 1.0
 
 
@@ -96,9 +96,9 @@ def test_no_signal_at_or_below_0_db_property(snr_db, offset_frac, fs, duration_s
     x, noise = _capture(seed, snr_db, offset_frac * fs, fs=fs, duration_s=duration_s)
     m = compute_metrics(x, fs)
     assert not m.signal_detected
-    assert m.snr_db is None and m.signal_power_dbm is None and m.frequency_offset_hz is None
+    assert m.snr_db is None and m.signal_power_db is None and m.frequency_offset_hz is None
     assert m.bandwidth_hz is None
-    assert abs(m.noise_power_dbm - noise) <= 0.5
+    assert abs(m.noise_power_db - noise) <= 0.5
     assert m.estimated_snr_db < DETECTION_SNR_THRESHOLD_DB
 
 
@@ -108,10 +108,10 @@ def test_no_signal_reports_noise_power(snr_db):
         x, noise = _capture(seed, snr_db, 777.0)
         m = compute_metrics(x, FS)
         assert m.signal_detected is False
-        assert m.snr_db is None and m.signal_power_dbm is None and m.frequency_offset_hz is None
-        assert abs(m.noise_power_dbm - noise) <= 0.1
-        assert m.noise_floor_dbm_hz == pytest.approx(m.noise_power_dbm - 10 * math.log10(FS))
-        assert m.psd_peak_dbm_hz >= m.noise_floor_dbm_hz
+        assert m.snr_db is None and m.signal_power_db is None and m.frequency_offset_hz is None
+        assert abs(m.noise_power_db - noise) <= 0.1
+        assert m.noise_floor_db_hz == pytest.approx(m.noise_power_db - 10 * math.log10(FS))
+        assert m.psd_peak_db_hz >= m.noise_floor_db_hz
 
 
 def test_end_to_end_with_simulate_capture_ground_truth():
@@ -132,8 +132,8 @@ def test_end_to_end_with_simulate_capture_ground_truth():
         assert gt["snr_db"] == pytest.approx(15.0)
         assert m.signal_detected
         assert abs(m.snr_db - gt["snr_db"]) <= 0.5
-        assert abs(m.signal_power_dbm - gt["signal_power_dbm"]) <= 0.5
-        assert abs(m.noise_power_dbm - gt["noise_power_dbm"]) <= 0.2
+        assert abs(m.signal_power_db - gt["signal_power_dbm"]) <= 0.5
+        assert abs(m.noise_power_db - gt["noise_power_dbm"]) <= 0.2
         assert abs(m.frequency_offset_hz - gt["frequency_offset_hz"]) <= 1.0
     json.dumps([r.as_dict() for r in results])
 
@@ -161,7 +161,7 @@ def test_noiseless_carrier():
     m = compute_metrics(x, FS)
     assert m.signal_detected
     assert m.snr_db > 60
-    assert abs(m.signal_power_dbm - (-90.0)) <= 0.05
+    assert abs(m.signal_power_db - (-90.0)) <= 0.05
     assert abs(m.frequency_offset_hz - 1000.25) <= 0.1
 
 
@@ -194,7 +194,7 @@ def test_fm_tone_small_index_offset_and_power():
         m = compute_metrics(x, FS)
         assert m.signal_detected
         assert abs(m.frequency_offset_hz - 1500.0) <= 1.0  # carrier is the strongest line (beta = 0.1)
-        assert abs(m.signal_power_dbm - (noise + 10.0)) <= 1.0
+        assert abs(m.signal_power_db - (noise + 10.0)) <= 1.0
         assert abs(m.snr_db - 10.0) <= 1.0
 
 
@@ -203,7 +203,7 @@ def test_fm_tone_wide_power(snr_db):
     x, noise = _capture(7, snr_db, -800.0, modulation="fm_tone", deviation_hz=500.0, tone_hz=100.0)
     m = compute_metrics(x, FS)
     assert m.signal_detected
-    assert abs(m.signal_power_dbm - (noise + snr_db)) <= 1.0
+    assert abs(m.signal_power_db - (noise + snr_db)) <= 1.0
     assert abs(m.snr_db - snr_db) <= 1.0
     assert 900.0 <= m.bandwidth_hz <= 2500.0  # Carson: 2 * (500 + 100) = 1200 Hz
 
@@ -213,7 +213,7 @@ def test_noise_like_signal_power(snr_db):
     x, noise = _capture(8, snr_db, 2000.0, modulation="noise", bandwidth_hz=500.0)
     m = compute_metrics(x, FS)
     assert m.signal_detected
-    assert abs(m.signal_power_dbm - (noise + snr_db)) <= 1.0
+    assert abs(m.signal_power_db - (noise + snr_db)) <= 1.0
     assert abs(m.snr_db - snr_db) <= 1.0
     assert abs(m.frequency_offset_hz - 2000.0) <= 260.0  # strongest line lies inside the band
     assert 400.0 <= m.bandwidth_hz <= 800.0
@@ -225,8 +225,8 @@ def test_second_distant_signal_is_not_counted():
     m = compute_metrics(x + y, FS)
     assert m.signal_detected
     assert abs(m.frequency_offset_hz - (-3000.0)) <= 1.0
-    assert abs(m.signal_power_dbm - (noise + 20.0)) <= 0.5
-    assert abs(m.noise_power_dbm - noise) <= 0.2
+    assert abs(m.signal_power_db - (noise + 20.0)) <= 0.5
+    assert abs(m.noise_power_db - noise) <= 0.2
 
 
 # ---------------------------------------------------------------- PSD
@@ -240,7 +240,7 @@ def test_welch_psd_integrates_to_total_power():
     expected = float(np.mean(np.abs(x.astype(np.complex128)) ** 2))
     assert abs(10 * math.log10(total / expected)) < 0.05
     m = compute_metrics(x, FS)
-    assert m.psd_peak_dbm_hz == pytest.approx(10 * math.log10(p.max()))
+    assert m.psd_peak_db_hz == pytest.approx(10 * math.log10(p.max()))
     assert abs(m.psd_peak_frequency_hz - 100.0) <= (f[1] - f[0])
 
 
@@ -285,7 +285,7 @@ def test_noise_floor_is_unbiased_for_short_captures(nperseg):
     errors = []
     for seed in range(200):
         x, noise = _capture(seed, None, 0.0, fs=8000.0, duration_s=0.5)
-        errors.append(compute_metrics(x, 8000.0, nperseg=nperseg).noise_power_dbm - noise)
+        errors.append(compute_metrics(x, 8000.0, nperseg=nperseg).noise_power_db - noise)
     errors = np.array(errors)
     assert abs(errors.mean()) < 4 * errors.std() / math.sqrt(errors.size) + 0.005
     assert abs(errors.mean()) < 0.03
@@ -312,7 +312,7 @@ def test_wide_fm_power_is_the_whole_signal(tone_hz, deviation_hz, snr_db):
                         duration_s=5.0)
     m = compute_metrics(x, FS)
     assert m.signal_detected
-    assert abs(m.signal_power_dbm - (noise + snr_db)) <= 0.5
+    assert abs(m.signal_power_db - (noise + snr_db)) <= 0.5
     assert abs(m.snr_db - snr_db) <= 0.5
 
 
@@ -325,7 +325,7 @@ def test_two_carriers_a_few_khz_apart_are_two_signals(separation_hz, weaker_db):
     m = compute_metrics(x + y, FS)
     assert m.signal_detected
     assert abs(m.frequency_offset_hz - (-separation_hz / 2)) <= 1.0
-    assert abs(m.signal_power_dbm - (noise + 20.0)) <= 0.5
+    assert abs(m.signal_power_db - (noise + 20.0)) <= 0.5
 
 
 def test_fm_with_a_third_unrelated_carrier_keeps_only_the_fm():
@@ -333,4 +333,4 @@ def test_fm_with_a_third_unrelated_carrier_keeps_only_the_fm():
                         duration_s=5.0)
     y = simulate_samples(np.random.default_rng(97), FS, x.size, noise + 10.0, None, 4730.0, phase=0.4)
     m = compute_metrics(x + y, FS)
-    assert abs(m.signal_power_dbm - (noise + 20.0)) <= 0.5
+    assert abs(m.signal_power_db - (noise + 20.0)) <= 0.5

@@ -52,15 +52,20 @@ the ellipse overconfident).
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import time
-from typing import Any, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from heimdall_pipeline.propagation import EARTH_RADIUS_KM, free_space_path_loss_db, haversine_km
+from heimdall_pipeline.localization.geometry import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
+from heimdall_pipeline.propagation import EARTH_RADIUS_KM, MIN_DISTANCE_KM, free_space_path_loss_db, haversine_km
+
+if TYPE_CHECKING:
+    from heimdall_pipeline.db.measurements_repo import LocalizationRow
+
+METHOD = "rss"  # the localizations.method of this estimator's results
 
 REFERENCE_DISTANCE_KM = 1.0
 DEFAULT_PATH_LOSS_EXPONENT_BOUNDS = (1.6, 4.5)
@@ -74,30 +79,11 @@ MIN_DETECTED_RECEIVERS = 3
 # With fewer than 5 detections (dof <= 0 for 4 unknowns) a weak prior on n keeps the problem posed.
 PRIOR_PATH_LOSS_EXPONENT = 2.75
 PRIOR_PATH_LOSS_EXPONENT_SIGMA = 0.75
-# Distances are softened below this (log-distance model is singular at d = 0).
-MIN_DISTANCE_KM = 0.3
+# Distances are softened by propagation.MIN_DISTANCE_KM, the floor the simulator's path loss uses
+# too, so the estimator fits the same model the observations are generated from.
 _MAX_REGION_HALF_WIDTH_KM = 4000.0
 
 
-def chi2_2dof_quantile(confidence: float) -> float:
-    """Quantile of the chi-square distribution with 2 dof (closed form); 0.95 -> 5.991."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence {confidence} must be in (0, 1)")
-    return -2.0 * math.log(1.0 - confidence)
-
-
-def tangent_to_latlon(x_km, y_km, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Equirectangular tangent plane about (lat0, lon0): x east, y north, km -> degrees."""
-    lat = lat0 + np.degrees(np.asarray(y_km, dtype=float) / EARTH_RADIUS_KM)
-    lon = lon0 + np.degrees(np.asarray(x_km, dtype=float) / (EARTH_RADIUS_KM * math.cos(math.radians(lat0))))
-    return lat, lon
-
-
-def latlon_to_tangent(lat, lon, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of tangent_to_latlon."""
-    x = np.radians(np.asarray(lon, dtype=float) - lon0) * EARTH_RADIUS_KM * math.cos(math.radians(lat0))
-    y = np.radians(np.asarray(lat, dtype=float) - lat0) * EARTH_RADIUS_KM
-    return x, y
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,11 +134,11 @@ class PowerObservation:
 
     @classmethod
     def from_metrics(cls, receiver: Any, metrics: Any, frequency_hz: float) -> "PowerObservation":
-        """From a receivers.Receiver and a dsp.metrics.SignalMetrics (duck-typed: signal_detected,
-        signal_power_dbm, noise_power_dbm)."""
+        """From a receivers.Receiver and the dsp.metrics.SignalMetrics of a capture in dBm (duck-typed:
+        signal_detected, signal_power_db, noise_power_db)."""
         detected = bool(metrics.signal_detected)
-        signal = float(metrics.signal_power_dbm) if detected else None
-        noise = metrics.noise_power_dbm
+        signal = float(metrics.signal_power_db) if detected else None
+        noise = metrics.noise_power_db
         noise = float(noise) if noise is not None and math.isfinite(float(noise)) else None
         return cls(receiver.id, float(receiver.latitude), float(receiver.longitude), float(frequency_hz),
                    detected, signal, noise, float(getattr(receiver, "altitude_m", 0.0) or 0.0))
@@ -169,6 +155,7 @@ class LocalizationResult:
 
     localizable: bool
     reason: str | None = None
+    method: str = METHOD
     latitude: float | None = None
     longitude: float | None = None
     eirp_dbm: float | None = None
@@ -222,6 +209,18 @@ class LocalizationResult:
         """JSON-serialisable summary."""
         return dataclasses.asdict(self)
 
+    def to_row(self, session_key: str, time: datetime, metadata_json: dict[str, Any] | None = None) -> "LocalizationRow":
+        """The `localizations` row of this result for a session starting at `time`."""
+        from heimdall_pipeline.db.measurements_repo import LocalizationRow
+
+        return LocalizationRow(
+            time=time, session_key=session_key, method=self.method, localizable=self.localizable,
+            reason=self.reason, latitude=self.latitude, longitude=self.longitude, eirp_dbm=self.eirp_dbm,
+            path_loss_exponent=self.path_loss_exponent, ellipse_semi_major_km=self.ellipse_semi_major_km,
+            ellipse_semi_minor_km=self.ellipse_semi_minor_km, ellipse_orientation_deg=self.ellipse_orientation_deg,
+            receivers_used=self.receivers_used, residuals=self.residuals_db,
+            metadata_json={"receivers_as_bounds": list(self.receivers_as_bounds), **(metadata_json or {})})
+
 
 # --------------------------------------------------------------------------------------------
 # The problem (arrays) and its cost
@@ -241,7 +240,7 @@ class _Problem:
     use_prior: bool
 
 
-def _log_distance(d_km: np.ndarray, dz2: np.ndarray | float = MIN_DISTANCE_KM**2) -> np.ndarray:
+def log_distance_db(d_km: np.ndarray, dz2: np.ndarray | float = MIN_DISTANCE_KM**2) -> np.ndarray:
     """10*log10(d_slant / d0) with d_slant^2 = ground^2 + (altitude difference^2 + MIN_DISTANCE^2)."""
     return 5.0 * np.log10((d_km * d_km + dz2) / REFERENCE_DISTANCE_KM**2)
 
@@ -255,7 +254,7 @@ def _profile(problem: _Problem, lat: np.ndarray, lon: np.ndarray, iterations: in
 
     robust=True: soft_l1 cost (IRLS); False: Gaussian cost sum(r^2/sigma^2) (the likelihood).
     Upper bounds enter by an active-set iteration (a violated bound acts as an equality)."""
-    L = _log_distance(haversine_km(lat[:, None], lon[:, None], problem.lat[None, :], problem.lon[None, :]),
+    L = log_distance_db(haversine_km(lat[:, None], lon[:, None], problem.lat[None, :], problem.lon[None, :]),
                       problem.dz2[None, :])
     y = np.broadcast_to(problem.target, L.shape)
     det = np.broadcast_to(problem.detected, L.shape)
@@ -293,7 +292,7 @@ def _profile(problem: _Problem, lat: np.ndarray, lon: np.ndarray, iterations: in
 
 def _residuals(problem: _Problem, lat: float, lon: float, eirp: float, n: float) -> np.ndarray:
     """Raw residuals in dB (detections: measured - predicted; bounds: max(0, predicted - bound))."""
-    L = _log_distance(haversine_km(lat, lon, problem.lat, problem.lon), problem.dz2)
+    L = log_distance_db(haversine_km(lat, lon, problem.lat, problem.lon), problem.dz2)
     r = problem.target - eirp + n * L
     return np.where(problem.detected, r, np.maximum(0.0, -r))
 
@@ -316,7 +315,7 @@ def _normalised_and_jacobian(problem: _Problem, p: np.ndarray, c_lat: float, c_l
     cos1, cos2 = math.cos(phi1), np.cos(phi2)
     a = np.clip(np.sin(dphi / 2) ** 2 + cos1 * cos2 * np.sin(dlmb / 2) ** 2, 1e-18, 1.0 - 1e-15)
     d = 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
-    L = _log_distance(d, problem.dz2)
+    L = log_distance_db(d, problem.dz2)
     r = (problem.target - eirp + n * L) / problem.sigma
     # d(d)/d(a), d(a)/d(phi1), d(a)/d(lambda1)
     dd_da = EARTH_RADIUS_KM / np.sqrt(a * (1.0 - a))
@@ -475,114 +474,31 @@ def localize(
     bounds = [o for o in observations if not o.detected]
     used_ids = tuple(o.receiver_id for o in detected)
     bound_ids = tuple(o.receiver_id for o in bounds)
-    if len(detected) < MIN_DETECTED_RECEIVERS:
-        if detected:
-            reason = (f"only {len(detected)} receiver{'s' if len(detected) != 1 else ''} detected the signal "
-                      f"({', '.join(used_ids)}); {MIN_DETECTED_RECEIVERS} are needed")
-        else:
-            reason = f"no receiver detected the signal; {MIN_DETECTED_RECEIVERS} are needed"
+    reason = _not_localizable_reason(detected)
+    if reason is not None:
         return LocalizationResult(False, reason=reason, confidence=confidence, receivers_used=used_ids,
                                   receivers_as_bounds=bound_ids, solve_time_s=time.perf_counter() - t0)
-    positions = {(round(o.latitude, 4), round(o.longitude, 4)) for o in detected}
-    if len(positions) < MIN_DETECTED_RECEIVERS:
-        return LocalizationResult(False, reason=(f"the {len(detected)} detecting receivers ({', '.join(used_ids)}) are at "
-                                                 f"only {len(positions)} distinct positions; {MIN_DETECTED_RECEIVERS} are needed"),
-                                  confidence=confidence, receivers_used=used_ids, receivers_as_bounds=bound_ids,
-                                  solve_time_s=time.perf_counter() - t0)
-    if shadowing_sigma_db < 0 or measurement_sigma_db < 0:
-        raise ValueError("sigmas must be non-negative")
-    sigma = math.hypot(shadowing_sigma_db, measurement_sigma_db)
-    if sigma <= 0:
-        raise ValueError("shadowing_sigma_db and measurement_sigma_db cannot both be 0")
-    n_lo, n_hi = map(float, path_loss_exponent_bounds)
-    if not 0 < n_lo < n_hi:
-        raise ValueError(f"invalid path_loss_exponent_bounds {path_loss_exponent_bounds}")
-
+    sigma = _prior_residual_scale(shadowing_sigma_db, measurement_sigma_db)
     ordered = detected + bounds
-    lat = np.array([o.latitude for o in ordered], dtype=float)
-    lon = np.array([o.longitude for o in ordered], dtype=float)
-    det_mask = np.array([o.detected for o in ordered])
-    fspl0 = free_space_path_loss_db(REFERENCE_DISTANCE_KM, np.array([o.frequency_hz for o in ordered]))
-    measured = np.array([o.signal_power_dbm if o.detected else float(o.noise_power_dbm) + detection_threshold_db
-                         for o in ordered], dtype=float)
-    dz2 = ((np.array([o.altitude_m for o in ordered], dtype=float) - transmitter_altitude_m) / 1000.0) ** 2
-    problem = _Problem(lat, lon, det_mask, measured + fspl0, fspl0, dz2 + MIN_DISTANCE_KM**2, sigma, (n_lo, n_hi),
-                       use_prior=len(detected) < 5)
+    problem = _build_problem(ordered, sigma, _checked_bounds(path_loss_exponent_bounds),
+                             detection_threshold_db, transmitter_altitude_m)
     chi2 = chi2_2dof_quantile(confidence)
-
-    # 1. global grid search (profiled over EIRP and n) in a frame about the detecting receivers
-    lat0, lon0 = float(np.mean(lat[det_mask])), float(np.mean(lon[det_mask]))
-    rx, ry = latlon_to_tangent(lat, lon, lat0, lon0)
-    xs = np.linspace(rx.min() - search_margin_km, rx.max() + search_margin_km, grid_points)
-    ys = np.linspace(ry.min() - search_margin_km, ry.max() + search_margin_km, grid_points)
-    gx, gy = np.meshgrid(xs, ys)
-    glat, glon = tangent_to_latlon(gx.ravel(), gy.ravel(), lat0, lon0)
-    gcost, gE, gn = _profile(problem, glat, glon)
-    start_idx = _local_minima(gcost.reshape(gx.shape), starts)
-    # only basins that could plausibly win
-    start_idx = [i for i in start_idx if gcost[i] <= gcost[start_idx[0]] + 2.0 * chi2_2dof_quantile(confidence)]
-
-    # 2. robust nonlinear least squares from each start
-    def fun(p: np.ndarray, c_lat: float, c_lon: float) -> np.ndarray:
-        return _normalised_and_jacobian(problem, p, c_lat, c_lon)[0]
-
-    def jac(p: np.ndarray, c_lat: float, c_lon: float) -> np.ndarray:
-        return _normalised_and_jacobian(problem, p, c_lat, c_lon)[1]
-
-    eps_n = 1e-6 * (n_hi - n_lo)
-    # keep the position within a box about the receivers (also keeps the tangent plane valid)
-    box_lo = [rx.min() - 5 * search_margin_km, ry.min() - 5 * search_margin_km, -np.inf, n_lo]
-    box_hi = [rx.max() + 5 * search_margin_km, ry.max() + 5 * search_margin_km, np.inf, n_hi]
-    best = None
-    for i in start_idx:
-        p0 = np.array([gx.ravel()[i], gy.ravel()[i], gE[i], np.clip(gn[i], n_lo + eps_n, n_hi - eps_n)])
-        sol = least_squares(fun, p0, jac=jac, args=(lat0, lon0), method="trf", loss="soft_l1", f_scale=1.0,
-                            bounds=(box_lo, box_hi), x_scale=np.array([10.0, 10.0, 1.0, 0.1]),
-                            xtol=1e-7, ftol=1e-8, gtol=1e-8, max_nfev=100)
-        if best is None or sol.cost < best.cost:
-            best = sol
-    p = best.x
-    est_lat, est_lon = (float(v) for v in tangent_to_latlon(p[0], p[1], lat0, lon0))
-    est_lon = (est_lon + 180.0) % 360.0 - 180.0
-    eirp, n_hat = float(p[2]), float(p[3])
+    frame, candidates = _grid_search(problem, search_margin_km, grid_points, starts, chi2)
+    est_lat, est_lon, eirp, n_hat = _refine(problem, frame, candidates, search_margin_km)
+    fit = _linearised_uncertainty(problem, est_lat, est_lon, eirp, n_hat, chi2)
     warnings: list[str] = []
-
-    # 3. uncertainty: Jacobian at the estimate in a frame centred on it
-    r_norm = _normalised(problem, est_lat, est_lon, eirp, n_hat)
-    cost_min = _robust_cost(r_norm)
-    active = np.concatenate([det_mask | (r_norm[:len(det_mask)] > 0), np.ones(int(problem.use_prior), dtype=bool)])
-    rows = int(active.sum())
-    dof = rows - 4
-    variance_factor = max(1.0, cost_min / dof) if dof > 0 else 1.0
-    scale_db = sigma * math.sqrt(variance_factor)
-    q = np.array([0.0, 0.0, eirp, n_hat])
-    J = jac(q, est_lat, est_lon)[active]
-    cov = np.linalg.pinv(J.T @ J) * variance_factor  # normalised residuals: s^2/sigma^2 factor
-    cov_xy = cov[:2, :2]
-    evals_lin = np.clip(np.linalg.eigvalsh(cov_xy), 0.0, None)
-    lin_major = math.sqrt(chi2 * evals_lin[1])
-    lin_minor = math.sqrt(chi2 * evals_lin[0])
-
-    # 4. profile-likelihood region about the estimate -> ellipse
-    threshold = chi2 * variance_factor
-    gauss_min = float(np.sum(r_norm**2))
-    ex_r, ny_r = latlon_to_tangent(lat, lon, est_lat, est_lon)
-    domain = (ex_r.min() - search_margin_km, ex_r.max() + search_margin_km,
-              ny_r.min() - search_margin_km, ny_r.max() + search_margin_km)
     if ellipse == "likelihood":
-        region, cell, unbounded, at_edge = _likelihood_region(problem, est_lat, est_lon, lin_major, threshold,
-                                                              gauss_min, domain)
-        if unbounded or at_edge:
+        major, minor, orientation, at_edge = _likelihood_ellipse(problem, est_lat, est_lon, fit, chi2, search_margin_km)
+        if at_edge:
             warnings.append(f"the {confidence:.0%} likelihood region reaches the edge of the search area (receivers' "
                             f"bounding box + {search_margin_km:.0f} km): the position is poorly constrained")
-        major, minor, orientation = _region_ellipse(region, cell, cov_xy, chi2, "moment")
     else:
-        major, minor, orientation = _region_ellipse(np.zeros((0, 2)), 0.0, cov_xy, chi2, "linear")
-
-    raw = _residuals(problem, est_lat, est_lon, eirp, n_hat)
-    residuals = {o.receiver_id: float(r) for o, r in zip(ordered, raw)}
+        major, minor, orientation = _region_ellipse(np.zeros((0, 2)), 0.0, fit.cov_xy, chi2, "linear")
+    n_lo, n_hi = problem.n_bounds
     if n_hat <= n_lo + 1e-3 or n_hat >= n_hi - 1e-3:
         warnings.append(f"path-loss exponent at its bound ({n_hat:.2f})")
+    raw = _residuals(problem, est_lat, est_lon, eirp, n_hat)
+    cov_xy = fit.cov_xy
     return LocalizationResult(
         True,
         latitude=est_lat,
@@ -593,193 +509,160 @@ def localize(
         ellipse_semi_minor_km=minor,
         ellipse_orientation_deg=orientation,
         confidence=confidence,
-        residuals_db=residuals,
+        residuals_db={o.receiver_id: float(r) for o, r in zip(ordered, raw)},
         receivers_used=used_ids,
         receivers_as_bounds=bound_ids,
-        residual_scale_db=scale_db,
-        linearized_semi_major_km=lin_major,
-        linearized_semi_minor_km=lin_minor,
+        residual_scale_db=sigma * math.sqrt(fit.variance_factor),
+        linearized_semi_major_km=fit.semi_major_km,
+        linearized_semi_minor_km=fit.semi_minor_km,
         covariance_km2=((float(cov_xy[0, 0]), float(cov_xy[0, 1])), (float(cov_xy[1, 0]), float(cov_xy[1, 1]))),
-        cost=cost_min,
+        cost=fit.cost,
         warnings=tuple(warnings),
         solve_time_s=time.perf_counter() - t0,
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------------------------
+def _not_localizable_reason(detected: list[PowerObservation]) -> str | None:
+    """Why the detections cannot fix a position (too few, or too few distinct places), or None."""
+    used_ids = ", ".join(o.receiver_id for o in detected)
+    if len(detected) < MIN_DETECTED_RECEIVERS:
+        if detected:
+            return (f"only {len(detected)} receiver{'s' if len(detected) != 1 else ''} detected the signal "
+                    f"({used_ids}); {MIN_DETECTED_RECEIVERS} are needed")
+        return f"no receiver detected the signal; {MIN_DETECTED_RECEIVERS} are needed"
+    positions = {(round(o.latitude, 4), round(o.longitude, 4)) for o in detected}
+    if len(positions) < MIN_DETECTED_RECEIVERS:
+        return (f"the {len(detected)} detecting receivers ({used_ids}) are at only {len(positions)} distinct "
+                f"positions; {MIN_DETECTED_RECEIVERS} are needed")
+    return None
 
 
-def plot_localization(result: LocalizationResult, observations: Iterable[PowerObservation],
-                      truth: tuple[float, float] | None = None) -> bytes:
-    """PNG of receivers (filled: detected, hollow: bounds), estimate, ellipse and truth (lat, lon)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    observations = list(observations)
-    fig = Figure(figsize=(7, 6), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    lats = [o.latitude for o in observations]
-    lons = [o.longitude for o in observations]
-    for o in observations:
-        if o.detected:
-            ax.plot(o.longitude, o.latitude, "^", color="tab:blue", markersize=9)
-            label = f"{o.receiver_id}\n{o.signal_power_dbm:.1f} dBm"
-        else:
-            ax.plot(o.longitude, o.latitude, "^", markerfacecolor="none", color="tab:gray", markersize=9)
-            label = f"{o.receiver_id}\n(not detected)"
-        ax.annotate(label, (o.longitude, o.latitude), textcoords="offset points", xytext=(6, 4), fontsize=7)
-    if result.localizable:
-        elat, elon = result.ellipse_polygon()
-        ax.fill(elon, elat, color="tab:red", alpha=0.15, label=f"{result.confidence:.0%} ellipse")
-        ax.plot(elon, elat, color="tab:red", linewidth=1)
-        ax.plot(result.longitude, result.latitude, "*", color="tab:red", markersize=14,
-                label=f"estimate (n={result.path_loss_exponent:.2f}, EIRP={result.eirp_dbm:.1f} dBm)")
-        lats += [result.latitude, float(np.min(elat)), float(np.max(elat))]
-        lons += [result.longitude, float(np.min(elon)), float(np.max(elon))]
-        title = (f"{result.latitude:.3f}, {result.longitude:.3f}  "
-                 f"({result.ellipse_semi_major_km:.0f} x {result.ellipse_semi_minor_km:.0f} km)")
-    else:
-        title = f"not localizable: {result.reason}"
-    if truth is not None:
-        ax.plot(truth[1], truth[0], "x", color="black", markersize=11, markeredgewidth=2, label="truth")
-        lats.append(truth[0])
-        lons.append(truth[1])
-    lat_mid = 0.5 * (min(lats) + max(lats))
-    pad_lat = 0.08 * (max(lats) - min(lats)) + 0.2
-    pad_lon = 0.08 * (max(lons) - min(lons)) + 0.2
-    ax.set_xlim(min(lons) - pad_lon, max(lons) + pad_lon)
-    ax.set_ylim(min(lats) - pad_lat, max(lats) + pad_lat)
-    ax.set_aspect(1.0 / max(0.05, math.cos(math.radians(lat_mid))))
-    ax.set_xlabel("longitude (deg)")
-    ax.set_ylabel("latitude (deg)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+def _prior_residual_scale(shadowing_sigma_db: float, measurement_sigma_db: float) -> float:
+    if shadowing_sigma_db < 0 or measurement_sigma_db < 0:
+        raise ValueError("sigmas must be non-negative")
+    sigma = math.hypot(shadowing_sigma_db, measurement_sigma_db)
+    if sigma <= 0:
+        raise ValueError("shadowing_sigma_db and measurement_sigma_db cannot both be 0")
+    return sigma
 
 
-# --------------------------------------------------------------------------------------------
-# Accuracy evaluation (synthetic power observations; used by tests and scripts/localization_accuracy.py)
-# --------------------------------------------------------------------------------------------
+def _checked_bounds(path_loss_exponent_bounds: tuple[float, float]) -> tuple[float, float]:
+    n_lo, n_hi = map(float, path_loss_exponent_bounds)
+    if not 0 < n_lo < n_hi:
+        raise ValueError(f"invalid path_loss_exponent_bounds {path_loss_exponent_bounds}")
+    return n_lo, n_hi
+
+
+def _build_problem(ordered: list[PowerObservation], sigma: float, n_bounds: tuple[float, float],
+                   detection_threshold_db: float, transmitter_altitude_m: float) -> _Problem:
+    """The arrays of the fit: detections first, then non-detections as upper bounds."""
+    lat = np.array([o.latitude for o in ordered], dtype=float)
+    lon = np.array([o.longitude for o in ordered], dtype=float)
+    det_mask = np.array([o.detected for o in ordered])
+    fspl0 = free_space_path_loss_db(REFERENCE_DISTANCE_KM, np.array([o.frequency_hz for o in ordered]))
+    measured = np.array([o.signal_power_dbm if o.detected else float(o.noise_power_dbm) + detection_threshold_db
+                         for o in ordered], dtype=float)
+    dz2 = ((np.array([o.altitude_m for o in ordered], dtype=float) - transmitter_altitude_m) / 1000.0) ** 2
+    return _Problem(lat, lon, det_mask, measured + fspl0, fspl0, dz2 + MIN_DISTANCE_KM**2, sigma, n_bounds,
+                    use_prior=int(det_mask.sum()) < 5)
 
 
 @dataclasses.dataclass(frozen=True)
-class Trial:
-    latitude: float
-    longitude: float
-    eirp_dbm: float
-    path_loss_exponent: float
-    observations: tuple[PowerObservation, ...]
+class _SearchFrame:
+    """The tangent plane of the search (centred on the detecting receivers) and its grid."""
+
+    lat0: float
+    lon0: float
+    receivers_x: np.ndarray
+    receivers_y: np.ndarray
+    grid_x: np.ndarray  # flattened
+    grid_y: np.ndarray
+
+
+def _grid_search(problem: _Problem, search_margin_km: float, grid_points: int, starts: int,
+                 chi2: float) -> tuple[_SearchFrame, list[tuple[np.ndarray, float, float]]]:
+    """Step 1: the cost profiled over (EIRP, n) on a grid; the distinct local minima that could
+    plausibly win, as (grid position, EIRP, n) starts for the refinement."""
+    det = problem.detected
+    lat0, lon0 = float(np.mean(problem.lat[det])), float(np.mean(problem.lon[det]))
+    rx, ry = latlon_to_tangent(problem.lat, problem.lon, lat0, lon0)
+    xs = np.linspace(rx.min() - search_margin_km, rx.max() + search_margin_km, grid_points)
+    ys = np.linspace(ry.min() - search_margin_km, ry.max() + search_margin_km, grid_points)
+    gx, gy = np.meshgrid(xs, ys)
+    glat, glon = tangent_to_latlon(gx.ravel(), gy.ravel(), lat0, lon0)
+    gcost, gE, gn = _profile(problem, glat, glon)
+    start_idx = _local_minima(gcost.reshape(gx.shape), starts)
+    start_idx = [i for i in start_idx if gcost[i] <= gcost[start_idx[0]] + 2.0 * chi2]
+    frame = _SearchFrame(lat0, lon0, rx, ry, gx.ravel(), gy.ravel())
+    return frame, [(np.array([frame.grid_x[i], frame.grid_y[i]]), float(gE[i]), float(gn[i])) for i in start_idx]
+
+
+def _refine(problem: _Problem, frame: _SearchFrame, candidates: list[tuple[np.ndarray, float, float]],
+            search_margin_km: float) -> tuple[float, float, float, float]:
+    """Step 2: robust nonlinear least squares from each start; the lowest cost wins.
+    Returns (latitude, longitude, EIRP dBm, path-loss exponent)."""
+    from scipy.optimize import least_squares  # imported when a session is localized, not at load
+
+    def fun(p: np.ndarray) -> np.ndarray:
+        return _normalised_and_jacobian(problem, p, frame.lat0, frame.lon0)[0]
+
+    def jac(p: np.ndarray) -> np.ndarray:
+        return _normalised_and_jacobian(problem, p, frame.lat0, frame.lon0)[1]
+
+    n_lo, n_hi = problem.n_bounds
+    eps_n = 1e-6 * (n_hi - n_lo)
+    rx, ry = frame.receivers_x, frame.receivers_y
+    # keep the position within a box about the receivers (also keeps the tangent plane valid)
+    box_lo = [rx.min() - 5 * search_margin_km, ry.min() - 5 * search_margin_km, -np.inf, n_lo]
+    box_hi = [rx.max() + 5 * search_margin_km, ry.max() + 5 * search_margin_km, np.inf, n_hi]
+    best = None
+    for xy, eirp0, n0 in candidates:
+        p0 = np.array([xy[0], xy[1], eirp0, np.clip(n0, n_lo + eps_n, n_hi - eps_n)])
+        sol = least_squares(fun, p0, jac=jac, method="trf", loss="soft_l1", f_scale=1.0,
+                            bounds=(box_lo, box_hi), x_scale=np.array([10.0, 10.0, 1.0, 0.1]),
+                            xtol=1e-7, ftol=1e-8, gtol=1e-8, max_nfev=100)
+        if best is None or sol.cost < best.cost:
+            best = sol
+    p = best.x
+    est_lat, est_lon = (float(v) for v in tangent_to_latlon(p[0], p[1], frame.lat0, frame.lon0))
+    return est_lat, (est_lon + 180.0) % 360.0 - 180.0, float(p[2]), float(p[3])
 
 
 @dataclasses.dataclass(frozen=True)
-class AccuracyReport:
-    trials: int
-    localized: int
-    shadowing_sigma_db: float
-    median_error_km: float
-    p90_error_km: float
-    coverage: float  # fraction of localized trials whose ellipse contains the truth
-    mean_solve_time_s: float  # wall clock
-    median_semi_major_km: float
-    mean_solve_cpu_s: float = float("nan")  # CPU time of the solving thread (insensitive to machine load)
-    errors_km: tuple[float, ...] = ()
+class _LinearFit:
+    cost: float  # robust cost at the estimate
+    variance_factor: float  # (residual scale / prior scale)^2, at least 1
+    normalised_residuals: np.ndarray
+    cov_xy: np.ndarray  # km^2, position block of the parameter covariance
+    semi_major_km: float  # linearised ellipse
+    semi_minor_km: float
 
 
-def _hull_sampler(receivers: Sequence[Any]):
-    from scipy.spatial import Delaunay
-
-    lat0 = float(np.mean([r.latitude for r in receivers]))
-    lon0 = float(np.mean([r.longitude for r in receivers]))
-    x, y = latlon_to_tangent([r.latitude for r in receivers], [r.longitude for r in receivers], lat0, lon0)
-    tri = Delaunay(np.column_stack([x, y]))
-
-    def sample(rng: np.random.Generator) -> tuple[float, float]:
-        while True:  # rejection sampling, uniform in area on the tangent plane
-            px, py = rng.uniform(x.min(), x.max()), rng.uniform(y.min(), y.max())
-            if tri.find_simplex(np.array([[px, py]]))[0] >= 0:
-                la, lo = tangent_to_latlon(px, py, lat0, lon0)
-                return float(la), float(lo)
-
-    return sample
+def _linearised_uncertainty(problem: _Problem, est_lat: float, est_lon: float, eirp: float, n_hat: float,
+                            chi2: float) -> _LinearFit:
+    """Step 3: the Jacobian covariance at the estimate, in a frame centred on it."""
+    r_norm = _normalised(problem, est_lat, est_lon, eirp, n_hat)
+    cost_min = _robust_cost(r_norm)
+    det_mask = problem.detected
+    active = np.concatenate([det_mask | (r_norm[:len(det_mask)] > 0), np.ones(int(problem.use_prior), dtype=bool)])
+    dof = int(active.sum()) - 4
+    variance_factor = max(1.0, cost_min / dof) if dof > 0 else 1.0
+    J = _normalised_and_jacobian(problem, np.array([0.0, 0.0, eirp, n_hat]), est_lat, est_lon)[1][active]
+    cov = np.linalg.pinv(J.T @ J) * variance_factor  # normalised residuals: s^2/sigma^2 factor
+    cov_xy = cov[:2, :2]
+    evals = np.clip(np.linalg.eigvalsh(cov_xy), 0.0, None)
+    return _LinearFit(cost_min, variance_factor, r_norm, cov_xy, math.sqrt(chi2 * evals[1]), math.sqrt(chi2 * evals[0]))
 
 
-def synthetic_trial(rng: np.random.Generator, receivers: Sequence[Any], *, shadowing_sigma_db: float,
-                    frequency_hz: float = 145e6, min_snr_db: float = 10.0, min_receivers: int = 5,
-                    detection_threshold_db: float = DEFAULT_DETECTION_THRESHOLD_DB,
-                    samples_per_capture: int = 12_000, path_loss_exponent: float | None = None,
-                    sampler=None) -> Trial:
-    """One random transmitter inside the receivers' convex hull with direct power observations.
-
-    Received power: log-distance model (slant distance to a transmitter at ground level) +
-    log-normal shadowing + the measurement noise of a power estimate from `samples_per_capture`
-    complex samples at the resulting SNR. Noise powers are kTB at 12 kHz + a 6..12 dB noise figure. The EIRP is chosen so
-    that the min_receivers-th strongest receiver has SNR uniform in [min_snr_db, min_snr_db + 15].
-    """
-    sample = sampler or _hull_sampler(receivers)
-    lat, lon = sample(rng)
-    n = float(rng.uniform(2.0, 4.0)) if path_loss_exponent is None else float(path_loss_exponent)
-    rlat = np.array([r.latitude for r in receivers])
-    rlon = np.array([r.longitude for r in receivers])
-    d = haversine_km(lat, lon, rlat, rlon)
-    dz2 = (np.array([float(getattr(r, "altitude_m", 0.0) or 0.0) for r in receivers]) / 1000.0) ** 2
-    gain = -free_space_path_loss_db(REFERENCE_DISTANCE_KM, frequency_hz) - n * _log_distance(d, dz2 + MIN_DISTANCE_KM**2)
-    gain = gain + rng.normal(0.0, shadowing_sigma_db, len(receivers)) if shadowing_sigma_db > 0 else gain
-    noise = rng.uniform(-128.0, -122.0, len(receivers))
-    snr0 = gain - noise
-    kth = np.sort(snr0)[::-1][min_receivers - 1]
-    eirp = float(min_snr_db + rng.uniform(0.0, 15.0) - kth)
-    snr_lin = 10 ** ((eirp + snr0) / 10.0)
-    # signal power = (total - noise) over the signal's bins: the signal x noise cross term dominates,
-    # var(P_s)/P_s^2 ~ (2/snr + 1/snr^2)/N (dsp/metrics.py achieves this on simulated carriers)
-    meas_std_db = 10.0 / math.log(10.0) * np.sqrt((2.0 / snr_lin + 1.0 / snr_lin**2) / samples_per_capture)
-    measured = eirp + gain + rng.normal(0.0, 1.0, len(receivers)) * meas_std_db
-    obs = []
-    for i, r in enumerate(receivers):
-        if measured[i] - noise[i] >= detection_threshold_db:
-            obs.append(PowerObservation.detection(r.id, r.latitude, r.longitude, frequency_hz,
-                                                  float(measured[i]), float(noise[i]), r.altitude_m))
-        else:
-            obs.append(PowerObservation.non_detection(r.id, r.latitude, r.longitude, frequency_hz, float(noise[i]),
-                                                      r.altitude_m))
-    return Trial(lat, lon, eirp, n, tuple(obs))
-
-
-def evaluate_accuracy(trials: int = 200, seed: int = 0, shadowing_sigma_db: float = 0.0,
-                      receivers: Sequence[Any] | None = None, **localize_kwargs: Any) -> AccuracyReport:
-    """Runs `trials` synthetic trials and summarises the localization error and ellipse coverage.
-
-    The estimator is given the true shadowing sigma unless shadowing_sigma_db is in localize_kwargs.
-    """
-    if receivers is None:
-        from heimdall_pipeline.receivers import DEFAULT_RECEIVERS as receivers
-    rng = np.random.default_rng(seed)
-    sampler = _hull_sampler(receivers)
-    kwargs = {"shadowing_sigma_db": shadowing_sigma_db, **localize_kwargs}
-    errors, covered, times, majors, cpu = [], [], [], [], []
-    for _ in range(trials):
-        trial = synthetic_trial(rng, receivers, shadowing_sigma_db=shadowing_sigma_db, sampler=sampler)
-        c0 = time.thread_time()
-        res = localize(trial.observations, **kwargs)
-        cpu.append(time.thread_time() - c0)
-        times.append(res.solve_time_s)
-        if not res.localizable:
-            continue
-        errors.append(res.distance_km(trial.latitude, trial.longitude))
-        covered.append(res.contains(trial.latitude, trial.longitude))
-        majors.append(res.ellipse_semi_major_km)
-    err = np.array(errors) if errors else np.array([np.nan])
-    return AccuracyReport(
-        trials=trials, localized=len(errors), shadowing_sigma_db=shadowing_sigma_db,
-        median_error_km=float(np.median(err)), p90_error_km=float(np.percentile(err, 90)),
-        coverage=float(np.mean(covered)) if covered else float("nan"),
-        mean_solve_time_s=float(np.mean(times)), median_semi_major_km=float(np.median(majors)) if majors else float("nan"),
-        mean_solve_cpu_s=float(np.mean(cpu)),
-        errors_km=tuple(float(e) for e in errors),
-    )
+def _likelihood_ellipse(problem: _Problem, est_lat: float, est_lon: float, fit: _LinearFit, chi2: float,
+                        search_margin_km: float) -> tuple[float, float, float, bool]:
+    """Step 4: the profile-likelihood region about the estimate, summarised by its moment ellipse.
+    Returns (semi-major km, semi-minor km, orientation deg, region reaches the search edge)."""
+    ex_r, ny_r = latlon_to_tangent(problem.lat, problem.lon, est_lat, est_lon)
+    domain = (ex_r.min() - search_margin_km, ex_r.max() + search_margin_km,
+              ny_r.min() - search_margin_km, ny_r.max() + search_margin_km)
+    region, cell, unbounded, at_edge = _likelihood_region(
+        problem, est_lat, est_lon, fit.semi_major_km, chi2 * fit.variance_factor,
+        float(np.sum(fit.normalised_residuals**2)), domain)
+    major, minor, orientation = _region_ellipse(region, cell, fit.cov_xy, chi2, "moment")
+    return major, minor, orientation, bool(unbounded or at_edge)
