@@ -284,21 +284,19 @@ class _StubOutputContext:
 
         self.step_context = _StubStepContext()
         self.asset_key = AssetKey("raw_iq")
+        self.run_id = "bench"
 
     def add_output_metadata(self, metadata) -> None:
         pass
 
 
 def io_figure(b: Bench) -> Figure:
-    from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.storage.iq_format import encode_capture
     from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
 
-    from heimdall_pipeline.resources.database import HeimdallDatabase
-
     # the IO manager records each outcome in session_captures too: part of storing a capture
-    manager = S3IQIOManager(store=b.store, database=HeimdallDatabase(url=os.environ["HEIMDALL_DATABASE_URL"]))
+    manager = b.resources["iq_io_manager"]
     client = b.store.client()
     threads = b.store.parallel_transfers
     pending: list[str] = []
