@@ -8,7 +8,6 @@ import signal
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.partitions import partition_key_for
@@ -88,23 +87,28 @@ def _run_result_events(instance, run_id: str) -> _Events:
     return _Events([record.dagster_event for record in instance.all_logs(run_id) if record.dagster_event])
 
 
-def test_postgres_stopped_during_metrics_write(private_services, private_engine, fresh_instance):
+def test_postgres_stopped_during_metrics_write(private_services, private_engine, fresh_instance, monkeypatch):
+    from heimdall_pipeline.db import measurements_repo
+
     env, pg = private_services.env, private_services.postgres
     record = request(private_engine)
     engine = private_engine
     stopped: list[int] = []
+    upsert = measurements_repo._measurements.copy_upsert
 
-    def stop_after_insert(conn, cursor, statement, parameters, context, executemany):
-        # The rows are inserted inside the open transaction; the server goes down before COMMIT.
-        if not stopped and statement.lstrip().upper().startswith("INSERT INTO MEASUREMENTS"):
+    def stop_after_insert(conn, values):
+        # The rows are written inside the open transaction (COPY, through the raw cursor, which
+        # SQLAlchemy's cursor events do not see); the server goes down before COMMIT.
+        upsert(conn, values)
+        if not stopped:
             stopped.append(pg.pid())
             pg.stop()
 
-    sa.event.listen(engine, "after_cursor_execute", stop_after_insert)
+    monkeypatch.setattr(measurements_repo._measurements, "copy_upsert", stop_after_insert)
     try:
         result = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)
     finally:
-        sa.event.remove(engine, "after_cursor_execute", stop_after_insert)
+        monkeypatch.undo()
     assert stopped, "the fault was never injected"
     assert not result.success
     text = error_text(_run_result_events(fresh_instance, result.session_run_id))

@@ -227,39 +227,3 @@ def test_a_sessions_runs_hold_only_its_requested_receivers(private_services, pri
     assert {m["capture_status"] for m in metadata.values()} == {"stored"}
     assert set(outcomes_for_session(private_engine, key)) == {"f5len", "hb9q"}
 
-
-# ----------------------------------------------------------------------------- verify reads the outcomes
-def test_verify_compares_objects_with_session_captures():
-    """A recorded failure is consistent; a 'stored' row must have its object with the same
-    SHA-256, and an object needs its 'stored' row."""
-    import numpy as np
-
-    from heimdall_pipeline import verify
-    from heimdall_pipeline.db.captures_repo import CaptureOutcome, failed_outcome
-    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-    from heimdall_pipeline.sources.capture import Capture
-    from heimdall_pipeline.storage.iq_format import encode_capture
-    from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
-
-    objects: dict[str, bytes] = {}
-    sha = {}
-    for rx in DEFAULT_RECEIVERS[:3]:
-        capture = Capture(session_key="s1", receiver_id=rx.id, samples=np.ones(64, np.complex64),
-                          sample_rate_hz=12000.0, center_frequency_hz=7.1e6,
-                          start_time=datetime(2026, 1, 1, tzinfo=timezone.utc), source_kind="simulated")
-        encoded = encode_capture(capture, rx, dataset_name=f"websdr_{rx.id}.npy")
-        objects[iq_object_key("s1", rx.id)] = encoded.npy_bytes
-        objects[metadata_object_key("s1", rx.id)] = encoded.metadata_json
-        sha[rx.id] = encoded.sha256
-    a, b, c = (r.id for r in DEFAULT_RECEIVERS[:3])
-    outcomes = {
-        a: CaptureOutcome("s1", a, "stored", bytes=1, sha256=sha[a]),
-        b: CaptureOutcome("s1", b, "stored", bytes=1, sha256="0" * 64),      # another object's hash
-        "hb9sl": failed_outcome("s1", "hb9sl", "timed out", error_type="Timeout"),  # recorded failure
-        "dk0ghz": CaptureOutcome("s1", "dk0ghz", "stored", bytes=1, sha256="1" * 64),  # object gone
-    }                                                                        # c: object, no row
-    requested = [a, b, c, "hb9sl", "dk0ghz"]
-    found = verify.compare_session("s1", requested, objects, [a, b, c], objects.get, outcomes=outcomes)
-    assert {(m.receiver_id, m.kind) for m in found} == {
-        (b, verify.OUTCOME_SHA_MISMATCH), (c, verify.OBJECT_WITHOUT_OUTCOME),
-        ("dk0ghz", verify.STORED_OUTCOME_WITHOUT_OBJECT), ("dk0ghz", verify.MISSING_CAPTURE)}
