@@ -14,9 +14,6 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
-from heimdall_pipeline.db.captures_repo import outcomes_for_session
-from heimdall_pipeline.db.measurements_repo import measurements_for_session
-from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.partitions import session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase
@@ -80,6 +77,8 @@ def missing_captures(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> 
 
 def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequence[str]) -> dict[str, str]:
     """Missing or implausible measurements rows of one session, by partition key."""
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+
     problems: dict[str, str] = {}
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
     for rid in receiver_ids:
@@ -107,6 +106,8 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
              description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
 def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
                      database: HeimdallDatabase) -> AssetCheckResult:
+    from heimdall_pipeline.db.sessions_repo import get_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+
     engine = database.engine()
     problems: dict[str, str] = {}
     verified = 0
@@ -126,6 +127,9 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
                          "receiver and its reason from session_captures.")
 def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
                     database: HeimdallDatabase) -> AssetCheckResult:
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session  # the database layer loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import get_session
+
     engine = database.engine()
     reasons: dict[str, str] = {}
     for session_key, receiver_ids in run_partitions(context).items():

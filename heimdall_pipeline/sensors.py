@@ -5,21 +5,14 @@ import json
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
-    AssetSelection, AutomationConditionSensorDefinition, DagsterEventType, DagsterRunStatus, DefaultSensorStatus,
-    RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor,
+    MAX_RUNTIME_SECONDS_TAG, AssetSelection, AutomationConditionSensorDefinition, DagsterEventType, DagsterRunStatus,
+    DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor,
 )
 # Dagster 1.13 exports no public way to target a partition range from a RunRequest (these two tags
-# are what its UI and backfills set; RunRequest.partition_key takes one key only), nor a constant
-# for the per-run limit that run monitoring enforces ("dagster/max_runtime").
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, MAX_RUNTIME_SECONDS_TAG,
-)
+# are what its UI and backfills set; RunRequest.partition_key takes one key only).
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.assets.sessions import launch_runs
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import (
-    InvalidTransitionError, finish_session, get_session, list_sessions, requested_sessions, transition,
-)
 from heimdall_pipeline.jobs import session_job
 from heimdall_pipeline.partitions import (
     LAUNCH_TAG, SESSION_TAG, partition_key_for, receiver_blocks, receiver_partitions, session_partitions,
@@ -94,6 +87,10 @@ def reconcile_sessions(instance, engine, *, since: datetime | None = None,
       a resource could not start) fails it with that run's reason. `since`: only runs updated
       after it (the sensor passes its previous tick).
     """
+    from heimdall_pipeline.db.sessions_repo import (  # the database layer loads with the first tick
+        InvalidTransitionError, finish_session, get_session, list_sessions, transition,
+    )
+
     now = now or datetime.now(timezone.utc)
     changed: dict[str, str] = {}
 
@@ -147,6 +144,9 @@ def write_cursor(after_id: int, tick: datetime) -> str:
         description="Launches each requested session once (its partition and one run per block of its "
                     "receivers) and reconciles the status of sessions whose runs have ended.")
 def session_request_sensor(context: SensorEvaluationContext, database: HeimdallDatabase) -> SensorResult:
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first tick, not the code location
+    from heimdall_pipeline.db.sessions_repo import requested_sessions
+
     engine = database.engine()
     # The cursor bounds the query to what is new since the last tick: sessions with a higher id,
     # and sessions requested or come due since (one requested earlier for a later time was not

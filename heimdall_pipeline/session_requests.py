@@ -4,13 +4,12 @@ No Dagster: callers add the Dagster partitions (the sensor does)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import insert_session
 from heimdall_pipeline.sessions import Session, validate_session_request
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 
 def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> Session:
@@ -20,6 +19,9 @@ def request_session(engine: sa.Engine, *, requested_by: str, **fields: Any) -> S
     An empty receiver list means every active receiver; the stored session names them, so a
     receiver added or disabled later does not change what this session records.
     """
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads when a session is requested, not the code location
+    from heimdall_pipeline.db.sessions_repo import insert_session
+
     registry = list_receivers(engine)
     session = validate_session_request(receivers=registry, requested_by=requested_by, **fields)
     if not session.receiver_ids:

@@ -15,11 +15,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Documented defaults (non-secret). Secrets have no default: they come from the environment.
+# The embedded services' ports stay below Linux's ephemeral range (32768-60999), where an
+# outgoing connection may hold the port and make `services up` fail now and then. A runtime
+# folder keeps the ports saved in its services.env, so changing a default moves only new folders.
 DEFAULTS = {
     "HEIMDALL_S3_BUCKET": "heimdall-raw-iq",
     "HEIMDALL_S3_REGION": "us-east-1",
     "HEIMDALL_S3_PORT": "8333",
-    "HEIMDALL_PG_PORT": "55432",
+    "HEIMDALL_PG_PORT": "15432",
 }
 
 

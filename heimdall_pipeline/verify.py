@@ -17,6 +17,7 @@ Exit codes: 0 consistent, 1 mismatches found (after --repair: mismatches left), 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -276,7 +277,7 @@ def _could_not_check(exc: Exception, endpoint: str, bucket: str) -> str:
     if isinstance(exc, sa.exc.SQLAlchemyError):
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return f"the database (HEIMDALL_DATABASE_URL) failed: {cause}"
-    code = error_code(exc)
+    code = error_code(exc) or error_code(exc.__cause__)  # the store's refusals carry the S3 error
     if code in ACCESS_DENIED_CODES:
         return (f"S3 at {endpoint} refused the keys ({code}): check HEIMDALL_S3_ACCESS_KEY_ID / "
                 f"HEIMDALL_S3_SECRET_ACCESS_KEY")
@@ -290,18 +291,18 @@ def run(args) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from heimdall_pipeline import settings
-    from heimdall_pipeline.db.engine import make_engine
     from heimdall_pipeline.db.sessions_repo import UnknownSessionError
-    from heimdall_pipeline.storage.object_store import s3_client
+    from heimdall_pipeline.resources import build_resources
+    from heimdall_pipeline.resources.iq_store import MissingBucketError, S3AccessDeniedError
 
     settings.load_embedded_env()
     endpoint, bucket = settings.setting("HEIMDALL_S3_ENDPOINT_URL"), settings.setting("HEIMDALL_S3_BUCKET")
     try:
         since, until = _parse_time(getattr(args, "since", None), "since"), _parse_time(getattr(args, "until", None), "until")
-        engine = make_engine(settings.setting("HEIMDALL_DATABASE_URL"))
-        client = s3_client(endpoint, settings.setting("HEIMDALL_S3_ACCESS_KEY_ID"),
-                           settings.setting("HEIMDALL_S3_SECRET_ACCESS_KEY"), settings.setting("HEIMDALL_S3_REGION"))
-        client.head_bucket(Bucket=bucket)  # the server, the keys and the bucket, before any session
+        # A short wait and few retries: an unreachable server is reported in seconds, not minutes.
+        resources = build_resources(os.environ, s3={"connect_timeout_s": 5.0, "max_attempts": 2})
+        engine = resources["database"].engine()
+        client = resources["iq_store"].client()  # checks the server, the keys and the bucket, before any session
         records = select_sessions(engine, getattr(args, "sessions", None) or (), since, until)
         report = verify_sessions(engine, client, bucket, records)
         if getattr(args, "repair", False):
@@ -309,7 +310,7 @@ def run(args) -> int:
     except (ValueError, UnknownSessionError) as exc:  # InvalidKeyError is a ValueError
         print(f"heimdall verify: {exc}", file=sys.stderr)
         return 2
-    except (BotoCoreError, ClientError, sa.exc.SQLAlchemyError) as exc:
+    except (BotoCoreError, ClientError, S3AccessDeniedError, MissingBucketError, sa.exc.SQLAlchemyError) as exc:
         print(f"heimdall verify: could not check: {_could_not_check(exc, endpoint, bucket)}", file=sys.stderr)
         return 2
     print(format_report(report))

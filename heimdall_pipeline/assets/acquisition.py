@@ -5,9 +5,6 @@ from collections import defaultdict
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
-from heimdall_pipeline.db.captures_repo import failed_outcome, record_outcomes
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session, transition
 from heimdall_pipeline.partitions import (
     LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key,
 )
@@ -25,6 +22,9 @@ class SessionRefusedError(Exception):
 def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reason: str, run_id: str) -> Failure:
     """Ends a claimed session `failed` with the reason before anything is recorded: each requested
     receiver gets a 'failed' outcome naming it, then the status; returns the step's Failure."""
+    from heimdall_pipeline.db.captures_repo import failed_outcome, record_outcomes  # the database layer loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import transition
+
     record_outcomes(engine, [failed_outcome(session_key, rid, reason, error_type=SessionRefusedError.__name__,
                                             run_id=run_id) for rid in receiver_ids])
     transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
@@ -41,6 +41,9 @@ def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reaso
 )
 def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork,
            iq_store: IQStore) -> dict:
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
+
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     partition_keys = context.partition_keys  # Dagster expands the range on every access

@@ -13,7 +13,6 @@ from dagster import (
 )
 from pydantic import Field
 
-from heimdall_pipeline.lifecycle import archive_after_days, archive_sessions
 from heimdall_pipeline.resources import HeimdallDatabase
 
 
@@ -27,6 +26,8 @@ class ArchiveConfig(Config):
 @op(description="Removes old sessions' dynamic partitions (data kept) and marks them archived; "
                 "never a session with a run in progress.")
 def archive_sessions_op(context: OpExecutionContext, config: ArchiveConfig, database: HeimdallDatabase) -> dict:
+    from heimdall_pipeline.lifecycle import archive_after_days, archive_sessions  # the database layer (SQLAlchemy) loads with its first run, not the code location
+
     days = config.older_than_days if config.older_than_days is not None else archive_after_days()
     result = archive_sessions(context.instance, database.engine(), days, dry_run=config.dry_run,
                               log=context.log.info)

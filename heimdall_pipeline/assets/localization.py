@@ -5,9 +5,6 @@ import dataclasses
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from heimdall_pipeline.assets.sessions import per_session
-from heimdall_pipeline.db.measurements_repo import measurements_for_session, upsert_localization
-from heimdall_pipeline.db.receivers_repo import list_receivers
-from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
 from heimdall_pipeline.partitions import session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
@@ -68,6 +65,10 @@ def shadowing_sigma_db(record, registry) -> float:
 )
 def session_localization(context: AssetExecutionContext, database: HeimdallDatabase,
                          iq_store: IQStore) -> MaterializeResult:
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session, upsert_localization  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.receivers_repo import list_receivers
+    from heimdall_pipeline.db.sessions_repo import get_session
+
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     located = 0

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeResult, asset
 
-from heimdall_pipeline.db.measurements_repo import MeasurementRow, upsert_measurements
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
@@ -14,6 +13,7 @@ from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.storage.layout import iq_object_key
 
 if TYPE_CHECKING:
+    from heimdall_pipeline.db.measurements_repo import MeasurementRow
     from heimdall_pipeline.dsp.metrics import SignalMetrics
 
 
@@ -37,8 +37,9 @@ def power_columns(metrics: "SignalMetrics", power_unit: str, calibration: dict |
     return columns
 
 
-def measurement_row(capture: Capture, bucket: str) -> MeasurementRow:
+def measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
     """The measurements row of one capture (pure: the benchmark's baseline calls it too)."""
+    from heimdall_pipeline.db.measurements_repo import MeasurementRow  # the database layer (SQLAlchemy) loads with the first run, not the code location
     from heimdall_pipeline.dsp.metrics import compute_metrics  # scipy: loaded when first measured
 
     metrics = compute_metrics(capture.samples, capture.sample_rate_hz)
@@ -89,5 +90,7 @@ def receiver_metrics(context: AssetExecutionContext, raw_iq: Mapping, database: 
                    else {"noise_power_dbfs": row.noise_power_dbfs}),
             }, partition_key=key)
     # One transaction: a failure leaves no partial set of rows behind.
+    from heimdall_pipeline.db.measurements_repo import upsert_measurements
+
     upsert_measurements(database.engine(), rows)
     return MaterializeResult(metadata={"rows_upserted": len(rows), "partitions": len(raw_iq)})

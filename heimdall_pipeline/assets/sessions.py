@@ -10,11 +10,6 @@ from dagster import (
 # Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from heimdall_pipeline.db.captures_repo import outcomes_for_session
-from heimdall_pipeline.db.measurements_repo import measurements_for_session
-from heimdall_pipeline.db.sessions_repo import (
-    FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
-)
 from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
@@ -53,6 +48,12 @@ def launch_ended(instance, launch_id: str | None) -> bool:
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",
 )
 def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) -> MaterializeResult:
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.db.sessions_repo import (
+        FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
+    )
+
     engine = database.engine()
     totals = {"sessions": 0, "succeeded": 0, "failed": 0}
     for session_key in context.partition_keys:

@@ -584,8 +584,8 @@ def import_time_figure(b: Bench) -> Figure:
         baseline_label=f"`{DAGSTER_IMPORT}` alone in a fresh interpreter",
         ratio=ratio, ratio_meaning="code location / Dagster libraries",
         targets=[Target("x the libraries", "<=", 1.25, ratio, "")],
-        notes="Heavy modules (matplotlib, scipy.signal/stats/optimize, the localization picture) load when "
-              "first used, so a run that does not draw or measure does not pay for them.")
+        notes="Heavy modules (matplotlib, scipy, the KiwiSDR client and aiohttp, sigmf/jsonschema, psycopg and "
+              "the database layer) load when first used, so loading the code location does not pay for them.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -285,17 +285,15 @@ def measure_add_partition(instance, tag: str) -> dict:
 def run_scale(sizes: list[int], *, budget_s: float, threads: int) -> dict:
     from dagster import DagsterInstance
 
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.resources import build_resources
 
     settings.load_embedded_env()
     report: dict = {"receivers": len(RECEIVERS), "threads": threads, "budget_s": budget_s, "sizes": []}
     with private_dagster_home() as (home, db_name), scratch_heimdall_database() as app_url:
         env = {**os.environ, "DAGSTER_HOME": str(home), "HEIMDALL_DATABASE_URL": app_url}
         os.environ["DAGSTER_HOME"] = str(home)
-        engine = make_engine(app_url)
-        ensure_schema(engine)
+        engine = build_resources(env)["database"].engine()
         seed_default_receivers(engine)
         report["instance_database"] = db_name
         # `loader`: pooled connections (what dagster-webserver does, optimize_for_webserver) only

@@ -11,10 +11,10 @@ Repositories: `receivers_repo` (websdrs), `sessions_repo` (sessions),
 `ensure_schema` itself, so callers never need to migrate first.
 """
 
-from heimdall_pipeline.db.engine import dispose_engine, engine_from_env, make_engine
+from heimdall_pipeline.db.engine import dispose_engine, make_engine
 from heimdall_pipeline.db.migrations import SchemaReport, TimescaleSettings, ensure_schema, migrate
 
 __all__ = [
-    "SchemaReport", "TimescaleSettings", "dispose_engine", "engine_from_env", "ensure_schema",
+    "SchemaReport", "TimescaleSettings", "dispose_engine", "ensure_schema",
     "make_engine", "migrate",
 ]

@@ -51,15 +51,26 @@ def _sanitize(value: Any) -> Any:
     return value
 
 
-_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+_STRICT_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+# The C encoder behind JSONEncoder.encode, built once: encode() builds it anew on every call, which
+# cost the bulk upsert more than the encoding itself. No circular-reference bookkeeping (markers
+# None): a jsonb value is a tree. Falls back to encode() where the C accelerator is missing.
+_ENCODE_C = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _STRICT_JSON.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
+
+
+def _strict_encode(value: Any) -> str:
+    if _ENCODE_C is None or isinstance(value, str):
+        return _STRICT_JSON.encode(value)
+    return "".join(_ENCODE_C(value, 0))
 
 
 def json_dumps(value: Any) -> str:
     """JSON for a jsonb column: numpy values converted, NaN/inf -> null, datetimes ISO 8601."""
     try:  # plain JSON values need no walk (the common case, and the bulk upsert's hot path)
-        return _STRICT_JSON.encode(value)
+        return _strict_encode(value)
     except (TypeError, ValueError):
-        return json.dumps(_sanitize(value), allow_nan=False, default=str)
+        return json.dumps(_sanitize(value), allow_nan=False, default=str, separators=(",", ":"))
 
 
 def _cache_key(url: URL) -> str:
@@ -101,11 +112,3 @@ def dispose_engine(url: str | URL) -> bool:
         return False
     engine.dispose()
     return True
-
-
-def engine_from_env() -> sa.Engine:
-    """The engine for HEIMDALL_DATABASE_URL (embedded services' env file used when unset)."""
-    from heimdall_pipeline import settings
-
-    settings.load_embedded_env()
-    return make_engine(settings.setting("HEIMDALL_DATABASE_URL"))

@@ -71,11 +71,11 @@ def upsert_measurements(engine: sa.Engine, rows: Iterable[MeasurementRow]) -> in
     Any failing row (e.g. a NOT NULL column given None) rolls back the whole batch.
     """
     ensure_schema(engine)
-    values = _measurements.unique_values(rows)
-    if values:
-        with engine.begin() as conn:
-            _measurements.copy_upsert(conn, values)
-    return len(values)
+    rows = list(rows)
+    if not rows:
+        return 0
+    with engine.begin() as conn:
+        return _measurements.upsert(conn, rows)
 
 
 def measurements_for_session(engine: sa.Engine, session_key: str) -> list[MeasurementRow]:
@@ -100,12 +100,11 @@ def upsert_localization(engine: sa.Engine, row: LocalizationRow) -> None:
     """Stores THE localization of a session by the row's method (replacing any earlier one of that
     session and method, whatever its time)."""
     ensure_schema(engine)
-    values = _localizations.values(row)
     method = row.method or localizations.c.method.server_default.arg
     with engine.begin() as conn:
         conn.execute(sa.delete(localizations).where(localizations.c.session_key == row.session_key,
                                                     localizations.c.method == method))
-        _localizations.copy_upsert(conn, [values])
+        _localizations.upsert(conn, [row])
 
 
 def get_localization(engine: sa.Engine, session_key: str, method: str = "rss") -> LocalizationRow | None:

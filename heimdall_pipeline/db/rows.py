@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 from datetime import datetime, timezone
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, Callable, Iterable
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
@@ -104,91 +103,96 @@ class RowWriter:
         self.key = tuple(key) if key is not None else tuple(c.name for c in table.primary_key.columns)
         self._converters = tuple(_column_converter(c) for c in table.columns)
         self._getter = attrgetter(*self.columns)
-        self._key_of = itemgetter(*(self.columns.index(k) for k in self.key))
         staging = f"{table.name}_incoming"
         cols = ", ".join(self.columns)
+        keys = ", ".join(self.key)
         selected = ", ".join(
             f"COALESCE({c.name}, {_default_sql(c)})" if _default_sql(c) and not c.nullable else c.name
             for c in table.columns)
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
         # CREATE ... AS copies the column types but not NOT NULL, so left-out values reach the
-        # COALESCE with the column's default; ON COMMIT DROP: gone with the transaction.
+        # COALESCE with the column's default; ON COMMIT DROP: gone with the transaction. The
+        # arrival number lets the merge keep the last row of a key that came more than once.
         defaulted = [c for c in table.columns if _default_sql(c) and not c.nullable]
         self._defaulted_positions = tuple(self.columns.index(c.name) for c in defaulted)
         # the defaults as COPY takes them (JSON as text), evaluated by the server at each upsert
         self._defaults = "SELECT " + ", ".join(
             f"({_default_sql(c)})::text" if isinstance(c.type, JSONB) else _default_sql(c) for c in defaulted)
         self._drop_staging = f"DROP TABLE IF EXISTS pg_temp.{staging}"
-        self._create_staging = (f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
-                                f"SELECT {cols} FROM {table.name} WITH NO DATA")
+        self._create_staging = (
+            f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {cols} FROM {table.name} WITH NO DATA",
+            f"ALTER TABLE {staging} ADD COLUMN heimdall_arrival bigint GENERATED ALWAYS AS IDENTITY")
         self._copy = f"COPY {staging} ({cols}) FROM STDIN"
-        self._merge = (f"INSERT INTO {table.name} ({cols}) SELECT {selected} FROM {staging} "
-                       f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}")
+        self._merge = (f"INSERT INTO {table.name} ({cols}) "
+                       f"SELECT {selected} FROM (SELECT DISTINCT ON ({keys}) * FROM {staging} "
+                       f"ORDER BY {keys}, heimdall_arrival DESC) AS incoming "
+                       f"ON CONFLICT ({keys}) DO UPDATE SET {updates}")
 
-    def values(self, row: Any) -> tuple:
-        """The database values of one row, in column order (None stays None)."""
-        return self.unique_values([row])[0]
-
-    def unique_values(self, rows: Iterable[Any]) -> list[tuple]:
-        """Values of `rows` in column order, one per key: the last row with a key wins."""
+    def value_columns(self, rows: Iterable[Any]) -> list[list]:
+        """The database values of `rows`, one list per column in column order (None stays None)."""
         rows = list(rows)
         if not rows:
-            return []
+            return [[] for _ in self.columns]
         columns = zip(*map(self._getter, rows))
-        converted = [convert(list(values)) for convert, values in zip(self._converters, columns)]
-        key = self._key_of
-        unique = {key(values): values for values in zip(*converted)}
-        return list(unique.values())
+        return [convert(list(values)) for convert, values in zip(self._converters, columns)]
 
-    def copy_upsert(self, conn: sa.Connection, values: list[tuple]) -> None:
-        """Inserts or replaces `values` (unique keys) within the connection's transaction.
+    def upsert(self, conn: sa.Connection, rows: Iterable[Any]) -> int:
+        """Inserts or replaces `rows` within the connection's transaction; returns the number of
+        distinct keys written (rows with the same key: the last one wins).
 
-        Rows whose keys are all new (a partition's first materialisation) go straight into the
-        table by COPY; otherwise (any key exists: nothing of that attempt is kept) they are COPYed
-        into a temporary table and merged by one INSERT ... ON CONFLICT DO UPDATE."""
-        if not values:
-            return
-        driver = conn.connection.driver_connection
-        cursor = driver.cursor()
+        Rows whose keys are all new and distinct (a partition's first materialisation) go straight
+        into the table by COPY; otherwise (nothing of that attempt is kept) they are COPYed into a
+        temporary table and merged by one INSERT ... ON CONFLICT DO UPDATE of each key's last row."""
+        columns = self.value_columns(rows)
+        count = len(columns[0])
+        if not count:
+            return 0
+        import psycopg  # the driver SQLAlchemy loaded for this connection
+
+        cursor = conn.connection.driver_connection.cursor()
         statement = self._defaults
         try:
-            if self._copy_new_rows(cursor, values):
-                return
+            if self._copy_new_rows(cursor, columns):
+                return count
             statement = self._drop_staging  # a second upsert in the same transaction
             cursor.execute(statement)
-            statement = self._create_staging
-            cursor.execute(statement)
+            for statement in self._create_staging:
+                cursor.execute(statement)
             statement = self._copy
             with cursor.copy(statement) as copy:
-                for row in values:
+                for row in zip(*columns):
                     copy.write_row(row)
             statement = self._merge
-            cursor.execute(statement)
+            return cursor.execute(statement).rowcount
         except psycopg.Error as exc:  # the same exceptions as statements through SQLAlchemy
             raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
         finally:
             cursor.close()
 
-    def _copy_new_rows(self, cursor: Any, values: list[tuple]) -> bool:
-        """COPY straight into the table when no key exists yet; False (and nothing written) otherwise."""
-        columns = self.columns
-        # a defaulted column left out of every row is left out of the COPY: the server fills it
-        omitted = {p for p in self._defaulted_positions if all(row[p] is None for row in values)}
-        partly = [p for p in self._defaulted_positions if p not in omitted]
-        if partly:  # some rows left these out: they take the defaults the server gives now
-            defaults = dict(zip(self._defaulted_positions, cursor.execute(self._defaults).fetchone()))
-            values = [row if None not in (row[p] for p in partly) else
-                      tuple(defaults[i] if v is None and i in defaults else v for i, v in enumerate(row))
-                      for row in values]
-        if omitted:
-            kept = [i for i in range(len(columns)) if i not in omitted]
-            keep = itemgetter(*kept)
-            values = list(map(keep, values))
-            columns = tuple(columns[i] for i in kept)
+    def _copy_new_rows(self, cursor: Any, columns: list[list]) -> bool:
+        """COPY straight into the table when no key exists yet and none repeats; False (and
+        nothing written) otherwise."""
+        import psycopg
+
+        names = list(self.columns)
+        columns = list(columns)
+        omitted = []
+        for position in self._defaulted_positions:
+            column = columns[position]
+            if None not in column:
+                continue
+            if all(value is None for value in column):  # left out of every row: the server fills it
+                omitted.append(position)
+            else:  # some rows left it out: they take the default the server gives now
+                default = cursor.execute(self._defaults).fetchone()[self._defaulted_positions.index(position)]
+                columns[position] = [default if value is None else value for value in column]
+        for position in reversed(omitted):
+            del names[position], columns[position]
         cursor.execute("SAVEPOINT heimdall_copy_new_rows")
         try:
-            with cursor.copy(f"COPY {self.table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in values:
+            with cursor.copy(f"COPY {self.table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in zip(*columns):
                     copy.write_row(row)
         except psycopg.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT heimdall_copy_new_rows")

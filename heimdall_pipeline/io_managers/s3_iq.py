@@ -19,7 +19,6 @@ from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from heimdall_pipeline.db.captures_repo import CaptureOutcome, failed_outcome, record_outcomes
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_key
 from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
@@ -49,7 +48,7 @@ class StoredCaptures(Mapping):
         return read_ahead(self._store.load_capture, self._keys, self._store.read_ahead)
 
 
-def outcome_metadata(outcome: CaptureOutcome) -> dict[str, Any]:
+def outcome_metadata(outcome) -> dict[str, Any]:
     """What the UI shows of a partition without a stored capture."""
     if outcome.status == "failed":
         return {"capture_status": "failed", "error": outcome.reason, "attempts": outcome.attempts}
@@ -63,6 +62,10 @@ class S3IQIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: dict[str, Any]) -> None:
         if not isinstance(obj, dict):
             raise TypeError(f"raw_iq must be a dict of partition key to capture, got {type(obj).__name__}")
+        from heimdall_pipeline.db.captures_repo import (  # the database layer loads with the first run
+            CaptureOutcome, failed_outcome, record_outcomes,
+        )
+
         engine = self.database.engine()
         run_id = context.run_id
 
@@ -85,7 +88,7 @@ class S3IQIOManager(ConfigurableIOManager):
         captures = [(key, value) for key, value in obj.items() if isinstance(value, ReceiverCapture)]
         with ThreadPoolExecutor(max_workers=self.store.parallel_transfers) as pool:
             results = dict(zip((key for key, _ in captures), pool.map(store, captures)))
-        others: dict[str, CaptureOutcome] = {}
+        others: dict[str, Any] = {}
         for key, value in obj.items():
             if isinstance(value, ReceiverCapture):
                 continue

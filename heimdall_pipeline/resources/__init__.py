@@ -18,7 +18,7 @@ REQUIRED_SETTINGS = ("HEIMDALL_S3_ENDPOINT_URL", "HEIMDALL_S3_ACCESS_KEY_ID", "H
 OPTIONAL_SETTINGS = {"HEIMDALL_S3_PUBLIC_ENDPOINT_URL": "", "HEIMDALL_KIWISDR_PASSWORD": ""}
 
 
-def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any = None,
+def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any | Mapping[str, Any] = None,
                     **options: Mapping[str, Any]) -> dict[str, Any]:
     """The resources by the names the assets use: s3, iq_store, iq_io_manager, database,
     receiver_network, survey.
@@ -27,18 +27,20 @@ def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any = None,
     executes a run and shown by name, never by value, in the UI.
     environ a mapping (e.g. `os.environ` after `settings.load_embedded_env()`): the settings' values,
     so the resources can be used directly, outside a run. A missing one is an error naming it.
-    s3: an S3 resource to use instead of the one built from the settings (tests that hook its clients).
+    s3: an S3 resource to use instead of the one built from the settings (tests that hook its
+    clients), or field overrides for that one, e.g. a command's short wait
+    `s3={"connect_timeout_s": 5, "max_attempts": 2}` (`heimdall verify`).
     options: field overrides per resource name, e.g. `iq_store={"read_ahead": 0}`.
     """
     from dagster import EnvVar
-    from dagster_aws.s3 import S3Resource
 
     from heimdall_pipeline import settings
     from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
     from heimdall_pipeline.resources.iq_store import IQStore
+    from heimdall_pipeline.resources.s3 import HeimdallS3Resource
     from heimdall_pipeline.schedules import SurveySettings
 
-    unknown = set(options) - {"s3", "iq_store", "iq_io_manager", "database", "receiver_network", "survey"}
+    unknown = set(options) - {"iq_store", "iq_io_manager", "database", "receiver_network", "survey"}
     if unknown:
         raise ValueError(f"build_resources: no resource named {', '.join(sorted(unknown))}")
 
@@ -53,10 +55,11 @@ def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any = None,
                                f"embedded local services, or export {name} for your own deployment")
         return found
 
-    s3 = s3 or S3Resource(endpoint_url=value("HEIMDALL_S3_ENDPOINT_URL"),
-                          aws_access_key_id=value("HEIMDALL_S3_ACCESS_KEY_ID"),
-                          aws_secret_access_key=value("HEIMDALL_S3_SECRET_ACCESS_KEY"),
-                          region_name=value("HEIMDALL_S3_REGION"), **options.get("s3", {}))
+    if s3 is None or isinstance(s3, Mapping):
+        s3 = HeimdallS3Resource(endpoint_url=value("HEIMDALL_S3_ENDPOINT_URL"),
+                                aws_access_key_id=value("HEIMDALL_S3_ACCESS_KEY_ID"),
+                                aws_secret_access_key=value("HEIMDALL_S3_SECRET_ACCESS_KEY"),
+                                region_name=value("HEIMDALL_S3_REGION"), **(s3 or {}))
     iq_store = IQStore(s3=s3, bucket=value("HEIMDALL_S3_BUCKET"),
                        public_endpoint_url=value("HEIMDALL_S3_PUBLIC_ENDPOINT_URL"), **options.get("iq_store", {}))
     database = HeimdallDatabase(url=value("HEIMDALL_DATABASE_URL"), **options.get("database", {}))

@@ -1,8 +1,6 @@
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from heimdall_pipeline.db.engine import make_engine
-from heimdall_pipeline.db.migrations import ensure_schema
 
 
 class HeimdallDatabase(ConfigurableResource):
@@ -12,6 +10,10 @@ class HeimdallDatabase(ConfigurableResource):
 
     def engine(self):
         """A pooled engine whose schema is migrated (once per process)."""
+        # SQLAlchemy loads with the first use, not with the code location
+        from heimdall_pipeline.db.engine import make_engine
+        from heimdall_pipeline.db.migrations import ensure_schema
+
         engine = make_engine(self.url)
         ensure_schema(engine)
         return engine

@@ -63,7 +63,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 from heimdall_pipeline.dsp.resample import interpolate_at
 from heimdall_pipeline.dsp.timing import NS, SECONDS_PER_WEEK, utc_to_gps_ns
@@ -215,6 +214,8 @@ class TransmittedWaveform:
 def noise_waveform(rng: np.random.Generator, bandwidth_hz: float, sample_rate_hz: float, start_s: float,
                    duration_s: float) -> TransmittedWaveform:
     """Band-limited noise, flat over |f| <= bandwidth/2, unit mean power, covering start_s..+duration_s."""
+    import scipy.fft  # loaded by the first simulated capture, not by the code location
+
     n = int(math.ceil(duration_s * sample_rate_hz)) + 1
     m = scipy.fft.next_fast_len(n)
     freqs = scipy.fft.fftfreq(m, d=1.0 / sample_rate_hz)

@@ -39,6 +39,7 @@ Integrity: `heimdall:sha256` is the SHA-256 of the whole .npy object (what the p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -47,7 +48,6 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import numpy as np
-import sigmf
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
@@ -55,11 +55,19 @@ from heimdall_pipeline.storage.buffers import BufferStream
 
 SAMPLE_DTYPE = np.dtype("<c8")
 SIGMF_DATATYPE = "cf32_le"
-SIGMF_VERSION = sigmf.__specification__
 HEIMDALL_NAMESPACE = "heimdall"
 HEIMDALL_EXTENSION_VERSION = "1.0.0"
 FORMAT_VERSION = 1
 RECORDER = "heimdall-pipeline"
+
+
+@functools.cache
+def sigmf_version() -> str:
+    """The SigMF specification version written into metadata (sigmf, with jsonschema, is loaded
+    when the first capture is encoded, not by the code location)."""
+    import sigmf
+
+    return sigmf.__specification__
 
 
 class IntegrityError(ValueError):
@@ -223,7 +231,7 @@ def encode_capture(
     global_info: dict[str, Any] = {
         "core:datatype": SIGMF_DATATYPE,
         "core:sample_rate": rate,
-        "core:version": SIGMF_VERSION,
+        "core:version": sigmf_version(),
         "core:dataset": dataset_name,
         "core:num_channels": 1,
         "core:sha512": sha512,

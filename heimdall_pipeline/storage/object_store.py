@@ -7,24 +7,32 @@ standard retry mode with a bounded number of attempts; 4xx answers such as 403 a
 from __future__ import annotations
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 
-def s3_client(endpoint_url: str, access_key_id: str, secret_access_key: str, region: str = "us-east-1",
-              *, max_attempts: int = 4, connect_timeout_s: float = 5.0, read_timeout_s: float = 60.0):
-    """A path-style S3 client for MinIO/SeaweedFS endpoints."""
+def s3_client(endpoint_url: str | None, access_key_id: str | None, secret_access_key: str | None,
+              region: str | None = "us-east-1", *, max_attempts: int = 4, connect_timeout_s: float = 5.0,
+              read_timeout_s: float = 60.0, profile_name: str | None = None, unsigned: bool = False,
+              **client_args):
+    """A path-style S3 client for MinIO/SeaweedFS (and AWS) endpoints: the one place a boto3 S3
+    client is configured. client_args go to boto3 as they are (use_ssl, verify, aws_session_token)."""
     config = Config(
         s3={"addressing_style": "path"},
-        signature_version="s3v4",
+        signature_version=UNSIGNED if unsigned else "s3v4",
         retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
-                        aws_secret_access_key=secret_access_key, region_name=region, config=config)
+    # boto3's default session shares its loaded service models between clients; a named profile
+    # needs its own session.
+    session = boto3.session.Session(profile_name=profile_name) if profile_name else boto3
+    return session.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
+                          aws_secret_access_key=secret_access_key, region_name=region, config=config,
+                          **client_args)
 
 
 MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")

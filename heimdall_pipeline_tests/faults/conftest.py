@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, Definitions
-from dagster_aws.s3 import S3Resource
+
+from heimdall_pipeline.resources.s3 import HeimdallS3Resource
 
 # (S3 port, SeaweedFS internal port base, PostgreSQL port) candidates: every SeaweedFS port P
-# also uses P + 10000, so all stay below 55536.
-PORT_CANDIDATES = [(8433, 9433, 55433), (8533, 9533, 55533), (8633, 9633, 55633), (8733, 9733, 55733)]
+# also uses P + 10000; all stay below Linux's ephemeral range (32768-60999), as the defaults do.
+PORT_CANDIDATES = [(8433, 9433, 15433), (8533, 9533, 15533), (8633, 9633, 15633), (8733, 9733, 15733)]
 
 
 def _port_free(port: int) -> bool:
@@ -97,7 +98,7 @@ def private_services():
 S3_HOOKS: list[tuple[str, Callable]] = []
 
 
-class HookedS3Resource(S3Resource):
+class HookedS3Resource(HeimdallS3Resource):
     """The real S3 resource; its clients also call the handlers in S3_HOOKS (fault injection,
     request counting). Requests still go to the real server."""
 
@@ -157,12 +158,10 @@ def shared_services_env(embedded_services) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def private_engine(private_services):
-    from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.resources import build_resources
 
-    engine = make_engine(private_services.env["HEIMDALL_DATABASE_URL"])
-    ensure_schema(engine)
+    engine = build_resources(private_services.env)["database"].engine()
     seed_default_receivers(engine)
     return engine
 

@@ -94,21 +94,21 @@ def test_postgres_stopped_during_metrics_write(private_services, private_engine,
     record = request(private_engine)
     engine = private_engine
     stopped: list[int] = []
-    upsert = measurements_repo._measurements.copy_upsert
+    writer = measurements_repo._measurements
+    write_rows = writer.upsert
 
-    def stop_after_insert(conn, values):
-        # The rows are written inside the open transaction (COPY, through the raw cursor, which
-        # SQLAlchemy's cursor events do not see); the server goes down before COMMIT.
-        upsert(conn, values)
+    def upsert_then_stop(conn, rows):
+        # The rows are written (COPY on the driver's cursor, which SQLAlchemy's cursor events do
+        # not see) inside the open transaction; the server goes down before COMMIT.
+        written = write_rows(conn, rows)
         if not stopped:
             stopped.append(pg.pid())
             pg.stop()
+        return written
 
-    monkeypatch.setattr(measurements_repo._measurements, "copy_upsert", stop_after_insert)
-    try:
-        result = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)
-    finally:
-        monkeypatch.undo()
+    monkeypatch.setattr(writer, "upsert", upsert_then_stop)
+    result = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)
+    monkeypatch.undo()
     assert stopped, "the fault was never injected"
     assert not result.success
     text = error_text(_run_result_events(fresh_instance, result.session_run_id))

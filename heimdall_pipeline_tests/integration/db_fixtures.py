@@ -53,7 +53,7 @@ def admin_url(database: str = "postgres") -> sa.URL:
     app = _app_url()
     return sa.URL.create("postgresql+psycopg", username="postgres", password=password,
                          host=app.host or "127.0.0.1",
-                         port=int(os.environ.get("HEIMDALL_PG_PORT") or app.port or 55432),
+                         port=int(os.environ.get("HEIMDALL_PG_PORT") or app.port or settings.DEFAULTS["HEIMDALL_PG_PORT"]),
                          database=database)
 
 

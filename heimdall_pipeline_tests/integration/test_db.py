@@ -379,6 +379,22 @@ def test_duplicate_keys_in_one_batch_last_wins(scratch_engine):
     assert [r.snr_db for r in mrepo.measurements_for_session(scratch_engine, "dup-1")] == [2.0]
 
 
+def test_repeated_keys_of_existing_rows_last_wins_and_are_counted_once(scratch_engine):
+    assert mrepo.upsert_measurements(scratch_engine, [_m("dup-2", "f5len", T0, snr_db=1.0)]) == 1
+    rows = [_m("dup-2", "f5len", T0, snr_db=2.0), _m("dup-2", "hb9q", T0, snr_db=5.0),
+            _m("dup-2", "f5len", T0, snr_db=3.0), _m("dup-2", "hb9q", T0, snr_db=6.0)]
+    assert mrepo.upsert_measurements(scratch_engine, rows) == 2  # the merge path, keys repeated
+    stored = {r.receiver_id: r.snr_db for r in mrepo.measurements_for_session(scratch_engine, "dup-2")}
+    assert stored == {"f5len": 3.0, "hb9q": 6.0}
+
+
+def test_new_rows_leaving_out_a_defaulted_value_take_the_default_one_by_one(scratch_engine):
+    rows = [_m("part-1", "f5len", T0, metadata_json=None), _m("part-1", "hb9q", T0, metadata_json={"x": 1})]
+    assert mrepo.upsert_measurements(scratch_engine, rows) == 2  # all keys new: the COPY path
+    stored = {r.receiver_id: r.metadata_json for r in mrepo.measurements_for_session(scratch_engine, "part-1")}
+    assert stored == {"f5len": {}, "hb9q": {"x": 1}}
+
+
 def test_bulk_upsert_speed_and_time_bucket(scratch_engine):
     n = 20_000
     receivers = [r.id for r in DEFAULT_RECEIVERS]

@@ -47,3 +47,14 @@ def test_a_missing_setting_is_named_and_a_supplied_s3_resource_is_used():
     assert build_resources(ENV, s3=own)["iq_store"].s3 is own
     with pytest.raises(ValueError, match="no resource named iq_stor"):
         build_resources(ENV, iq_stor={})
+
+
+def test_a_command_asks_the_s3_resource_for_a_short_wait():
+    # `heimdall verify` reports an unreachable S3 in seconds: its client comes from build_resources too.
+    client = build_resources(ENV, s3={"connect_timeout_s": 5.0, "max_attempts": 2})["s3"].get_client()
+    assert client.meta.config.connect_timeout == 5.0
+    assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
+    assert client.meta.config.s3["addressing_style"] == "path"  # the same settings as every other client
+    assert client.meta.endpoint_url == "http://127.0.0.1:1" and client.meta.region_name == "eu-west-1"
+    default = build_resources(ENV)["s3"].get_client()
+    assert default.meta.config.connect_timeout == 60.0 and default.meta.config.retries["total_max_attempts"] == 5

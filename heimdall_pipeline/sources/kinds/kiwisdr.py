@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.base import Source
 from heimdall_pipeline.sources.capture import Capture
-from heimdall_pipeline.sources.kiwisdr import capture_iq
 
 if TYPE_CHECKING:
     from heimdall_pipeline.sessions import Session
@@ -24,6 +23,9 @@ class KiwiSDRSource(Source):
     sample_rates_hz = (12_000.0,)
 
     async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+        # The client (aiohttp, scipy.signal) is loaded by the first capture, not by the code location.
+        from heimdall_pipeline.sources.kiwisdr import capture_iq
+
         return await capture_iq(receiver, session_key=session.session_key,
                                 center_frequency_hz=session.center_frequency_hz, duration_s=session.duration_s,
                                 start_time=session.scheduled_for, password=password)
