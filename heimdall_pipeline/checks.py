@@ -122,18 +122,27 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
 
 
 @asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
-             description="Every receiver requested for the session delivered a capture.")
+             description="Every receiver requested for the session has a stored capture. Dagster marks "
+                         "every partition of a run's range materialized, a failed capture's too "
+                         "(dagster-io/dagster#17836): this check fails (ERROR) naming each failed "
+                         "receiver and its reason from session_captures.")
 def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
                     database: HeimdallDatabase) -> AssetCheckResult:
-    from heimdall_pipeline.db.sessions_repo import get_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session  # the database layer loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import get_session
 
     engine = database.engine()
-    missing = []
+    reasons: dict[str, str] = {}
     for session_key, receiver_ids in run_partitions(context).items():
-        missing += missing_captures(iq_store, get_session(engine, session_key), receiver_ids)
-    return AssetCheckResult(passed=not missing, severity=AssetCheckSeverity.WARN,
-                            metadata={"missing_captures": MetadataValue.json(missing)},
-                            description=f"no capture from {', '.join(missing)}" if missing else None)
+        outcomes = outcomes_for_session(engine, session_key)
+        for key in missing_captures(iq_store, get_session(engine, session_key), receiver_ids):
+            rid = split_key(key)[1]
+            reasons[key] = outcomes[rid].reason if rid in outcomes else "no capture stored"
+    return AssetCheckResult(passed=not reasons, severity=AssetCheckSeverity.ERROR,
+                            metadata={"missing_captures": MetadataValue.json(list(reasons)),
+                                      "reasons": MetadataValue.json(reasons)},
+                            description=("no capture from " + "; ".join(f"{k}: {v}" for k, v in reasons.items()))[:1000]
+                            if reasons else None)
 
 
 @asset_check(asset=receiver_metrics, partitions_def=session_receiver_partitions,

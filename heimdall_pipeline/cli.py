@@ -128,13 +128,21 @@ def _session_run(args: argparse.Namespace) -> int:
     from heimdall_pipeline.runner import run_session
     from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
 
+    from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, UnknownSessionError
+
     engine = _engine()
-    with DagsterInstance.get() as instance:
-        result = run_session(instance, engine, args.key)
+    try:
+        with DagsterInstance.get() as instance:
+            result = run_session(instance, engine, args.key)
+    except (InvalidTransitionError, UnknownSessionError) as exc:  # e.g. already launched: nothing was run
+        print(f"heimdall session run: refused: {exc}", file=sys.stderr)
+        return 2
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
-    print(f"\nsession {args.key}: {'succeeded' if result.success else 'FAILED'}")
-    print(f"  Dagster runs: session_job {result.session_run_id}, session_analysis_job {result.analysis_run_id}")
+    # The session's status is the outcome (a run can succeed with no receiver measured).
+    print(f"\nsession {args.key}: {result.status}" + (f" ({result.status_reason})" if result.status_reason else ""))
+    print(f"  Dagster runs: session_job {', '.join(result.session_run_ids)}, session_analysis_job "
+          f"{result.analysis_run_id}" + ("" if result.success else " (not all succeeded)"))
     print(f"  S3 ({settings.setting('HEIMDALL_S3_ENDPOINT_URL')}, bucket {bucket}):")
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
@@ -144,7 +152,7 @@ def _session_run(args: argparse.Namespace) -> int:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
         print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
-    return 0 if result.success else 1
+    return 0 if result.status == "succeeded" else 1
 
 
 def _session_import(args: argparse.Namespace) -> int:

@@ -13,8 +13,11 @@ holds the materializations (same instance), re-adding the key is enough: Dagster
 status from those events again. Where it does not (a new instance, a wiped event log, a session
 recorded elsewhere), the status is re-reported from what is stored, through
 `report_runless_asset_event(AssetMaterialization(...))`:
-- raw_iq: per receiver, the capture is read back from S3 and its SHA-256 verified
-  (IQStore.load_capture); a damaged capture is NOT reported and restore returns problems;
+- raw_iq: per requested receiver, its outcome from session_captures: a failed capture is
+  re-reported with its recorded cause; a stored one is read back from S3 and its SHA-256 verified
+  (IQStore.load_capture) against the object's metadata and the recorded SHA-256 (sessions recorded
+  before session_captures existed: against the metadata only); a damaged or missing capture is
+  NOT reported and restore returns problems;
 - receiver_metrics: per receiver with a measurements row;
 - session_summary: once, with the session's status before archiving.
 """
@@ -28,6 +31,7 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
+from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.sessions_repo import (
     FINISHED_STATUSES, UnknownSessionError, get_session, list_sessions, mark_archived, mark_restored,
@@ -158,14 +162,12 @@ def _report(instance, asset: str, partition, metadata: dict) -> None:
         description="re-reported by `heimdall session restore` from what is stored"))
 
 
-def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str:
+def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str | None:
     """The SHA-256 recorded in the capture's SigMF metadata (load_capture has just verified it)."""
-    import json
-
+    from heimdall_pipeline.storage.iq_format import metadata_sha256
     from heimdall_pipeline.storage.layout import metadata_object_key
 
-    meta = json.loads(iq_store.get(metadata_object_key(session_key, receiver_id)))
-    return str(meta["global"]["heimdall:sha256"])
+    return metadata_sha256(iq_store.get(metadata_object_key(session_key, receiver_id)))
 
 
 def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=None, *, log=print) -> RestoreResult:
@@ -196,7 +198,8 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
     for key in keys:
         record = records[key]
         was = record.archived_from_status or record.status
-        pkeys = {rid: str(partition_key_for(key, rid)) for rid in receivers}
+        # Only the receivers the session requested have partitions worth reporting.
+        pkeys = {rid: str(partition_key_for(key, rid)) for rid in record.receiver_ids}
         kept_raw = _materialized(instance, "raw_iq", list(pkeys.values()))
         kept_metrics = _materialized(instance, "receiver_metrics", list(pkeys.values()))
         kept_summary = _materialized(instance, "session_summary", [key])
@@ -204,14 +207,26 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
         reported = 0
         ran = was in FINISHED_STATUSES  # the session's run materialized all its partitions
         rows = {row.receiver_id: row for row in measurements_for_session(engine, key)} if ran else {}
+        outcomes = outcomes_for_session(engine, key) if ran else {}
         for rid, pkey in pkeys.items():
             partition = partition_key_for(key, rid)
+            outcome = outcomes.get(rid)
             if ran and pkey not in kept_raw:
+                if outcome is not None and outcome.status == "failed":  # the recorded cause, no S3 read
+                    _report(instance, "raw_iq", partition, {"capture_status": "failed", "error": outcome.reason,
+                                                            "restored_from": "session_captures"})
+                    reported += 1
+                    continue
                 if iq_store is None:
                     raise ValueError(f"session {key}: the event log has no raw_iq materialization for {pkey}; "
                                      "restoring from S3 needs the IQ store")
                 try:
                     capture = iq_store.load_capture(pkey)  # SHA-256 verified
+                    sha256 = _stored_sha256(iq_store, key, rid) if capture is not None else None
+                    if outcome is not None and outcome.status == "stored" and outcome.sha256 != sha256:
+                        raise IntegrityError(f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}: "
+                                             + ("missing" if capture is None else f"sha256 {sha256}")
+                                             + f", but session_captures recorded {outcome.sha256}")
                 except IntegrityError as exc:
                     result.problems[pkey] = str(exc)
                     log(f"session {key}: {pkey} NOT restored: {exc}")
@@ -219,15 +234,12 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
                 if capture is not None:
                     _report(instance, "raw_iq", partition, {
                         "capture_status": "stored", "restored_from": "s3",
-                        "s3_key": f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}",
-                        "sha256": _stored_sha256(iq_store, key, rid),
+                        "s3_key": f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}", "sha256": sha256,
                         "samples": len(capture.samples), "sample_rate_hz": float(capture.sample_rate_hz)})
-                elif rid in record.receiver_ids:
+                else:
                     _report(instance, "raw_iq", partition, {
                         "capture_status": "failed", "restored_from": "s3",
                         "error": "no capture stored for this receiver (restored)"})
-                else:
-                    _report(instance, "raw_iq", partition, {"capture_status": "not_requested", "restored_from": "s3"})
                 reported += 1
             if ran and pkey not in kept_metrics and pkey not in result.problems:
                 row = rows.get(rid)

@@ -1,18 +1,22 @@
-"""session_request_sensor: turns stored session requests into partitions and one run each."""
+"""session_request_sensor: turns stored session requests into partitions and runs, and reconciles
+the status of sessions whose runs have ended."""
 
 import json
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
-    AssetSelection, AutomationConditionSensorDefinition, DefaultSensorStatus, RunRequest, SensorEvaluationContext,
-    SensorResult, sensor,
+    MAX_RUNTIME_SECONDS_TAG, AssetSelection, AutomationConditionSensorDefinition, DagsterEventType, DagsterRunStatus,
+    DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor,
 )
 # Dagster 1.13 exports no public way to target a partition range from a RunRequest (these two tags
 # are what its UI and backfills set; RunRequest.partition_key takes one key only).
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.jobs import session_job
-from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
+from heimdall_pipeline.partitions import (
+    LAUNCH_TAG, SESSION_TAG, partition_key_for, receiver_blocks, receiver_partitions, session_partitions,
+)
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 
@@ -24,19 +28,105 @@ LATE_COMMIT_GRACE = timedelta(minutes=1)
 RECEIVER_TAG_PREFIX = "heimdall/receiver."
 
 
-def session_run_request(session_key: str, receiver_ids, receiver_keys: list[str]) -> RunRequest:
-    """One run per session over all receiver partitions (receivers not requested are recorded
-    as such), tagged with every receiver it records so the run queue's per-receiver channel
-    limits hold across runs."""
-    return RunRequest(
-        run_key=session_key,
+# A session run may take its recording time, each receiver's timeouts and retries, and its
+# metrics; past this, run monitoring cancels it (a worker that died leaves its run STARTED
+# otherwise: the default run launcher cannot check a worker's health) and the reconciler below
+# marks the session failed.
+RUN_TIME_ALLOWANCE_S = 900
+RUN_TIME_PER_SESSION_SECOND = 4
+# A launch whose runs never appeared (its process died between claiming the session and
+# submitting them) is failed after this long.
+LAUNCH_GRACE = timedelta(minutes=10)
+MAX_RECONCILED_RUNS = 1000
+
+
+def sensor_launch_id(session_key: str) -> str:
+    """The sensor's launch of a session: the same on every tick, so a retried tick's runs join it."""
+    return f"sensor:{session_key}"
+
+
+def session_run_requests(session, receiver_keys: list[str], launch_id: str) -> list[RunRequest]:
+    """The runs that record a session: one per contiguous block of its receivers in partition
+    order (a run targets one range; receivers it did not request are never in it), all tagged
+    with the session and the launch, and each with the receivers it records so the run queue's
+    per-receiver channel limits hold across runs."""
+    max_runtime = int(RUN_TIME_ALLOWANCE_S + RUN_TIME_PER_SESSION_SECOND * session.duration_s)
+    return [RunRequest(
+        run_key=f"{session.session_key}:{first}..{last}",
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session_key, receiver_keys[0])),
-            ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session_key, receiver_keys[-1])),
-            "heimdall/session": session_key,
-            **{f"{RECEIVER_TAG_PREFIX}{rid}": "1" for rid in receiver_ids},
+            ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session.session_key, first)),
+            ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session.session_key, last)),
+            SESSION_TAG: session.session_key,
+            LAUNCH_TAG: launch_id,
+            MAX_RUNTIME_SECONDS_TAG: str(max_runtime),
+            **{f"{RECEIVER_TAG_PREFIX}{rid}": "1"
+               for rid in receiver_keys[receiver_keys.index(first):receiver_keys.index(last) + 1]},
         },
+    ) for first, last in receiver_blocks(receiver_keys, session.receiver_ids)]
+
+
+def run_failure_reason(instance, run) -> str:
+    """Why a run ended without success: its first step failure, else its run failure message."""
+    events = instance.all_logs(run.run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE,
+                                                    DagsterEventType.RUN_CANCELED})
+    for record in events:
+        event = record.dagster_event
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            return f"run {run.run_id} {run.status.value}: {event.step_key}: {event.step_failure_data.error.message.strip()}"
+    messages = [record.message or (record.dagster_event.message or "") for record in events]
+    return f"run {run.run_id} {run.status.value}" + (f": {messages[-1]}" if messages and messages[-1] else "")
+
+
+def reconcile_sessions(instance, engine, *, since: datetime | None = None,
+                       now: datetime | None = None) -> dict[str, str]:
+    """Makes each session's status the truth once its runs have ended; returns {session: new status}.
+
+    - launched: when every run of its launch has ended — succeeded or failed from what is stored
+      if they all succeeded (the summary may not have run), else failed with the run's reason; a
+      launch without any run after LAUNCH_GRACE is failed;
+    - requested: a session run that ended FAILURE/CANCELED before the session was claimed (e.g.
+      a resource could not start) fails it with that run's reason. `since`: only runs updated
+      after it (the sensor passes its previous tick).
+    """
+    from heimdall_pipeline.db.sessions_repo import (  # the database layer loads with the first tick
+        InvalidTransitionError, finish_session, get_session, list_sessions, transition,
     )
+
+    now = now or datetime.now(timezone.utc)
+    changed: dict[str, str] = {}
+
+    def move(session_key: str, status: str | None, reason: str = "", launch_id: str | None = None) -> None:
+        try:
+            moved = (finish_session(engine, session_key, if_run_id=launch_id) if status is None
+                     else transition(engine, session_key, status, reason=reason, if_run_id=launch_id))
+        except InvalidTransitionError:
+            return  # someone else moved it meanwhile: their status stands
+        changed[session_key] = moved.status
+
+    for session in list_sessions(engine, status="launched"):
+        runs = launch_runs(instance, session.run_id)
+        if not runs:
+            if session.launched_at is not None and session.launched_at < now - LAUNCH_GRACE:
+                move(session.session_key, "failed", f"launch {session.run_id} started no run within "
+                     f"{LAUNCH_GRACE}", session.run_id)
+            continue
+        if not all(run.is_finished for run in runs):
+            continue
+        failed = [run for run in runs if run.status != DagsterRunStatus.SUCCESS]
+        if failed:
+            move(session.session_key, "failed", run_failure_reason(instance, failed[0]), session.run_id)
+        else:
+            move(session.session_key, None, launch_id=session.run_id)
+
+    ended = instance.get_runs(RunsFilter(job_name=session_job.name, statuses=[DagsterRunStatus.FAILURE,
+                                                                              DagsterRunStatus.CANCELED],
+                                         updated_after=since), limit=MAX_RECONCILED_RUNS)
+    for run in ended:
+        key = run.tags.get(SESSION_TAG)
+        session = get_session(engine, key) if key else None
+        if session is not None and session.status == "requested":
+            move(key, "failed", run_failure_reason(instance, run))
+    return changed
 
 
 def read_cursor(cursor: str | None) -> tuple[int, datetime | None]:
@@ -52,7 +142,8 @@ def write_cursor(after_id: int, tick: datetime) -> str:
 
 
 @sensor(job=session_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
-        description="Launches each requested session once: adds its partition and one run for all receivers.")
+        description="Launches each requested session once (its partition and one run per block of its "
+                    "receivers) and reconciles the status of sessions whose runs have ended.")
 def session_request_sensor(context: SensorEvaluationContext, database: HeimdallDatabase) -> SensorResult:
     from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first tick, not the code location
     from heimdall_pipeline.db.sessions_repo import requested_sessions
@@ -64,6 +155,11 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
     # session key) makes Dagster skip a request it has seen, so nothing is launched twice.
     after_id, last_tick = read_cursor(context.cursor)
     now = datetime.now(timezone.utc)
+    # Statuses first: a request whose run already failed is no longer pending.
+    reconciled = reconcile_sessions(context.instance, engine, now=now,
+                                    since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
+    if reconciled:
+        context.log.info("reconciled: " + ", ".join(f"{key} {status}" for key, status in reconciled.items()))
     pending = requested_sessions(engine, after_id=after_id, now=now, limit=MAX_SESSIONS_PER_TICK,
                                  since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
     registered = [receiver.id for receiver in list_receivers(engine)]
@@ -77,7 +173,8 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
         requests.append(receiver_partitions.build_add_request(new_receivers))
     if new_sessions:
         requests.append(session_partitions.build_add_request(new_sessions))
-    runs = [session_run_request(session.session_key, session.receiver_ids, receiver_keys) for session in pending]
+    runs = [request for session in pending
+            for request in session_run_requests(session, receiver_keys, sensor_launch_id(session.session_key))]
     if pending:
         context.log.info(f"{len(pending)} session request(s): {', '.join(s.session_key for s in pending)}")
     # A tick cut short by the limit hands over the lowest ids; the rest have higher ids than the
@@ -101,7 +198,7 @@ def recording_import_sensor(context: SensorEvaluationContext, database: Heimdall
     recordings.QUIET_PERIOD. The cursor keeps, per batch, the newest object time it has handled,
     so an unchanged refused batch is not read again; an imported batch is looked at until its
     uploads have moved (a batch gone from incoming/ leaves the cursor)."""
-    from heimdall_pipeline import recordings  # SQLAlchemy: loads with the first tick, not the code location
+    from heimdall_pipeline import recordings  # storage and database layers load with the first tick
     from heimdall_pipeline.db.sessions_repo import get_session
 
     engine = database.engine()

@@ -93,6 +93,7 @@ class Session:
     run_id: str | None = None
     archived_at: datetime | None = None
     archived_from_status: str | None = None  # what mark_restored puts back
+    status_reason: str | None = None  # why it has its status (e.g. a failure's cause)
 
     @property
     def expected_sample_count(self) -> int:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from typing import Any
 
-from heimdall_pipeline.storage.iq_format import capture_from_stored
+from heimdall_pipeline.storage.iq_format import capture_from_stored, metadata_sha256
 from heimdall_pipeline.storage.layout import (
     InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, spectrum_object_key,
     validate_key_part,
@@ -37,6 +38,10 @@ SHA_MISMATCH = "sha mismatch"
 MISSING_CAPTURE = "missing capture"
 NOT_REQUESTED = "object of a receiver not requested"
 FOREIGN_OBJECT = "object of another session"
+STORED_OUTCOME_WITHOUT_OBJECT = "session_captures says stored, no object"
+OBJECT_WITHOUT_OUTCOME = "object without a stored session_captures row"
+OUTCOME_SHA_MISMATCH = "sha256 differs from session_captures"
+STATUS_MISMATCH = "session status disagrees with what is stored"
 SPECTRUM_WITHOUT_CAPTURE = "spectrum without capture"
 UNFINISHED_UPLOAD = "unfinished multipart upload"
 # left-overs of an interrupted write that hold no data of their own: --repair removes them
@@ -61,10 +66,15 @@ class Mismatch:
 
 def compare_session(session_key: str, requested_receivers: Iterable[str], object_keys: Iterable[str],
                     row_receivers: Iterable[str], read: Callable[[str], bytes | None],
-                    uploads: Iterable[tuple[str, str]] = ()) -> list[Mismatch]:
+                    uploads: Iterable[tuple[str, str]] = (),
+                    outcomes: Mapping[str, Any] | None = None) -> list[Mismatch]:
     """Mismatches of one session. object_keys: every key under the session's prefix;
     row_receivers: receiver ids with a measurements row; read(key): the object's bytes or None;
-    uploads: (key, upload id) of the multipart uploads under the session's prefix not completed."""
+    uploads: (key, upload id) of the multipart uploads under the session's prefix not completed;
+    outcomes: the session's session_captures rows by receiver (CaptureOutcome). A session recorded
+    before that table existed has none and is compared without them; with them, a receiver whose
+    failure is recorded is consistent, and each stored object must match its 'stored' row."""
+    outcomes = outcomes or {}
     requested, rows = set(requested_receivers), set(row_receivers)
     npy: set[str] = set()
     meta: set[str] = set()
@@ -104,11 +114,22 @@ def compare_session(session_key: str, requested_receivers: Iterable[str], object
                     capture_from_stored(data, metadata, key_for_errors=npy_key)
                 except ValueError as exc:  # IntegrityError names the key
                     found.append(Mismatch(session_key, rid, SHA_MISMATCH, str(exc)))
+                outcome = outcomes.get(rid)
+                if outcomes and (outcome is None or outcome.status != "stored"):
+                    found.append(Mismatch(session_key, rid, OBJECT_WITHOUT_OUTCOME,
+                                          "no row" if outcome is None else f"row says {outcome.status}"))
+                elif outcome is not None and outcome.sha256 != metadata_sha256(metadata):
+                    found.append(Mismatch(session_key, rid, OUTCOME_SHA_MISMATCH,
+                                          f"row {outcome.sha256}, object {metadata_sha256(metadata)}"))
         if (has_npy or has_meta) and not has_row:
             found.append(Mismatch(session_key, rid, OBJECT_WITHOUT_ROW))
         if has_row and not has_npy:
             found.append(Mismatch(session_key, rid, ROW_WITHOUT_OBJECT, iq_object_key(session_key, rid)))
-        if rid in requested and not has_npy and not has_meta and not has_row:
+        recorded = outcomes.get(rid)
+        if recorded is not None and recorded.status == "stored" and not has_npy:
+            found.append(Mismatch(session_key, rid, STORED_OUTCOME_WITHOUT_OBJECT, iq_object_key(session_key, rid)))
+        if (rid in requested and not has_npy and not has_meta and not has_row
+                and not (recorded is not None and recorded.status == "failed")):
             found.append(Mismatch(session_key, rid, MISSING_CAPTURE))
         if rid not in requested and (has_npy or has_meta or has_row):
             found.append(Mismatch(session_key, rid, NOT_REQUESTED))
@@ -176,7 +197,9 @@ def list_unfinished_uploads(client, bucket: str, prefix: str) -> list[tuple[str,
 
 
 def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.db.sessions_repo import session_outcome
     from heimdall_pipeline.storage.object_store import error_code
 
     def read(key: str) -> bytes | None:
@@ -196,7 +219,14 @@ def verify_sessions(engine, client, bucket: str, records) -> VerifyReport:
         prefix = session_prefix(record.session_key)
         report.mismatches += compare_session(record.session_key, record.receiver_ids, list_keys(client, bucket, prefix),
                                              [row.receiver_id for row in rows], read,
-                                             list_unfinished_uploads(client, bucket, prefix))
+                                             list_unfinished_uploads(client, bucket, prefix),
+                                             outcomes_for_session(engine, record.session_key))
+        truth = record.archived_from_status if record.status == "archived" else record.status
+        if truth in ("succeeded", "failed"):
+            status, reason = session_outcome(engine, record)
+            if status != truth:
+                report.mismatches.append(Mismatch(record.session_key, None, STATUS_MISMATCH,
+                                                  f"status {truth}, stored: {status} ({reason})"))
         report.sessions_checked.append(record.session_key)
     return report
 

@@ -1,15 +1,34 @@
-"""raw_iq: each receiver's recording of a session, stored in S3 by the IQ IO manager."""
+"""raw_iq: each receiver's recording of a session, stored in S3 by the IQ IO manager, which
+records each receiver's outcome in session_captures."""
 
 from collections import defaultdict
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
-from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key
+from heimdall_pipeline.partitions import (
+    LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key,
+)
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
+
+
+class SessionRefusedError(Exception):
+    """The session cannot be recorded as requested (nothing was recorded)."""
+
+
+def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reason: str, run_id: str) -> Failure:
+    """Ends a claimed session `failed` with the reason before anything is recorded: each requested
+    receiver gets a 'failed' outcome naming it, then the status; returns the step's Failure."""
+    from heimdall_pipeline.db.captures_repo import failed_outcome, record_outcomes  # the database layer loads with the first run, not the code location
+    from heimdall_pipeline.db.sessions_repo import transition
+
+    record_outcomes(engine, [failed_outcome(session_key, rid, reason, error_type=SessionRefusedError.__name__,
+                                            run_id=run_id) for rid in receiver_ids])
+    transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
+    return Failure(reason)
 
 
 @asset(
@@ -23,12 +42,15 @@ from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live
 def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork,
            iq_store: IQStore) -> dict:
     from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
-    from heimdall_pipeline.db.sessions_repo import get_session, set_status
+    from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
 
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     partition_keys = context.partition_keys  # Dagster expands the range on every access
     per_partition_metadata = len(partition_keys) <= PER_PARTITION_METADATA_LIMIT
+    # The runs of one launch (the sensor's or `heimdall session run`'s) share its id; a run
+    # started by hand in the UI is its own launch.
+    launch_id = context.run.tags.get(LAUNCH_TAG, context.run_id)
     receivers_by_session: dict[str, list[str]] = defaultdict(list)
     for key in partition_keys:
         session_key, receiver_id = split_key(key)
@@ -36,20 +58,25 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
 
     outcomes: dict[str, object] = {}
     for session_key, receiver_ids in receivers_by_session.items():
-        session = get_session(engine, session_key)
-        if session is None:
+        if get_session(engine, session_key) is None:
             raise Failure(f"session {session_key!r} is not in the sessions table; request it with "
                           "`heimdall session request` or the request_session job")
-        unknown = [rid for rid in receiver_ids if rid in session.receiver_ids and rid not in registry]
+        # One launch per session at a time: a concurrent launch is refused before it records.
+        try:
+            session = claim_launch(engine, session_key, launch_id)
+        except SessionAlreadyLaunchedError as exc:
+            raise Failure(str(exc), metadata={"refusal": type(exc).__name__}) from exc
+        requested = [rid for rid in receiver_ids if rid in session.receiver_ids]
+        unknown = [rid for rid in requested if rid not in registry]
         if unknown:
-            raise Failure(f"session {session_key}: receivers {unknown} are not registered")
-        targets = [registry[rid] for rid in receiver_ids if rid in session.receiver_ids]
+            raise refuse_session(engine, session_key, requested, launch_id,
+                                 f"session {session_key}: receivers {unknown} are not registered", context.run_id)
+        targets = [registry[rid] for rid in requested]
         # Refuse before recording anything: a live receiver cannot re-record the past.
         try:
             check_live_window(session, targets)
         except LiveWindowClosedError as exc:
-            raise Failure(str(exc)) from exc
-        set_status(engine, session_key, "launched", run_id=context.run_id)
+            raise refuse_session(engine, session_key, requested, launch_id, str(exc), context.run_id) from exc
         acquisition = receiver_network.acquire(session, targets)
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
@@ -66,7 +93,8 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
             # A picture for people, beside the capture; the IO manager stores the data itself
             # and shows the picture with the partition's storage metadata.
             picture = iq_store.store_spectrum(capture) if per_partition_metadata else {}
-            outcomes[str(key)] = ReceiverCapture(registry[rid], capture, ui_metadata=picture)
+            outcomes[str(key)] = ReceiverCapture(registry[rid], capture, ui_metadata=picture,
+                                                 attempts=acquisition.attempts.get(rid, 1))
         context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "
                          f"{len(acquisition.errors)} failed, {len(receiver_ids) - len(targets)} not requested")
     return outcomes

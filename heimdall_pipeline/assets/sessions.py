@@ -4,31 +4,38 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 import math
 
 from dagster import (
-    AssetDep, AssetExecutionContext, AssetKey, AssetRecordsFilter, AutomationCondition, BackfillPolicy,
-    MaterializeResult, MetadataValue, MultiToSingleDimensionPartitionMapping, asset,
+    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult,
+    MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
 )
+# Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from heimdall_pipeline.partitions import partition_key_for, session_partitions
+from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
 per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
+RANGE_TAGS = (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
 
 
-def capture_failures(context: AssetExecutionContext, session_key: str, receiver_ids) -> dict[str, str]:
-    """Why requested receivers have no capture, from raw_iq's latest materialization metadata."""
-    keys = [str(partition_key_for(session_key, rid)) for rid in receiver_ids]
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("raw_iq"), asset_partitions=keys), limit=len(keys) * 4).records
-    reasons: dict[str, str] = {}
-    for record in records:  # newest first
-        materialization = record.asset_materialization
-        rid = materialization.partition.split("|")[0]
-        if rid in reasons:
-            continue
-        metadata = materialization.metadata
-        status = metadata.get("capture_status")
-        reasons[rid] = metadata["error"].value if status and status.value == "failed" and "error" in metadata else ""
-    return {rid: reason for rid, reason in reasons.items() if reason}
+def launch_runs(instance, launch_id: str | None) -> list:
+    """The runs of a launch, the newest of each partition range (a re-executed run replaces the
+    one it retried): those tagged with it, or the run whose id it is (a run started by hand in
+    the UI is its own launch)."""
+    if not launch_id:
+        return []
+    runs = instance.get_runs(RunsFilter(tags={LAUNCH_TAG: launch_id}))
+    if not runs and instance.has_run(launch_id):
+        runs = [instance.get_run_by_id(launch_id)]
+    latest = {}
+    for run in runs:  # newest first
+        latest.setdefault(tuple(run.tags.get(tag) for tag in RANGE_TAGS), run)
+    return list(latest.values())
+
+
+def launch_ended(instance, launch_id: str | None) -> bool:
+    """Whether the launch has runs and all of them have finished."""
+    runs = launch_runs(instance, launch_id)
+    return bool(runs) and all(run.is_finished for run in runs)
 
 
 @asset(
@@ -41,8 +48,11 @@ def capture_failures(context: AssetExecutionContext, session_key: str, receiver_
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",
 )
 def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) -> MaterializeResult:
-    from heimdall_pipeline.db.measurements_repo import measurements_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
-    from heimdall_pipeline.db.sessions_repo import get_session, set_status
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.db.sessions_repo import (
+        FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
+    )
 
     engine = database.engine()
     totals = {"sessions": 0, "succeeded": 0, "failed": 0}
@@ -53,11 +63,20 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         rows = measurements_for_session(engine, session_key)
         measured = {row.receiver_id for row in rows}
         missing = [rid for rid in record.receiver_ids if rid not in measured]
-        reasons = capture_failures(context, session_key, missing) if missing else {}
+        outcomes = outcomes_for_session(engine, session_key) if missing else {}
+        reasons = {rid: outcomes[rid].reason if rid in outcomes else "no capture stored" for rid in missing}
         detected = [row for row in rows if row.signal_detected and row.snr_db is not None]
         snrs = [row.snr_db for row in detected]
-        status = "succeeded" if rows else "failed"
-        set_status(engine, session_key, status)
+        status, reason = session_outcome(engine, record)
+        # A launched session is finished here only once every run of its launch has ended (another
+        # block may still record, or another launch may hold it); the sensor's reconciler finishes
+        # it otherwise. A finished one is recomputed (e.g. after a metrics backfill).
+        if record.status in FINISHED_STATUSES or (record.status == "launched"
+                                                  and launch_ended(context.instance, record.run_id)):
+            try:
+                transition(engine, session_key, status, reason=reason, if_run_id=record.run_id)
+            except InvalidTransitionError as exc:
+                context.log.warning(f"session {session_key}: status left as it is: {exc}")
         totals["sessions"] += 1
         totals[status] += 1
         table = "\n".join(
@@ -65,12 +84,12 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
             f"{row.power_text('signal')} | {row.power_text('noise')} | "
             f"{row.frequency_offset_hz if row.frequency_offset_hz is not None else float('nan'):.2f} |"
             for row in sorted(rows, key=lambda r: r.receiver_id))
-        failures = "\n".join(f"- **{rid}**: {reasons.get(rid) or 'no capture stored'}" for rid in missing)
+        failures = "\n".join(f"- **{rid}**: {reasons[rid]}" for rid in missing)
         context.add_asset_metadata({
             "status": status,
             "receivers_requested": len(record.receiver_ids),
             "receivers_measured": len(rows),
-            "receivers_failed": MetadataValue.json({rid: reasons.get(rid, "no capture stored") for rid in missing}),
+            "receivers_failed": MetadataValue.json(reasons),
             "signal_detected_at": len(detected),
             "snr_db_min": min(snrs) if snrs else math.nan,
             "snr_db_max": max(snrs) if snrs else math.nan,

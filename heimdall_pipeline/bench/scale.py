@@ -255,7 +255,7 @@ def measure_sensor(instance, engine, tag: str) -> dict:
     """One tick of session_request_sensor with 10 pending requests (launching nothing)."""
     from dagster import build_sensor_context
 
-    from heimdall_pipeline.db.sessions_repo import list_sessions, set_status
+    from heimdall_pipeline.db.sessions_repo import list_sessions, transition
     from heimdall_pipeline.resources import HeimdallDatabase
     from heimdall_pipeline.session_requests import request_session
     from heimdall_pipeline.sensors import session_request_sensor
@@ -273,7 +273,7 @@ def measure_sensor(instance, engine, tag: str) -> dict:
     timing = _timed(tick, repeat=3)
     # Leave no pending requests behind for the next size.
     for record in list_sessions(engine, status="requested"):
-        set_status(engine, record.session_key, "failed")
+        transition(engine, record.session_key, "failed", reason="benchmark request, never launched")
     return timing
 
 

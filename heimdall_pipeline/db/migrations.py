@@ -194,7 +194,33 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE localizations DROP CONSTRAINT localizations_pkey",
         "ALTER TABLE localizations ADD CONSTRAINT localizations_pkey PRIMARY KEY (session_key, method, time)",
     )),
-    Migration(4, "recording sessions name their upload batch and files; measurements keep the capture's timing", (
+    # Per-receiver outcomes live in the database, not only in Dagster's event log; a session's
+    # status carries its reason. Sessions recorded before have no rows here (restore and verify
+    # fall back to what is stored in S3 for them).
+    Migration(4, "session_captures (per-receiver outcome of a session); sessions.status_reason", (
+        "ALTER TABLE sessions ADD COLUMN status_reason text",
+        """
+        CREATE TABLE session_captures (
+            session_key text NOT NULL,
+            receiver_id text NOT NULL,
+            status text NOT NULL,
+            error_type text,
+            error_message text,
+            attempts integer NOT NULL DEFAULT 0,
+            bytes bigint,
+            sha256 text,
+            start_time timestamptz,
+            end_time timestamptz,
+            run_id text,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT session_captures_pkey PRIMARY KEY (session_key, receiver_id),
+            CONSTRAINT session_captures_status CHECK (status IN ('stored', 'failed', 'not_requested')),
+            CONSTRAINT session_captures_stored_has_object
+                CHECK (status <> 'stored' OR (bytes IS NOT NULL AND sha256 IS NOT NULL))
+        )
+        """,
+    )),
+    Migration(5, "recording sessions name their upload batch and files; measurements keep the capture's timing", (
         "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS recordings jsonb",
         "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS measured_sample_rate_hz double precision",
         "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS sample_rate_spread_hz double precision",
@@ -203,7 +229,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     # TDoA results: the per-pair lags are a list of objects (a JSON column, not one column per
     # pair); the method is one of the estimators in code.
-    Migration(5, "localization TDoA pair lags; localization methods checked", (
+    Migration(6, "localization TDoA pair lags; localization methods checked", (
         "ALTER TABLE localizations ADD COLUMN pair_lags jsonb",
         f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
         f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",

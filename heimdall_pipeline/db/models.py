@@ -12,6 +12,8 @@ describe the same schema for queries, and an integration test checks the two agr
   when the extension is available, a plain table otherwise. The primary key includes `time`, as a
   hypertable requires.
 - localizations: one row per session and method (hypertable on `time` = session start, likewise).
+- session_captures: the outcome of each requested receiver of a session (stored / failed /
+  not_requested), written by the step that stores the capture (db/captures_repo.py).
 
 The Measurement and Localization models are the one declaration of their columns: the row
 classes, the upserts and the value conversions in `rows.py` / `measurements_repo.py` derive
@@ -42,6 +44,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
+CAPTURE_STATUSES = ("stored", "failed", "not_requested")
 
 TZ = DateTime(timezone=True)
 
@@ -131,6 +134,34 @@ class Session(Base):
     archived_at: Mapped[datetime | None] = mapped_column(TZ, nullable=True)
     # the status a session had before it was archived, so mark_restored can put it back
     archived_from_status: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # why the session has its status (a failure's reason), set by sessions_repo.transition
+    status_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SessionCapture(Base):
+    """One receiver's outcome in one session. A 'stored' row is written only after the capture's
+    object and its metadata are in S3, so it never names a missing object."""
+
+    __tablename__ = "session_captures"
+    __table_args__ = (
+        PrimaryKeyConstraint("session_key", "receiver_id", name="session_captures_pkey"),
+        CheckConstraint("status IN ('stored', 'failed', 'not_requested')", name="session_captures_status"),
+        CheckConstraint("status <> 'stored' OR (bytes IS NOT NULL AND sha256 IS NOT NULL)",
+                        name="session_captures_stored_has_object"),
+    )
+
+    session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    receiver_id: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    error_type: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(Text, nullable=True)
+    start_time: Mapped[datetime | None] = mapped_column(TZ, nullable=True)  # first sample
+    end_time: Mapped[datetime | None] = mapped_column(TZ, nullable=True)    # after the last sample
+    run_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
 
 
 class Measurement(Base):
@@ -220,4 +251,5 @@ websdrs = WebSDR.__table__
 sessions = Session.__table__
 measurements = Measurement.__table__
 localizations = Localization.__table__
+session_captures = SessionCapture.__table__
 schema_migrations = SchemaMigration.__table__

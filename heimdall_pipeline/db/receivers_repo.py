@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from heimdall_pipeline.db.migrations import ensure_schema
-from heimdall_pipeline.db.models import websdrs
+from heimdall_pipeline.db.models import sessions, websdrs
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
 
 RECEIVER_FIELDS = tuple(f.name for f in dataclasses.fields(Receiver))
@@ -37,6 +37,25 @@ class DuplicateReceiverError(ValueError):
     def __init__(self, receiver_id: str):
         self.receiver_id = receiver_id
         super().__init__(f"receiver {receiver_id!r} already exists; use update_receiver to change it")
+
+
+# What a session needs of a receiver when it records and analyses it. While a session that uses
+# the receiver is pending (requested or launched), these are not changed: the edit is refused
+# rather than the receiver snapshotted into the session, so the registry stays the one place a
+# receiver is described (a snapshot would be a second copy that the recorded SigMF metadata, the
+# localization and the UI could disagree with). Names and the active flag may change at any time.
+RECORDING_FIELDS = tuple(name for name in RECEIVER_FIELDS if name not in ("name", "location_name", "is_active"))
+PENDING_SESSION_STATUSES = ("requested", "launched")
+
+
+class ReceiverInUseError(ValueError):
+    """An edit of what pending sessions need of a receiver is refused."""
+
+    def __init__(self, receiver_id: str, fields: list[str], session_keys: list[str]):
+        self.receiver_id, self.session_keys = receiver_id, session_keys
+        shown = ", ".join(session_keys[:5]) + (f" and {len(session_keys) - 5} more" if len(session_keys) > 5 else "")
+        super().__init__(f"receiver {receiver_id!r}: {', '.join(fields)} cannot change while pending sessions use it "
+                         f"({shown}); edit it after they have run")
 
 
 def _row_values(receiver: Receiver) -> dict[str, Any]:
@@ -118,7 +137,15 @@ def update_receiver(engine: sa.Engine, receiver_id: str, **changes: Any) -> Rece
         row = conn.execute(sa.select(websdrs).where(websdrs.c.id == receiver_id).with_for_update()).first()
         if row is None:
             raise UnknownReceiverError(receiver_id)
-        merged = dataclasses.replace(_to_receiver(row), **changes)
+        current = _to_receiver(row)
+        merged = dataclasses.replace(current, **changes)
+        changed = [name for name in RECORDING_FIELDS if getattr(merged, name) != getattr(current, name)]
+        if changed:
+            pending = conn.execute(sa.select(sessions.c.session_key).where(
+                sessions.c.status.in_(PENDING_SESSION_STATUSES),
+                sa.literal(receiver_id) == sa.any_(sessions.c.receiver_ids)).order_by(sessions.c.id)).scalars().all()
+            if pending:
+                raise ReceiverInUseError(receiver_id, changed, list(pending))
         values = _row_values(merged)
         values.pop("id")
         conn.execute(sa.update(websdrs).where(websdrs.c.id == receiver_id).values(values))

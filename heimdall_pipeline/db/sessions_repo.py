@@ -1,6 +1,7 @@
 """Recording sessions (table `sessions`): requested by the CLI/launchpad, launched by a sensor.
 
-Lifecycle: requested -> launched -> succeeded | failed -> archived (and back by mark_restored).
+Lifecycle: requested -> launched -> succeeded | failed -> archived (and back by mark_restored);
+`transition` is the one writer of the status (ALLOWED_FROM lists the moves).
 Rows are read and written as `sessions.Session`, whose fields are the table's columns: `_row_values`
 and `_to_session` are the one mapping. Naive datetimes are taken as UTC.
 """
@@ -117,40 +118,71 @@ def requested_sessions(engine: sa.Engine, *, after_id: int = 0, since: datetime 
         return [_to_session(row) for row in conn.execute(stmt)]
 
 
-def mark_launched(engine: sa.Engine, session_key: str, run_id: str | None = None) -> bool:
-    """requested -> launched as a compare-and-set: True only for the one caller that made the
-    transition (concurrent callers for the same session: exactly one gets True). The sensor does
-    not call it: its run key keeps a session to one run."""
-    ensure_schema(engine)
-    stmt = (sa.update(sessions)
-            .where(sessions.c.session_key == session_key, sessions.c.status == "requested")
-            .values(status="launched", launched_at=sa.func.now(), run_id=run_id)
-            .returning(sessions.c.id))
-    with engine.begin() as conn:
-        return conn.execute(stmt).first() is not None
+# The one writer of a session's status: every change goes through `transition` (or the batch
+# forms mark_archived / mark_restored below), as a compare-and-set on the current status.
+# A finished session may be launched again (a re-run rewrites its objects and rows).
+ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    "launched": ("requested", "succeeded", "failed"),
+    "succeeded": ("launched", "succeeded", "failed"),
+    "failed": ("requested", "launched", "succeeded", "failed"),
+    "archived": FINISHED_STATUSES,
+}
 
 
-def set_status(engine: sa.Engine, session_key: str, status: str, *, run_id: str | None = None) -> None:
-    """Sets any status (UnknownSessionError if no such session). 'archived' also stamps archived_at."""
+class InvalidTransitionError(ValueError):
+    def __init__(self, session: Session, status: str, why: str = ""):
+        self.session, self.status = session, status
+        super().__init__(f"session {session.session_key!r} cannot go from {session.status!r} to {status!r}"
+                         + (f": {why}" if why else f" (allowed from: {', '.join(ALLOWED_FROM.get(status, ())) or 'nothing'})"))
+
+
+class SessionAlreadyLaunchedError(InvalidTransitionError):
+    """Another launch of the session is in progress: one run per session at a time."""
+
+    def __init__(self, session: Session):
+        super().__init__(session, "launched", f"it is already launched (launch {session.run_id}, since "
+                         f"{session.launched_at:%Y-%m-%d %H:%M:%S} UTC); one launch per session at a time")
+
+
+def transition(engine: sa.Engine, session_key: str, status: str, *, reason: str | None = None,
+               run_id: str | None = None, if_run_id: str | None = None) -> Session:
+    """Moves a session to `status` if ALLOWED_FROM permits it from its current status (and, with
+    `if_run_id`, only if that launch is still the session's), in one UPDATE; returns the session.
+    InvalidTransitionError (or SessionAlreadyLaunchedError) otherwise, UnknownSessionError if absent.
+    """
     ensure_schema(engine)
-    _check_status(status)
-    values: dict[str, Any] = {"status": status}
+    if _check_status(status) not in ALLOWED_FROM or status == "archived":
+        raise ValueError(f"transition() does not set {status!r}: use mark_archived / mark_restored")
+    values: dict[str, Any] = {"status": status, "status_reason": reason}
     if run_id is not None:
         values["run_id"] = run_id
-    if status == "archived":
-        values["archived_at"] = sa.func.now()
-        values["archived_from_status"] = sa.case(
-            (sessions.c.status == "archived", sessions.c.archived_from_status), else_=sessions.c.status)
-    else:
-        values["archived_at"] = None
-        values["archived_from_status"] = None
     if status == "launched":
-        values["launched_at"] = sa.func.coalesce(sessions.c.launched_at, sa.func.now())
+        values["launched_at"] = sa.func.now()
+    allowed = sessions.c.status.in_(ALLOWED_FROM[status])
+    if status == "launched" and run_id is not None:
+        # the same launch may claim again (each run of a launch, a retried step)
+        allowed = sa.or_(allowed, sa.and_(sessions.c.status == "launched", sessions.c.run_id == run_id))
+    condition = [sessions.c.session_key == session_key, allowed]
+    if if_run_id is not None:
+        condition.append(sessions.c.run_id == if_run_id)
     with engine.begin() as conn:
-        row = conn.execute(sa.update(sessions).where(sessions.c.session_key == session_key)
-                           .values(values).returning(sessions.c.id)).first()
-    if row is None:
+        row = conn.execute(sa.update(sessions).where(*condition).values(values).returning(*sessions.c)).first()
+    if row is not None:
+        return _to_session(row)
+    current = get_session(engine, session_key)
+    if current is None:
         raise UnknownSessionError(session_key)
+    if status == "launched" and current.status == "launched":
+        raise SessionAlreadyLaunchedError(current)
+    raise InvalidTransitionError(current, status, f"launch {if_run_id} is no longer the session's"
+                                 if if_run_id is not None and current.run_id != if_run_id else "")
+
+
+def claim_launch(engine: sa.Engine, session_key: str, launch_id: str) -> Session:
+    """requested/succeeded/failed -> launched under `launch_id` (the runs of one launch carry it in
+    their heimdall/launch tag), as a compare-and-set: of concurrent launches of one session exactly
+    one wins; the others get SessionAlreadyLaunchedError before anything is recorded."""
+    return transition(engine, session_key, "launched", run_id=launch_id)
 
 
 def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = None,
@@ -218,3 +250,31 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
             if added is None:
                 raise DuplicateReceiverError(receiver.id)
         return _insert_requested(conn, session)
+
+
+def session_outcome(engine: sa.Engine, session: Session) -> tuple[str, str]:
+    """(status, reason) of a recorded session from what is stored: succeeded when at least one
+    requested receiver has a measurements row; the reason counts them and names each missing
+    receiver's cause from session_captures."""
+    from heimdall_pipeline.db.captures_repo import outcomes_for_session
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+
+    measured = {row.receiver_id for row in measurements_for_session(engine, session.session_key)}
+    outcomes = outcomes_for_session(engine, session.session_key)
+    requested = list(session.receiver_ids)
+    missing = [rid for rid in requested if rid not in measured]
+    status = "succeeded" if len(missing) < len(requested) else "failed"
+    reason = f"{len(requested) - len(missing)} of {len(requested)} receivers measured"
+    if missing:
+        reason += "; " + "; ".join(
+            f"{rid}: {outcomes[rid].reason if rid in outcomes else 'no capture stored'}" for rid in missing)
+    return status, reason
+
+
+def finish_session(engine: sa.Engine, session_key: str, *, if_run_id: str | None = None) -> Session:
+    """launched (or finished, when recomputed) -> succeeded | failed by session_outcome."""
+    session = get_session(engine, session_key)
+    if session is None:
+        raise UnknownSessionError(session_key)
+    status, reason = session_outcome(engine, session)
+    return transition(engine, session_key, status, reason=reason, if_run_id=if_run_id)

@@ -2,19 +2,25 @@
 
 Dagster's UPath-based managers refuse an output that covers several partitions; this one takes
 the asset's value as a dict keyed by partition key ("receiver|session"). Values: a
-ReceiverCapture to store, or None / an AcquisitionFailure for a partition without a capture
-(nothing is written for it; its status goes into the partition's metadata).
+ReceiverCapture to store, an AcquisitionFailure for a requested receiver without a capture, or
+None for a receiver the session did not request.
+
+Each partition's outcome goes into session_captures (db/captures_repo.py) in this order: the
+capture's object, then its metadata object, then its 'stored' row; a capture that could not be
+recorded or stored gets a 'failed' row. The partition's UI metadata is built from the same outcome.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_key
+from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 
@@ -42,27 +48,74 @@ class StoredCaptures(Mapping):
         return read_ahead(self._store.load_capture, self._keys, self._store.read_ahead)
 
 
+def outcome_metadata(outcome) -> dict[str, Any]:
+    """What the UI shows of a partition without a stored capture."""
+    if outcome.status == "failed":
+        return {"capture_status": "failed", "error": outcome.reason, "attempts": outcome.attempts}
+    return {"capture_status": outcome.status}
+
+
 class S3IQIOManager(ConfigurableIOManager):
     store: IQStore
+    database: HeimdallDatabase
 
     def handle_output(self, context: OutputContext, obj: dict[str, Any]) -> None:
         if not isinstance(obj, dict):
             raise TypeError(f"raw_iq must be a dict of partition key to capture, got {type(obj).__name__}")
-        captures = {key: value for key, value in obj.items() if isinstance(value, ReceiverCapture)}
+        from heimdall_pipeline.db.captures_repo import (  # the database layer loads with the first run
+            CaptureOutcome, failed_outcome, record_outcomes,
+        )
+
+        engine = self.database.engine()
+        run_id = context.run_id
+
+        def store(item: tuple[str, ReceiverCapture]) -> tuple[dict[str, Any] | None, BaseException | None]:
+            key, value = item
+            session_key, receiver_id = split_key(key)
+            try:
+                stored = self.store.store_capture(value)
+            except Exception as exc:  # noqa: BLE001 - recorded as this receiver's outcome, raised below
+                record_outcomes(engine, [failed_outcome(session_key, receiver_id, exc, attempts=value.attempts,
+                                                        run_id=run_id)])
+                return None, exc
+            capture = value.capture
+            record_outcomes(engine, [CaptureOutcome(
+                session_key, receiver_id, "stored", attempts=value.attempts, bytes=stored["bytes"],
+                sha256=stored["sha256"], start_time=capture.start_time,
+                end_time=capture.start_time + timedelta(seconds=capture.duration_s), run_id=run_id)])
+            return stored, None
+
+        captures = [(key, value) for key, value in obj.items() if isinstance(value, ReceiverCapture)]
         with ThreadPoolExecutor(max_workers=self.store.parallel_transfers) as pool:
-            stored = dict(zip(captures, pool.map(self.store.store_capture, captures.values())))
+            results = dict(zip((key for key, _ in captures), pool.map(store, captures)))
+        others: dict[str, Any] = {}
+        for key, value in obj.items():
+            if isinstance(value, ReceiverCapture):
+                continue
+            session_key, receiver_id = split_key(key)
+            others[key] = (CaptureOutcome(session_key, receiver_id, "not_requested", run_id=run_id) if value is None
+                           else failed_outcome(session_key, receiver_id, value.message, error_type=value.error_type,
+                                               attempts=value.attempts, run_id=run_id))
+        record_outcomes(engine, others.values())
+        stored = {key: result for key, (result, _) in results.items() if result is not None}
         if len(obj) <= PER_PARTITION_METADATA_LIMIT:
             for key, value in obj.items():
-                metadata = {**stored[key], **value.ui_metadata} if key in stored else (
-                    {"capture_status": "failed", "error": f"{value.error_type}: {value.message}"}
-                    if value is not None else {"capture_status": "not_requested"})
+                if key in stored:
+                    metadata = {**stored[key], **value.ui_metadata}
+                elif key in results:
+                    metadata = {"capture_status": "failed", "error": f"{type(results[key][1]).__name__}: {results[key][1]}"}
+                else:
+                    metadata = outcome_metadata(others[key])
                 context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
         context.add_output_metadata({
-            "stored": len(captures),
-            "failed": sum(1 for v in obj.values() if v is not None and not isinstance(v, ReceiverCapture)),
+            "stored": len(stored),
+            "failed": sum(1 for o in others.values() if o.status == "failed") + len(results) - len(stored),
             "bucket": self.store.bucket,
             "bytes_total": sum(m["bytes"] for m in stored.values()),
         })
+        errors = [error for _, error in results.values() if error is not None]
+        if errors:  # the step fails; each receiver's outcome is recorded above
+            raise errors[0]
 
     def load_input(self, context: InputContext) -> StoredCaptures:
         return StoredCaptures(self.store, [str(key) for key in context.asset_partition_keys])

@@ -62,11 +62,12 @@ def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any | Mappi
                                 region_name=value("HEIMDALL_S3_REGION"), **(s3 or {}))
     iq_store = IQStore(s3=s3, bucket=value("HEIMDALL_S3_BUCKET"),
                        public_endpoint_url=value("HEIMDALL_S3_PUBLIC_ENDPOINT_URL"), **options.get("iq_store", {}))
+    database = HeimdallDatabase(url=value("HEIMDALL_DATABASE_URL"), **options.get("database", {}))
     return {
         "s3": s3,
         "iq_store": iq_store,
-        "iq_io_manager": S3IQIOManager(store=iq_store, **options.get("iq_io_manager", {})),
-        "database": HeimdallDatabase(url=value("HEIMDALL_DATABASE_URL"), **options.get("database", {})),
+        "iq_io_manager": S3IQIOManager(store=iq_store, database=database, **options.get("iq_io_manager", {})),
+        "database": database,
         "receiver_network": ReceiverNetwork(kiwisdr_password=value("HEIMDALL_KIWISDR_PASSWORD"),
                                             **options.get("receiver_network", {})),
         "survey": SurveySettings(**options.get("survey", {})),

@@ -78,6 +78,7 @@ class ReceiverCapture:
     receiver: "Receiver"
     capture: Capture
     ui_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    attempts: int = 1  # tries it took to record
 
 
 from heimdall_pipeline.receivers import Receiver  # noqa: E402  (type used above, no cycle)

@@ -360,6 +360,14 @@ def _gps_timestamp(row: list[Any]) -> GpsTimestamp:
                         has_solution=bool(has_solution), fix_age_s=None if fix_age is None else int(fix_age))
 
 
+def metadata_sha256(metadata_json: bytes | str) -> str | None:
+    """The SHA-256 of the .npy that a stored SigMF metadata records (None if unreadable)."""
+    try:
+        return str(json.loads(metadata_json)["global"]["heimdall:sha256"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for_errors: str) -> Capture:
     """Inverse of encode_capture: rebuilds the Capture, verifying heimdall:sha256 and the sample count."""
     where = f"'{key_for_errors}'" if key_for_errors else "stored capture"

@@ -117,6 +117,14 @@ def test_postgres_stopped_during_metrics_write(private_services, private_engine,
     assert pg.start()
     # Nothing of the interrupted transaction survived, though all 7 rows had been inserted in it.
     assert count_measurements(engine, session_key=record.session_key) == 0
+    # The session does not stay launched: once the database is back, the reconciler fails it
+    # with the run's reason.
+    from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.sensors import reconcile_sessions
+
+    assert get_session(engine, record.session_key).status == "launched"
+    assert reconcile_sessions(fresh_instance, engine)[record.session_key] == "failed"
+    assert "receiver_metrics" in get_session(engine, record.session_key).status_reason
     # raw_iq was stored before the fault: the re-run measures it, exactly one row per partition.
     for _ in range(2):
         again = run_session_in_process(build_defs(env), fresh_instance, engine, record.session_key)

@@ -15,23 +15,32 @@ from heimdall_pipeline_tests.faults.conftest import build_defs, request
 pytestmark = pytest.mark.faults
 
 
-def test_compare_session_names_each_kind_of_mismatch():
+def stored_objects(receivers) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Session s1's .npy and metadata objects of these receivers, and each capture's SHA-256."""
     from datetime import datetime, timezone
 
     import numpy as np
 
-    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
     from heimdall_pipeline.sources.capture import Capture
     from heimdall_pipeline.storage.iq_format import encode_capture
 
     objects: dict[str, bytes] = {}
-    for rx in DEFAULT_RECEIVERS[:4]:
+    sha256: dict[str, str] = {}
+    for rx in receivers:
         capture = Capture(session_key="s1", receiver_id=rx.id, samples=np.ones(64, np.complex64),
                           sample_rate_hz=12000.0, center_frequency_hz=7.1e6,
                           start_time=datetime(2026, 1, 1, tzinfo=timezone.utc), source_kind="simulated")
         encoded = encode_capture(capture, rx, dataset_name=f"websdr_{rx.id}.npy")
         objects[iq_object_key("s1", rx.id)] = encoded.npy_bytes
         objects[metadata_object_key("s1", rx.id)] = encoded.metadata_json
+        sha256[rx.id] = encoded.sha256
+    return objects, sha256
+
+
+def test_compare_session_names_each_kind_of_mismatch():
+    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
+
+    objects, _ = stored_objects(DEFAULT_RECEIVERS[:4])
     f5len, ph0m, g0mjw, hb9q = (r.id for r in DEFAULT_RECEIVERS[:4])
     del objects[iq_object_key("s1", ph0m)]                                  # metadata without npy
     objects[iq_object_key("s1", g0mjw)] = objects[iq_object_key("s1", g0mjw)][:-8] + b"\0" * 8  # sha
@@ -48,6 +57,27 @@ def test_compare_session_names_each_kind_of_mismatch():
     }
     assert verify.compare_session("s1", [f5len], {k: v for k, v in objects.items() if f5len in k}, [f5len],
                                   objects.get) == []
+
+
+def test_verify_compares_objects_with_session_captures():
+    """A recorded failure is consistent; a 'stored' row must have its object with the same
+    SHA-256, and an object needs its 'stored' row."""
+    from heimdall_pipeline.db.captures_repo import CaptureOutcome, failed_outcome
+    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
+
+    objects, sha = stored_objects(DEFAULT_RECEIVERS[:3])
+    a, b, c = (r.id for r in DEFAULT_RECEIVERS[:3])
+    outcomes = {
+        a: CaptureOutcome("s1", a, "stored", bytes=1, sha256=sha[a]),
+        b: CaptureOutcome("s1", b, "stored", bytes=1, sha256="0" * 64),      # another object's hash
+        "hb9sl": failed_outcome("s1", "hb9sl", "timed out", error_type="Timeout"),  # recorded failure
+        "dk0ghz": CaptureOutcome("s1", "dk0ghz", "stored", bytes=1, sha256="1" * 64),  # object gone
+    }                                                                        # c: object, no row
+    requested = [a, b, c, "hb9sl", "dk0ghz"]
+    found = verify.compare_session("s1", requested, objects, [a, b, c], objects.get, outcomes=outcomes)
+    assert {(m.receiver_id, m.kind) for m in found} == {
+        (b, verify.OUTCOME_SHA_MISMATCH), (c, verify.OBJECT_WITHOUT_OUTCOME),
+        ("dk0ghz", verify.STORED_OUTCOME_WITHOUT_OBJECT), ("dk0ghz", verify.MISSING_CAPTURE)}
 
 
 def test_verify_command_finds_what_was_broken(shared_services_env, engine, instance, s3_client, capsys):
@@ -99,7 +129,7 @@ def _verify_cli(capsys, *argv: str) -> tuple[int, str]:
 
 def test_verify_reports_and_repairs_what_an_interrupted_session_leaves(shared_services_env, engine, instance,
                                                                        s3_client, capsys):
-    from heimdall_pipeline.db.sessions_repo import set_status
+    from heimdall_pipeline.db.sessions_repo import claim_launch, finish_session
 
     env = shared_services_env
     bucket = env["HEIMDALL_S3_BUCKET"]
@@ -119,10 +149,10 @@ def test_verify_reports_and_repairs_what_an_interrupted_session_leaves(shared_se
     assert "heimdall verify --repair" in out
 
     # a session that may still be writing is left alone
-    set_status(engine, key, "launched")
+    claim_launch(engine, key, "test:still-writing")
     code, out = _verify_cli(capsys, key, "--repair")
     assert code == 1 and "not repaired: session is launched" in out and "REPAIRED" not in out, out
-    set_status(engine, key, "succeeded")
+    assert finish_session(engine, key).status == "succeeded"
 
     code, out = _verify_cli(capsys, key, "--repair")
     assert code == 0, out

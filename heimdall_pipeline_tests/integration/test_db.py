@@ -274,18 +274,24 @@ def test_sessions_lifecycle(scratch_engine):
     assert future_id not in [r.id for r in due]
     assert [r.id for r in srepo.requested_sessions(scratch_engine, after_id=ids[0], limit=1)] == [ids[1]]
 
-    assert srepo.mark_launched(scratch_engine, "lifecycle-0", run_id="run-1") is True
-    assert srepo.mark_launched(scratch_engine, "lifecycle-0", run_id="run-2") is False
-    launched = srepo.get_session(scratch_engine, "lifecycle-0")
+    launched = srepo.claim_launch(scratch_engine, "lifecycle-0", "run-1")
     assert launched.status == "launched" and launched.run_id == "run-1" and launched.launched_at
+    assert srepo.claim_launch(scratch_engine, "lifecycle-0", "run-1").run_id == "run-1"  # the same launch again
+    with pytest.raises(srepo.SessionAlreadyLaunchedError, match="already launched"):
+        srepo.claim_launch(scratch_engine, "lifecycle-0", "run-2")
     assert "lifecycle-0" not in [r.session_key for r in srepo.requested_sessions(scratch_engine)]
 
-    srepo.set_status(scratch_engine, "lifecycle-0", "succeeded")
-    srepo.set_status(scratch_engine, "lifecycle-1", "failed")
+    srepo.transition(scratch_engine, "lifecycle-0", "succeeded", reason="2 of 2 receivers measured")
+    failed = srepo.transition(scratch_engine, "lifecycle-1", "failed", reason="refused: live window closed")
+    assert (failed.status, failed.status_reason) == ("failed", "refused: live window closed")
     with pytest.raises(srepo.InvalidSessionStatusError):
-        srepo.set_status(scratch_engine, "lifecycle-0", "done")
+        srepo.transition(scratch_engine, "lifecycle-0", "done")
+    with pytest.raises(srepo.InvalidTransitionError, match="'requested' to 'succeeded'"):
+        srepo.transition(scratch_engine, "lifecycle-2", "succeeded")  # never launched
+    with pytest.raises(srepo.InvalidTransitionError, match="no longer the session's"):
+        srepo.transition(scratch_engine, "lifecycle-0", "failed", if_run_id="run-0")  # an older launch
     with pytest.raises(srepo.UnknownSessionError):
-        srepo.set_status(scratch_engine, "missing", "failed")
+        srepo.transition(scratch_engine, "missing", "failed")
 
     finished = srepo.list_sessions(scratch_engine, status=["succeeded", "failed"],
                                    older_than=timedelta(minutes=1))
@@ -303,14 +309,18 @@ def test_sessions_lifecycle(scratch_engine):
     assert restored.status == "failed" and restored.archived_at is None
 
 
-def test_concurrent_mark_launched_exactly_once(scratch_engine):
+def test_concurrent_launch_claims_exactly_once(scratch_engine):
     srepo.insert_session(scratch_engine, a_session("race-1", scheduled_for=T0))
     barrier = threading.Barrier(4)
     results = []
 
     def launch(i):
         barrier.wait()
-        results.append(srepo.mark_launched(scratch_engine, "race-1", run_id=f"run-{i}"))
+        try:
+            srepo.claim_launch(scratch_engine, "race-1", f"run-{i}")
+            results.append(True)
+        except srepo.SessionAlreadyLaunchedError:
+            results.append(False)
 
     threads = [threading.Thread(target=launch, args=(i,)) for i in range(4)]
     for t in threads:
