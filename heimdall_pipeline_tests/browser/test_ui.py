@@ -111,14 +111,23 @@ def test_session_requested_from_launchpad_is_launched_by_sensor(page, dagster_ui
     record = get_session(ui_engine, session_key)
     assert record is not None and sorted(record.receiver_ids) == sorted(RECEIVERS)
 
-    # The daemon ticks the sensor (minimum interval 15 s), which launches one run for the session.
-    session_runs = wait_until(f"session_request_sensor to launch {session_key}",
-                              lambda: runs(dagster_ui, tags=[{"key": "heimdall/session", "value": session_key}]))
-    assert len(session_runs) == 1 and session_runs[0]["jobName"] == "session_job"
-    session_run_id = session_runs[0]["runId"]
-    tags = {tag["key"]: tag["value"] for tag in session_runs[0]["tags"]}
-    assert tags["dagster/sensor_name"] == "session_request_sensor"
-    assert all(tags.get(f"heimdall/receiver.{rid}") == "1" for rid in RECEIVERS)
+    # The daemon ticks the sensor (minimum interval 15 s), which launches the session: one run per
+    # contiguous block of its receivers in partition order, each receiver in exactly one run.
+    def receivers_of(run: dict) -> list[str]:
+        prefix = "heimdall/receiver."
+        return [tag["key"][len(prefix):] for tag in run["tags"] if tag["key"].startswith(prefix)]
+
+    def all_session_runs():
+        found = runs(dagster_ui, tags=[{"key": "heimdall/session", "value": session_key}])
+        covered = sorted(rid for run in found for rid in receivers_of(run))
+        return found if covered == sorted(RECEIVERS) else None
+
+    session_runs = wait_until(f"session_request_sensor to launch every receiver of {session_key}", all_session_runs)
+    for run in session_runs:
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert run["jobName"] == "session_job"
+        assert tags["dagster/sensor_name"] == "session_request_sensor"
+    session_run_ids = [run["runId"] for run in session_runs]
 
     def sensor_state():
         return gql(dagster_ui, """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
@@ -128,11 +137,12 @@ def test_session_requested_from_launchpad_is_launched_by_sensor(page, dagster_ui
 
     assert sensor_state()["status"] == "RUNNING"
     # The tick records its run ids when it finishes, which can be just after the run exists.
-    wait_until("a sensor tick naming the session run",
-               lambda: any(session_run_id in tick["runIds"] for tick in sensor_state()["ticks"]), timeout_s=120)
+    wait_until("sensor ticks naming the session's runs",
+               lambda: set(session_run_ids) <= {rid for tick in sensor_state()["ticks"] for rid in tick["runIds"]},
+               timeout_s=120)
 
-    assert wait_for_run(dagster_ui, session_run_id) == "SUCCESS"
-    page.goto(f"{dagster_ui}/runs/{session_run_id}")
+    assert [wait_for_run(dagster_ui, run_id) for run_id in session_run_ids] == ["SUCCESS"] * len(session_run_ids)
+    page.goto(f"{dagster_ui}/runs/{session_run_ids[0]}")
     page.get_by_text("Success").first.wait_for(timeout=60_000)
     screenshot(page, artifacts, "2_session_run_success")
     assert get_session(ui_engine, session_key).status in ("launched", "succeeded")

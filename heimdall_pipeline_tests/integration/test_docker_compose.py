@@ -14,17 +14,30 @@ import yaml
 from heimdall_pipeline import settings
 
 DOCKER = settings.REPO_ROOT / "docker"
-CODE = settings.REPO_ROOT / "heimdall_pipeline"
 HEIMDALL_IMAGE_SERVICES = ("user_code", "webserver", "daemon")
 EXPECTED_SERVICES = {"minio", "minio_init", "timescaledb", *HEIMDALL_IMAGE_SERVICES}
 
 
+class _RecordingEnvironment(dict):
+    """An environment that notes every variable asked for and answers each with a placeholder."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, name, default=None):
+        self.asked.add(name)
+        return f"placeholder-for-{name}"
+
+
 def env_vars_read_by_code() -> set[str]:
-    """Every EnvVar("...") the Dagster definitions bind resources to (the code's contract)."""
-    names = set()
-    for path in CODE.rglob("*.py"):
-        names.update(re.findall(r'EnvVar\(\s*"([A-Z0-9_]+)"\s*\)', path.read_text()))
-    return names
+    """Every variable the resources are built from (the code's contract), asked of build_resources,
+    the one function the code location, the CLI and the tests build them with."""
+    from heimdall_pipeline.resources import build_resources
+
+    environment = _RecordingEnvironment()
+    build_resources(environment)
+    return environment.asked
 
 
 def env_vars_read_by_instance(path: Path) -> set[str]:
