@@ -15,7 +15,7 @@ Figures (medians of --repeat runs, at least 5, with min/max):
   session_peak_rss            peak RSS added by one session (child process) vs IQ bytes  target <= 2x
   import_time                 importing the code location in a fresh process
                               vs importing dagster + dagster_aws.s3 alone   target <= 1.25x
-  tdoa_real                   TDoA of the shared DCF77 recordings (skipped when absent): error km,
+  tdoa_real                   TDoA of the shared DCF77 recordings (test data in heimdall_pipeline_tests/data): error km,
                               pair lag errors us, solve time; vs hcab14/TDoA's 6.6 km  target <= 2 km
   tdoa_sim                    TDoA of 30 simulated transmitters at 10 dB SNR: median error km,
                               95 % coverage            target median <= 1 km, coverage >= 90 %

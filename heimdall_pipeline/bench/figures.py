@@ -655,7 +655,7 @@ HCAB14_TDOA_DCF77_ERROR_KM = 6.6
 def shared_dcf77_directory():
     from heimdall_pipeline import settings
 
-    return settings.REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
+    return settings.REPO_ROOT / "heimdall_pipeline_tests" / "data" / "dcf77-20200813"
 
 
 def whole_span_correlation(directory) -> tuple[float, dict[str, float]]:

@@ -7,7 +7,7 @@ import argparse
 import json
 import math
 
-from heimdall_pipeline.bench.figures import ALL_FIGURES, shared_dcf77_directory
+from heimdall_pipeline.bench.figures import ALL_FIGURES
 
 
 def _finite(value) -> bool:
@@ -24,9 +24,7 @@ def test_bench_quick_writes_every_figure(embedded_services, engine, tmp_path, ca
     assert doc["errors"] == {}, doc["errors"]
     assert code == 0
     assert doc["quick"] is True
-    # tdoa_real needs the shared recordings beside the repository (skipped with the reason otherwise)
-    expected = set(ALL_FIGURES) - (set() if (shared_dcf77_directory() / "receivers.json").is_file() else {"tdoa_real"})
-    assert set(doc["figures"]) == expected
+    assert set(doc["figures"]) == set(ALL_FIGURES)
     machine = doc["machine"]
     assert machine["cores"] >= 1 and machine["memory_mb"] > 0 and machine["versions"]["dagster"]
     for fid, figure in doc["figures"].items():

@@ -18,14 +18,12 @@ from heimdall_pipeline import recordings
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
-from heimdall_pipeline.settings import REPO_ROOT
 from heimdall_pipeline.storage import kiwi_wav
 from heimdall_pipeline.storage.iq_format import time_model_of
 from heimdall_pipeline.storage.layout import IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, metadata_object_key
 from heimdall_pipeline_tests.runs import run_session_in_process
+from heimdall_pipeline_tests.data import DCF77_DIR as DCF77
 
-DCF77 = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
-pytestmark = pytest.mark.skipif(not DCF77.is_dir(), reason=f"shared recordings not found at {DCF77}")
 STATIONS = ("HB9ODP", "JO51xl", "pa0rdt")
 
 

@@ -12,10 +12,10 @@ from heimdall_pipeline import recordings
 from heimdall_pipeline.db.measurements_repo import get_localization
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.session_requests import request_session
-from heimdall_pipeline.settings import REPO_ROOT
 from heimdall_pipeline.storage.layout import localization_object_key
 from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s
 from heimdall_pipeline_tests.runs import run_session_in_process
+from heimdall_pipeline_tests.data import DCF77_DIR as DCF77
 
 CENTER_HZ = 7.1e6
 
@@ -87,10 +87,6 @@ def test_a_carrier_is_not_localizable_by_tdoa_and_falls_back_to_received_power(d
     assert metadata["method"] == "rss" and metadata["tdoa"] == tdoa.reason and "![localization](" in metadata["map"]
 
 
-DCF77 = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
-
-
-@pytest.mark.skipif(not DCF77.is_dir(), reason=f"shared recordings not found at {DCF77}")
 def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key):
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""

@@ -2,7 +2,6 @@
 
 import struct
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +26,9 @@ from heimdall_pipeline.storage.kiwi_wav import (
     write_kiwi_wav,
     write_recording,
 )
+from heimdall_pipeline_tests.data import DCF77_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DCF77_DIR = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
 NAME = "20200813T065220Z_77500_HB9ODP_iq.wav"
-
-
-def needs_recordings():
-    if not DCF77_DIR.is_dir():
-        pytest.skip(f"shared DCF77 recordings not found at {DCF77_DIR}")
 
 
 def synthetic_file(n_frames=6, seed=1):
@@ -134,7 +127,6 @@ def test_file_name_round_trip():
 
 @pytest.mark.parametrize("receiver,n_samples", [("HB9ODP", 360960), ("JO51xl", 354816), ("pa0rdt", 356352)])
 def test_real_dcf77_files(receiver, n_samples):
-    needs_recordings()
     path = DCF77_DIR / f"20200813T065220Z_77500_{receiver}_iq.wav"
     rec = read_kiwi_wav(path)
     assert rec.name.receiver == receiver and rec.name.frequency_hz == 77500.0
@@ -153,7 +145,6 @@ def test_real_dcf77_files(receiver, n_samples):
 
 
 def test_recording_as_a_capture_keeps_its_gnss_time():
-    needs_recordings()
     from heimdall_pipeline.storage.kiwi_wav import recording_capture
 
     rec = read_kiwi_wav(DCF77_DIR / "20200813T065220Z_77500_JO51xl_iq.wav")

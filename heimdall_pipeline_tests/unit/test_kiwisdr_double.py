@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -13,10 +12,10 @@ import pytest
 
 from heimdall_pipeline.sources.kiwisdr import capture_iq, decode_snd_frame, parse_msg
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav
+from heimdall_pipeline_tests.data import DCF77_DIR
 from heimdall_pipeline_tests.kiwisdr_server import FakeKiwiSDR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RECORDINGS = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
+RECORDINGS = DCF77_DIR
 TUNE = "SET mod=iq low_cut=-5000 high_cut=5000 freq=7100.000"
 AGC = "SET agc=0 hang=0 thresh=-100 slope=6 decay=1000 manGain=50"
 AR_OK = "SET AR OK in=12000 out=44100"
@@ -103,7 +102,6 @@ def test_smeter_follows_the_level():
     assert levels[10000] - levels[1000] == pytest.approx(20.0, abs=0.2)
 
 
-@pytest.mark.skipif(not RECORDINGS.is_dir(), reason=f"the shared recordings are not at {RECORDINGS}")
 @pytest.mark.parametrize("station", ["HB9ODP", "JO51xl", "pa0rdt"])
 def test_replay_of_a_real_recording_is_captured_bit_for_bit(station):
     path = RECORDINGS / f"20200813T065220Z_77500_{station}_iq.wav"

@@ -11,13 +11,11 @@ import pytest
 from heimdall_pipeline import recordings
 from heimdall_pipeline.assets.metrics import measurement_row
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-from heimdall_pipeline.settings import REPO_ROOT
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
 from heimdall_pipeline.storage import kiwi_wav
 from heimdall_pipeline.storage.iq_format import encode_capture, time_model_of
+from heimdall_pipeline_tests.data import DCF77_DIR as DCF77
 
-DCF77 = REPO_ROOT.parent / "shared" / "recordings" / "dcf77-20200813"
-needs_dcf77 = pytest.mark.skipif(not DCF77.is_dir(), reason=f"shared recordings not found at {DCF77}")
 RECEIVER = DEFAULT_RECEIVERS[0]
 START = datetime(2026, 11, 23, 13, 26, tzinfo=timezone.utc)
 
@@ -68,7 +66,6 @@ def test_a_dbm_capture_is_scaled_to_full_scale_on_export_never_clipped(tmp_path)
     assert back.timestamps == capture.gps_timestamps
 
 
-@needs_dcf77
 def test_kiwirecorder_default_name_needs_a_receiver_name():
     data = (DCF77 / "20200813T065220Z_77500_HB9ODP_iq.wav").read_bytes()
     positions = json.dumps({"receivers": {"HB9ODP": {"latitude": 46.5, "longitude": 8.8}}}).encode()

@@ -4,7 +4,6 @@ accuracy, and the sessions TDoA must refuse (never an invented point)."""
 import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,18 +17,12 @@ from heimdall_pipeline.sources.simulator import Transmitter, receiver_characteri
 from heimdall_pipeline.tdoa import localize_tdoa, timed_capture
 from heimdall_pipeline.storage.kiwi_wav import KiwiWavRecording, read_kiwi_wav, recording_capture
 from heimdall_pipeline.tdoa.accuracy import real_recordings_figure, recording_positions, simulated_figure
+from heimdall_pipeline_tests.data import DCF77_DIR
 
-DCF77_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "recordings" / "dcf77-20200813"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def needs_recordings():
-    if not DCF77_DIR.is_dir():
-        pytest.skip(f"shared DCF77 recordings not found at {DCF77_DIR}")
-
-
 def test_real_dcf77_within_2_km_with_each_pairs_lag_error():
-    needs_recordings()
     figure = real_recordings_figure(DCF77_DIR)
     assert figure["localized"], figure["reason"]
     assert figure["error_km"] < 2.0
@@ -64,7 +57,6 @@ def _faster_clock(recording: KiwiWavRecording, ppm: float) -> KiwiWavRecording:
 
 
 def test_receiver_whose_clock_is_far_off_the_header_rate_is_used():
-    needs_recordings()
     receivers, truth = recording_positions(DCF77_DIR)
     captures = []
     for name, ppm in (("HB9ODP", 100.0), ("JO51xl", 0.0), ("pa0rdt", -60.0)):
