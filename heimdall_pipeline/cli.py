@@ -35,10 +35,14 @@ def _services(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine():
+def _resources() -> dict:
     from heimdall_pipeline.resources import build_resources
 
-    return build_resources(os.environ)["database"].engine()
+    return build_resources(os.environ)
+
+
+def _engine():
+    return _resources()["database"].engine()
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -159,30 +163,31 @@ def _session_import(args: argparse.Namespace) -> int:
     """Checks the files here, uploads them as a batch and imports it the way the sensor does."""
     from pathlib import Path
 
-    from heimdall_pipeline import recordings
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.recordings import bucket, importer
+    from heimdall_pipeline.recordings.plan import RecordingImportError, plan_import
     from heimdall_pipeline.sessions import new_session_key
 
-    engine = _engine()
+    resources = _resources()
+    engine, store = resources["database"].engine(), resources["iq_store"]
     paths = [Path(p) for p in args.files]
     positions = Path(args.receivers) if args.receivers else None
     batch = args.key or new_session_key(prefix="imp")
     try:
         # every file is checked before anything is uploaded or stored
-        recordings.plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
+        plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
                                positions=positions.read_bytes() if positions else None, receiver_name=args.receiver)
-        store = recordings.bucket_store()
-        recordings.upload_batch(store, batch, paths, positions)
-        session = recordings.import_batch(engine, store, batch, receiver_name=args.receiver,
-                                          requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
-    except recordings.RecordingImportError as exc:
+        bucket.upload_batch(store, batch, paths, positions)
+        session = importer.import_batch(engine, store, batch, receiver_name=args.receiver,
+                                        requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
+    except RecordingImportError as exc:
         print(f"heimdall: {exc}", file=sys.stderr)
         return 2
     print(f"session {session.session_key}: {len(session.receiver_ids)} recording(s) of "
           f"{session.center_frequency_hz:g} Hz from {session.scheduled_for.isoformat()}, batch incoming/{batch}/")
     code = _session_run(argparse.Namespace(key=session.session_key))
-    if recordings.finish_batch(store, get_session(engine, session.session_key)):
+    if bucket.finish_batch(store, get_session(engine, session.session_key)):
         print(f"  uploads verified against the stored captures (SHA-256) and moved to imported/{batch}/")
     else:
         print(f"  uploads stay in incoming/{batch}/: not every capture is stored and verified yet")
@@ -195,17 +200,16 @@ def _session_export(args: argparse.Namespace) -> int:
 
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
-    from heimdall_pipeline.partitions import partition_key_for
-    from heimdall_pipeline.recordings import bucket_store, export_capture
+    from heimdall_pipeline.recordings.export import export_capture
 
-    engine = _engine()
+    resources = _resources()
+    engine, store = resources["database"].engine(), resources["iq_store"]
     session = get_session(engine, args.key)
     if session is None:
         print(f"heimdall: unknown session {args.key!r}", file=sys.stderr)
         return 2
     directory = Path(args.kiwi_wav)
     directory.mkdir(parents=True, exist_ok=True)
-    store = bucket_store()
     registry = {r.id: r for r in list_receivers(engine)}
     scales = {}
     for receiver_id in session.receiver_ids:

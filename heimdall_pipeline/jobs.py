@@ -51,7 +51,7 @@ class SessionConfig(Config):
     transmitter: TransmitterConfig | None = Field(default=None, description="Simulated sessions only")
 
     def request_fields(self) -> dict:
-        """The keyword arguments of `validate_session_request` (empty transmitter fields left out)."""
+        """The keyword arguments of `validation.validate_session_request` (empty transmitter fields left out)."""
         fields = self.model_dump()
         if fields["transmitter"] is not None:
             fields["transmitter"] = {k: v for k, v in fields["transmitter"].items() if v is not None}

@@ -1,9 +1,9 @@
 """Receivers: what a receiver is, how it is validated, and the default European network.
 
-Pure domain code: no Dagster, no database. The registry table (db/models.py) stores exactly these
-fields; `Receiver.validated()` is the one place a row is checked before it is stored or used. What
-depends on the kind (its URL schemes, its default frequency range) comes from the kind's source
-in sources/registry.py.
+A noun: no source kind, no database, no Dagster. The registry table (db/models.py) stores exactly
+these fields; `validation.validate_receiver` is the one place a receiver is checked before it is
+stored or used, with what depends on its kind (URL schemes, default frequency range) from the
+kind's source in sources/registry.py.
 """
 
 from __future__ import annotations
@@ -44,57 +44,6 @@ class Receiver:
     max_channels: int = 4
     min_frequency_hz: float = 0.0
     max_frequency_hz: float | None = None
-
-    @property
-    def frequency_range_hz(self) -> tuple[float, float]:
-        """Its own range, the top defaulting to what its kind's source can tune."""
-        return _registry().get_source(self.kind).frequency_range_hz(self)
-
-    def can_tune(self, frequency_hz: float) -> bool:
-        low, high = self.frequency_range_hz
-        return low <= frequency_hz <= high
-
-    def validated(self) -> "Receiver":
-        """Returns self if every field is acceptable, else raises InvalidReceiverError."""
-        if not isinstance(self.id, str) or not RECEIVER_ID_PATTERN.fullmatch(self.id):
-            raise InvalidReceiverError(
-                "id", f"{self.id!r} must be 1-40 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
-            )
-        if not self.name or len(self.name) > 200:
-            raise InvalidReceiverError("name", "must be 1-200 characters")
-        for field in ("name", "location_name", "url"):
-            if has_control_characters(getattr(self, field) or ""):
-                # ESC, newline and the like would rewrite a terminal that lists the registry
-                raise InvalidReceiverError(field, f"{getattr(self, field)!r} contains control characters")
-        registry = _registry()
-        try:
-            source = registry.get_source(self.kind)
-        except registry.UnknownSourceKindError as exc:
-            raise InvalidReceiverError("kind", str(exc)) from None
-        source.validate_receiver(self)
-        if not -90.0 <= float(self.latitude) <= 90.0:
-            raise InvalidReceiverError("latitude", f"{self.latitude} is outside -90..90 degrees")
-        if not -180.0 <= float(self.longitude) <= 180.0:
-            raise InvalidReceiverError("longitude", f"{self.longitude} is outside -180..180 degrees")
-        if not -500.0 <= float(self.altitude_m) <= 10000.0:
-            raise InvalidReceiverError("altitude_m", f"{self.altitude_m} is outside -500..10000 m")
-        if not float(self.timeout_seconds) > 0:
-            raise InvalidReceiverError("timeout_seconds", f"{self.timeout_seconds} must be positive")
-        if int(self.retry_count) < 0 or int(self.retry_count) > 10:
-            raise InvalidReceiverError("retry_count", f"{self.retry_count} must be 0..10")
-        if int(self.max_channels) < 1:
-            raise InvalidReceiverError("max_channels", f"{self.max_channels} must be at least 1")
-        low, high = self.frequency_range_hz
-        if not 0 <= low < high:
-            raise InvalidReceiverError("max_frequency_hz", f"range {low}..{high} Hz is empty or negative")
-        return self
-
-
-def _registry():
-    # imported when used: every source module imports Receiver from here
-    from heimdall_pipeline.sources import registry
-
-    return registry
 
 
 def _sim(rid: str, name: str, place: str, lat: float, lon: float, alt: float) -> Receiver:

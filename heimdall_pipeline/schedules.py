@@ -2,18 +2,10 @@
 
 import os
 
-from dagster import ConfigurableResource, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
-from pydantic import Field
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from heimdall_pipeline.jobs import request_session_job
-
-
-class SurveySettings(ConfigurableResource):
-    """What the survey records: one session per tick, frequencies taken in turn."""
-
-    frequencies_hz: list[float] = Field(default=[7.1e6, 10.1e6, 14.2e6], description="Frequencies in turn")
-    duration_s: float = Field(default=10.0)
-    sample_rate_hz: float = Field(default=12000.0)
+from heimdall_pipeline.resources.survey import SurveySettings
 
 
 @schedule(cron_schedule=os.environ.get("HEIMDALL_SURVEY_CRON", "*/10 * * * *"), job=request_session_job,

@@ -14,11 +14,14 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.jobs import session_job
+from heimdall_pipeline.recordings import bucket
+from heimdall_pipeline.recordings.plan import RecordingImportError
 from heimdall_pipeline.partitions import (
     LAUNCH_TAG, SESSION_TAG, partition_key_for, receiver_blocks, receiver_partitions, session_partitions,
 )
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.storage.layout import INCOMING_ROOT
 
 MAX_SESSIONS_PER_TICK = 100
 # Ids are handed out when a request's transaction starts, so one that commits late can appear
@@ -195,40 +198,40 @@ def read_import_cursor(cursor: str | None) -> dict[str, str]:
 def recording_import_sensor(context: SensorEvaluationContext, database: HeimdallDatabase,
                             iq_store: IQStore) -> SensorResult:
     """A batch is complete when it holds `_complete` or nothing in it changed for
-    recordings.QUIET_PERIOD. The cursor keeps, per batch, the newest object time it has handled,
+    bucket.QUIET_PERIOD. The cursor keeps, per batch, the newest object time it has handled,
     so an unchanged refused batch is not read again; an imported batch is looked at until its
     uploads have moved (a batch gone from incoming/ leaves the cursor)."""
-    from heimdall_pipeline import recordings  # storage and database layers load with the first tick
-    from heimdall_pipeline.db.sessions_repo import get_session
+    from heimdall_pipeline.db.sessions_repo import get_session  # the database layer (SQLAlchemy) loads with the first tick
+    from heimdall_pipeline.recordings.importer import import_batch
 
     engine = database.engine()
     handled = read_import_cursor(context.cursor)
     now = datetime.now(timezone.utc)
     cursor: dict[str, str] = {}
-    for batch in recordings.incoming_batches(iq_store):
-        objects = recordings.batch_objects(iq_store, recordings.INCOMING_ROOT, batch)
+    for batch in bucket.incoming_batches(iq_store):
+        objects = bucket.batch_objects(iq_store, INCOMING_ROOT, batch)
         if not objects:
             continue
         newest = max(o["LastModified"] for o in objects).isoformat()
         state = handled.get(batch, "")
         names = {o["Key"].rsplit("/", 1)[-1] for o in objects}
-        if state == f"refused:{newest}" or recordings.ERRORS_FILE in names:
+        if state == f"refused:{newest}" or bucket.ERRORS_FILE in names:
             cursor[batch] = f"refused:{newest}"
             continue
         session = get_session(engine, batch)
         if session is not None and (session.recordings or {}).get("batch") == batch:
-            if recordings.finish_batch(iq_store, session):
+            if bucket.finish_batch(iq_store, session):
                 context.log.info(f"batch {batch}: captures verified, uploads moved to imported/{batch}/")
             else:
                 cursor[batch] = f"imported:{newest}"
             continue
-        if not recordings.batch_is_complete(objects, now):
+        if not bucket.batch_is_complete(objects, now):
             continue
         try:
-            session = recordings.import_batch(engine, iq_store, batch, requested_by="recording_import_sensor")
-        except recordings.RecordingImportError as exc:
+            session = import_batch(engine, iq_store, batch, requested_by="recording_import_sensor")
+        except RecordingImportError as exc:
             context.log.warning(str(exc))
-            recordings.report_errors(iq_store, exc)
+            bucket.report_errors(iq_store, exc)
             cursor[batch] = f"refused:{newest}"
             continue
         context.log.info(f"batch {batch}: session {session.session_key} requested with "

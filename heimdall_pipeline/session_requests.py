@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from heimdall_pipeline.sessions import Session, default_receivers, validate_session_request
+from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.validation import default_receivers, validate_session_request
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

@@ -62,6 +62,7 @@ from aiohttp import WSMsgType, web
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, samples_to_int16
+from heimdall_pipeline.validation import validate_receiver
 
 RETUNE_DELAY_S = 1.5  # rx_sound.cpp: DOUBLE_SET_DELAY after the first frequency set
 SMETER_TIME_CONSTANT_S = 0.01  # rx_sound.cpp: ATTACK_TIMECONST
@@ -226,7 +227,7 @@ class FakeKiwiSDR:
         values: dict[str, Any] = dict(id=rid, name=f"Fake KiwiSDR {rid}", url=self.url, kind="kiwisdr",
                                       location_name="localhost", latitude=47.0, longitude=8.0)
         values.update(fields)
-        return Receiver(**values).validated()
+        return validate_receiver(Receiver(**values))
 
     def sent_iq(self, connection: int | None = None) -> np.ndarray:
         """complex64 (int16 units) of every IQ sample sent on a connection (default: the last)."""

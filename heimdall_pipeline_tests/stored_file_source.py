@@ -14,7 +14,7 @@ from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources import registry
 from heimdall_pipeline.sources.acquisition import AcquisitionError
 from heimdall_pipeline.sources.base import Source
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 
 
 class StoredFileSource(Source):
@@ -23,7 +23,7 @@ class StoredFileSource(Source):
     live = False
     default_max_frequency_hz = 30e6
 
-    async def capture(self, session, receiver, *, password=""):
+    async def capture(self, session, receiver, io):
         path = Path(urlparse(receiver.url).path)
         if not path.is_file():
             raise AcquisitionError(receiver.id, f"no stored recording at {path}")

@@ -2,16 +2,18 @@
 records each receiver's outcome in session_captures."""
 
 from collections import defaultdict
+from functools import partial
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
 from heimdall_pipeline.partitions import (
     LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key,
 )
+from heimdall_pipeline.capture import ReceiverCapture
+from heimdall_pipeline.recordings.bucket import read_upload
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
-from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
 
 
@@ -77,7 +79,7 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
             check_live_window(session, targets)
         except LiveWindowClosedError as exc:
             raise refuse_session(engine, session_key, requested, launch_id, str(exc), context.run_id) from exc
-        acquisition = receiver_network.acquire(session, targets)
+        acquisition = receiver_network.acquire(session, targets, read_upload=partial(read_upload, iq_store))
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
                                 f"after {failure.attempts} attempt(s)")

@@ -12,6 +12,8 @@ from dagster import AssetDep, AssetExecutionContext, AutomationCondition, Backfi
 from heimdall_pipeline.assets.sessions import per_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
 from heimdall_pipeline.partitions import partition_key_for, session_partitions
+from heimdall_pipeline.recordings.bucket import read_upload
+from heimdall_pipeline.recordings.plan import POSITIONS_FILE
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import localization_object_key
@@ -19,8 +21,8 @@ from heimdall_pipeline.storage.layout import localization_object_key
 if TYPE_CHECKING:
     from heimdall_pipeline.tdoa import TdoaResult, TimedCapture
 
-# The TDoA chain (scipy), the recordings (SQLAlchemy) and the database layer load with the first
-# run, not with the code location.
+# The TDoA chain (scipy) and the database layer (SQLAlchemy) load with the first run, not with the
+# code location.
 
 SIMULATED_KIND = "simulated"
 # Receivers without GNSS-disciplined tuning (and the simulator's +-0.5 ppm oscillators) may sit up
@@ -81,8 +83,6 @@ def shadowing_sigma_db(record, registry) -> float:
 def known_transmitter(record, iq_store: IQStore) -> tuple[float, float] | None:
     """The transmitter's true position when the session knows it: a simulated session's
     transmitter, or the `transmitter` of an imported batch's positions file (reference recordings)."""
-    from heimdall_pipeline.recordings import POSITIONS_FILE, read_upload
-
     tx = record.transmitter or {}
     batch = (record.recordings or {}).get("batch")
     if tx.get("latitude") is None and batch is not None:

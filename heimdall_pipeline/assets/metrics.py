@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeR
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.storage.iq_format import capture_time_model
 from heimdall_pipeline.storage.layout import iq_object_key
 

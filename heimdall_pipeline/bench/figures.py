@@ -182,7 +182,7 @@ def session_figure(b: Bench) -> Figure:
     from heimdall_pipeline.definitions import defs
     from heimdall_pipeline.runner import ensure_partitions
     from heimdall_pipeline.sensors import sensor_launch_id, session_run_requests
-    from heimdall_pipeline.sources.capture import ReceiverCapture
+    from heimdall_pipeline.capture import ReceiverCapture
     from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
 
@@ -293,7 +293,7 @@ class _StubOutputContext:
 
 
 def io_figure(b: Bench) -> Figure:
-    from heimdall_pipeline.sources.capture import ReceiverCapture
+    from heimdall_pipeline.capture import ReceiverCapture
     from heimdall_pipeline.storage.iq_format import encode_capture
     from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
 

@@ -4,7 +4,7 @@ The tables are created by the versioned migrations in `migrations.py` (explicit 
 describe the same schema for queries, and an integration test checks the two agree.
 
 - websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
-  `Receiver.validated()` so a row written by hand is held to the same rules, except `kind`: the
+  `validation.validate_receiver` so a row written by hand is held to the same rules, except `kind`: the
   kinds are the sources registered in code (sources/registry.py), checked by `validated()`).
 - sessions: recording-session requests and their lifecycle
   (requested -> launched -> succeeded|failed -> archived).
@@ -48,7 +48,7 @@ CAPTURE_STATUSES = ("stored", "failed", "not_requested")
 
 TZ = DateTime(timezone=True)
 
-# The unit of a capture's samples (sources/capture.py): mW at the antenna, or the ADC's full scale.
+# The unit of a capture's samples (capture.py): mW at the antenna, or the ADC's full scale.
 POWER_UNITS = ("dBm", "dBFS")
 LOCALIZATION_METHODS = ("rss", "tdoa")  # received power; time difference of arrival
 # The dBm columns hold dBm only: a dBm capture fills them (and no dBFS figure); a dBFS capture

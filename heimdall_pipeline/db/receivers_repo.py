@@ -1,6 +1,6 @@
 """The receiver registry (table `websdrs`), read and written as `receivers.Receiver` objects.
 
-Every write goes through `Receiver.validated()` first (the table's check constraints are a second
+Every write goes through `validation.validate_receiver` first (the table's check constraints are a second
 line of defence). All SQL is parameterised: a name such as "x'); DROP TABLE websdrs;--" is stored
 verbatim. Every function ensures the schema exists (migrating once per process).
 """
@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import sessions, websdrs
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
+from heimdall_pipeline.validation import validate_receiver
 
 RECEIVER_FIELDS = tuple(f.name for f in dataclasses.fields(Receiver))
 
@@ -59,7 +60,7 @@ class ReceiverInUseError(ValueError):
 
 
 def _row_values(receiver: Receiver) -> dict[str, Any]:
-    r = receiver.validated()
+    r = validate_receiver(receiver)
     return {
         "id": r.id,
         "name": r.name,

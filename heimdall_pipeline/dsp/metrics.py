@@ -1,6 +1,6 @@
 """Signal metrics of one IQ capture: noise floor, signal power, full-band SNR, frequency offset.
 
-Pure numpy/scipy. Units follow the Heimdall power convention (sources/capture.py): samples are
+Pure numpy/scipy. Units follow the Heimdall power convention (capture.py): samples are
 complex baseband with mean|x|^2 in mW, so powers come out in dBm and densities in dBm/Hz.
 
 Definitions

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from heimdall_pipeline.sources.capture import GpsTimestamp
+from heimdall_pipeline.capture import GpsTimestamp
 
 GPS_EPOCH = datetime(1980, 1, 6, tzinfo=timezone.utc)
 UNIX_TO_GPS_EPOCH_S = 315_964_800  # seconds from 1970-01-01 to 1980-01-06 (no leap seconds in UTC arithmetic)

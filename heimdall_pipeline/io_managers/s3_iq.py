@@ -22,7 +22,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_key
 from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
-from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
+from heimdall_pipeline.capture import Capture, ReceiverCapture
 
 
 class StoredCaptures(Mapping):

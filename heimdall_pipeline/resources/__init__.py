@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from heimdall_pipeline import settings
 from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.receiver_network import ReceiverNetwork
 
@@ -34,11 +35,11 @@ def build_resources(environ: Mapping[str, str] | None = None, *, s3: Any | Mappi
     """
     from dagster import EnvVar
 
-    from heimdall_pipeline import settings
+    # the S3 side (dagster_aws, boto3) loads when resources are built, not with HeimdallDatabase
     from heimdall_pipeline.io_managers.s3_iq import S3IQIOManager
     from heimdall_pipeline.resources.iq_store import IQStore
     from heimdall_pipeline.resources.s3 import HeimdallS3Resource
-    from heimdall_pipeline.schedules import SurveySettings
+    from heimdall_pipeline.resources.survey import SurveySettings
 
     unknown = set(options) - {"iq_store", "iq_io_manager", "database", "receiver_network", "survey"}
     if unknown:

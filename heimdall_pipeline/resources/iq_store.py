@@ -20,7 +20,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from heimdall_pipeline.partitions import split_key
-from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
+from heimdall_pipeline.capture import Capture, ReceiverCapture
 from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
 from heimdall_pipeline.storage.layout import (

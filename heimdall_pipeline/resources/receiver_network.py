@@ -4,8 +4,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.acquisition import SessionAcquisition, acquire_session, run_blocking
 from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.sources.acquisition import SessionAcquisition, acquire_session, run_blocking
+from heimdall_pipeline.sources.base import CaptureIO, UploadReader
 from heimdall_pipeline.sources.dispatch import capture_function
 
 
@@ -15,9 +16,12 @@ class ReceiverNetwork(ConfigurableResource):
     kiwisdr_password: str = Field(default="", description="Password for receivers that require one (KiwiSDRs)")
     retry_backoff_base_s: float = Field(default=0.5, description="First retry waits up to this long")
 
-    def acquire(self, session: Session, receivers: Sequence[Receiver]) -> SessionAcquisition:
+    def acquire(self, session: Session, receivers: Sequence[Receiver], *,
+                read_upload: UploadReader | None = None) -> SessionAcquisition:
         """All receivers at once, each with its own timeout and retries; failures are reported,
-        never allowed to lose the other receivers' captures."""
+        never allowed to lose the other receivers' captures. read_upload: the bucket's uploaded
+        recordings, for receivers recorded by the `recording` kind."""
+        io = CaptureIO(password=self.kiwisdr_password, read_upload=read_upload)
         return run_blocking(lambda: acquire_session(
-            receivers, capture_function(session, password=self.kiwisdr_password),
+            receivers, capture_function(session, io),
             retry_backoff_base_s=self.retry_backoff_base_s), name=f"acquire-{session.session_key}")

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 
 __all__ = [
     "AcquisitionError",

@@ -15,15 +15,27 @@ read stored files (e.g. kiwirecorder WAV files named by receiver.url).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 from urllib.parse import urlparse
 
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sessions import InvalidSessionRequestError, Session
 
-if TYPE_CHECKING:
-    from heimdall_pipeline.sessions import Session
+# (batch, file name) -> the uploaded file's bytes, None when it is not there
+UploadReader = Callable[[str, str], "bytes | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureIO:
+    """What the edge (the Dagster resources, a CLI command) hands a source to record with: a source
+    never builds connections or reads secrets from the environment itself."""
+
+    password: str = ""  # for receivers that require one (KiwiSDRs); from the environment, never stored
+    read_upload: UploadReader | None = None  # the bucket's uploaded recordings (the `recording` kind)
 
 
 class Source(abc.ABC):
@@ -45,7 +57,7 @@ class Source(abc.ABC):
     # True when a receiver's URL must name a host
     url_needs_host: ClassVar[bool] = False
     # False for a source that only replays a receiver's own recordings: such receivers join a
-    # session only when named (sessions.default_receivers)
+    # session only when named (validation.default_receivers)
     records_requested_sessions: ClassVar[bool] = True
 
     def frequency_range_hz(self, receiver: Receiver) -> tuple[float, float]:
@@ -61,12 +73,10 @@ class Source(abc.ABC):
         if self.url_needs_host and not parsed.hostname:
             raise InvalidReceiverError("url", f"{receiver.url!r} has no host")
 
-    def validate_session(self, session: "Session", receiver: Receiver) -> None:
+    def validate_session(self, session: Session, receiver: Receiver) -> None:
         """Raises InvalidSessionRequestError naming the field when this source cannot record
         `receiver` for `session` (wrong receiver kind, frequency outside its range, a sample rate
         it does not deliver)."""
-        from heimdall_pipeline.sessions import InvalidSessionRequestError
-
         if receiver.kind != self.kind and not self.records_any_receiver:
             raise InvalidSessionRequestError(
                 "source_kind", f"receiver {receiver.id!r} is a {receiver.kind} receiver and cannot be "
@@ -85,7 +95,7 @@ class Source(abc.ABC):
                                   f"{receiver.id!r} (only {allowed} Hz)")
 
     @abc.abstractmethod
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
-        """Records `receiver` for `session`. Raises AcquisitionError (transient or not) when it
-        cannot; the acquisition policy applies the time limit and retries around this call.
-        password: for receivers that require one (from the environment, never stored)."""
+    async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
+        """Records `receiver` for `session` with what the edge gave it (`io`). Raises
+        AcquisitionError (transient or not) when it cannot; the acquisition policy applies the
+        time limit and retries around this call."""

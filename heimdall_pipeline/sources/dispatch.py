@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.sources.acquisition import AcquisitionError, CaptureOne
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sources.base import CaptureIO
+from heimdall_pipeline.sources.registry import source_for
 
 # A live capture may start a little before its scheduled time and finish a while after
 # (queueing, retries); outside that window the moment is gone.
@@ -31,7 +33,7 @@ def check_live_window(session: Session, receivers: Sequence[Receiver], now: date
     if opens <= now <= closes:
         return
     for receiver in receivers:
-        source = session.source_for(receiver)
+        source = source_for(session, receiver)
         if source.live:
             raise LiveWindowClosedError(
                 receiver.id,
@@ -41,12 +43,12 @@ def check_live_window(session: Session, receivers: Sequence[Receiver], now: date
             )
 
 
-def capture_function(session: Session, *, password: str = "") -> CaptureOne:
+def capture_function(session: Session, io: CaptureIO = CaptureIO()) -> CaptureOne:
     """The `capture_one(receiver, attempt)` coroutine for the acquisition policy: each receiver
-    by its source from the registry."""
+    by its source from the registry, with the I/O the edge gives (`io`)."""
 
     async def capture_one(receiver: Receiver, attempt: int) -> Capture:
         check_live_window(session, [receiver])
-        return await session.source_for(receiver).capture(session, receiver, password=password)
+        return await source_for(session, receiver).capture(session, receiver, io)
 
     return capture_one

@@ -69,7 +69,7 @@ import scipy.signal
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.acquisition import AcquisitionError, AcquisitionTimeoutError
-from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.capture import Capture, GpsTimestamp
 
 __all__ = [
     "AcquisitionError",
@@ -290,10 +290,10 @@ def decode_snd_frame(body: bytes, receiver_id: str = "?") -> SndFrame:
                     gps_seconds=gpssec, gps_nanoseconds=gpsnsec)
 
 
-def check_frequency(receiver: Receiver, center_frequency_hz: float) -> None:
-    """Raise FrequencyOutOfRangeError unless the receiver (as registered) can tune the frequency."""
-    if not receiver.can_tune(center_frequency_hz):
-        low, high = receiver.frequency_range_hz
+def check_frequency(receiver: Receiver, center_frequency_hz: float, frequency_range_hz: tuple[float, float]) -> None:
+    """Raise FrequencyOutOfRangeError unless the frequency is in the receiver's registered range."""
+    low, high = frequency_range_hz
+    if not low <= center_frequency_hz <= high:
         raise FrequencyOutOfRangeError(
             receiver.id,
             f"{receiver.name} cannot tune {center_frequency_hz / 1e6:.6g} MHz: it covers "
@@ -648,6 +648,7 @@ async def capture_iq(
     duration_s: float,
     start_time: datetime | None = None,
     password: str = "",
+    frequency_range_hz: tuple[float, float] | None = None,
     passband_hz: tuple[float, float] = (-5000, 5000),
     session: aiohttp.ClientSession | None = None,
     connect_timeout_s: float = 10.0,
@@ -659,8 +660,8 @@ async def capture_iq(
 ) -> Capture:
     """Record ``duration_s`` of IQ from a KiwiSDR tuned to ``center_frequency_hz``.
 
-    The frequency is checked against the registered receiver range before any connection and
-    against the server's ``bandwidth``/``freq_offset`` messages. Exactly
+    The frequency is checked against the registered receiver range (``frequency_range_hz``, given
+    by the source kind; None leaves it to the server) before any connection and against the server's ``bandwidth``/``freq_offset`` messages. Exactly
     ``round(duration_s * reported_sample_rate)`` samples are returned (dBFS, with the S-meter
     calibration when there is one), starting ``retune_settle_s`` after the stream's first sample
     (past the server's re-tune; 0 keeps them and marks the re-tune region instead). ``start_time`` (UTC),
@@ -679,7 +680,8 @@ async def capture_iq(
         raise ValueError(f"passband_hz {passband_hz!r} must have low < high")
     if not (math.isfinite(retune_settle_s) and retune_settle_s >= 0):
         raise ValueError(f"retune_settle_s must be >= 0, got {retune_settle_s!r}")
-    check_frequency(receiver, center_frequency_hz)
+    if frequency_range_hz is not None:
+        check_frequency(receiver, center_frequency_hz, frequency_range_hz)
 
     own_session = session is None
     if own_session:

@@ -6,6 +6,8 @@ Adding a kind: one module in sources/kinds/ with a `Source` subclass, and one `r
 
 from __future__ import annotations
 
+from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sessions import Session
 from heimdall_pipeline.sources.base import Source
 from heimdall_pipeline.sources.kinds.kiwisdr import KiwiSDRSource
 from heimdall_pipeline.sources.kinds.recording import RecordingSource
@@ -39,6 +41,12 @@ def get_source(kind: str) -> Source:
         return SOURCES[kind]
     except (KeyError, TypeError):
         raise UnknownSourceKindError(kind) from None
+
+
+def source_for(session: Session, receiver: Receiver) -> Source:
+    """The source that records `receiver` for `session`: its own kind's under "auto", else the
+    session's kind."""
+    return get_source(session.source_kind_for(receiver))
 
 
 register(KiwiSDRSource())

@@ -1,7 +1,7 @@
 """Simulated receiver network: deterministic IQ captures with known ground truth.
 
 Pure numpy; no Dagster, no storage. Everything here follows the Heimdall power convention
-(sources/capture.py): complex baseband samples scaled so that ``mean(|x|**2)`` is the power in
+(capture.py): complex baseband samples scaled so that ``mean(|x|**2)`` is the power in
 milliwatts at the receiver's antenna port, hence ``10*log10(mean|x|**2)`` is dBm.
 
 Model of one capture (transmitter -> one receiver):
@@ -74,7 +74,7 @@ from heimdall_pipeline.propagation import (
     thermal_noise_power_dbm,
 )
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.capture import Capture, GpsTimestamp
 
 MODULATIONS = ("carrier", "fm_tone", "noise")
 SIMULATOR_VERSION = "heimdall-sim-1"

@@ -56,7 +56,7 @@ import numpy as np
 
 from heimdall_pipeline.dsp.timing import TimeModel, UntimedCaptureError, fit_time_model, is_fresh
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.capture import Capture, GpsTimestamp
 from heimdall_pipeline.storage.buffers import BufferStream
 
 SAMPLE_DTYPE = np.dtype("<c8")

@@ -15,7 +15,7 @@ import numpy as np
 from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
 from heimdall_pipeline.dsp.timing import NS, TimeModel, UntimedCaptureError, fit_time_model
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 
 
 @dataclasses.dataclass(frozen=True)

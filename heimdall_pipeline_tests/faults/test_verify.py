@@ -21,7 +21,7 @@ def stored_objects(receivers) -> tuple[dict[str, bytes], dict[str, str]]:
 
     import numpy as np
 
-    from heimdall_pipeline.sources.capture import Capture
+    from heimdall_pipeline.capture import Capture
     from heimdall_pipeline.storage.iq_format import encode_capture
 
     objects: dict[str, bytes] = {}

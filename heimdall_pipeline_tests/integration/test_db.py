@@ -508,7 +508,7 @@ def test_migration_from_the_kind_check_keeps_rows_and_takes_kinds_from_the_regis
 
         assert 2 in migrate(engine).applied_versions
         assert rrepo.list_receivers(engine) == [kept]
-        # the kinds are the registry's now: Receiver.validated() refuses what no module provides
+        # the kinds are the registry's now: validate_receiver refuses what no module provides
         with engine.begin() as conn:
             conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
         with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind"):

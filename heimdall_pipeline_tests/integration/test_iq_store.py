@@ -10,7 +10,7 @@ import pytest
 
 from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-from heimdall_pipeline.sources.capture import ReceiverCapture
+from heimdall_pipeline.capture import ReceiverCapture
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
 
 

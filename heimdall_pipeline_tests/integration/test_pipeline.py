@@ -15,7 +15,7 @@ from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.runner import ensure_partitions, run_session
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.session_requests import request_session
-from heimdall_pipeline.sessions import default_receivers
+from heimdall_pipeline.validation import default_receivers
 from heimdall_pipeline.sensors import session_request_sensor
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, session_prefix
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from dagster import build_sensor_context
 
-from heimdall_pipeline import recordings
+from heimdall_pipeline.recordings import bucket, importer, plan
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
@@ -32,8 +32,8 @@ def dcf77_file(station: str) -> Path:
 
 
 @pytest.fixture()
-def store(embedded_services):
-    return recordings.bucket_store()
+def store(resources):
+    return resources["iq_store"]
 
 
 def keys_under(store, prefix: str) -> list[str]:
@@ -45,9 +45,9 @@ def upload(store, batch: str, files: dict[str, bytes], positions: dict | None = 
     for name, data in files.items():
         store.put(f"{INCOMING_ROOT}/{batch}/{name}", data, "audio/wav", {})
     if positions is not None:
-        store.put(f"{INCOMING_ROOT}/{batch}/{recordings.POSITIONS_FILE}", json.dumps(positions).encode(),
+        store.put(f"{INCOMING_ROOT}/{batch}/{plan.POSITIONS_FILE}", json.dumps(positions).encode(),
                   "application/json", {})
-    store.put(f"{INCOMING_ROOT}/{batch}/{recordings.COMPLETE_MARKER}", b"", "text/plain", {})
+    store.put(f"{INCOMING_ROOT}/{batch}/{bucket.COMPLETE_MARKER}", b"", "text/plain", {})
 
 
 def import_sensor_tick(instance, engine, store, cursor=None):
@@ -60,8 +60,8 @@ def import_sensor_tick(instance, engine, store, cursor=None):
 
 
 def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, engine, store, session_key, tmp_path):
-    recordings.upload_batch(store, session_key, [dcf77_file(s) for s in STATIONS], DCF77 / "receivers.json")
-    session = recordings.import_batch(engine, store, session_key)
+    bucket.upload_batch(store, session_key, [dcf77_file(s) for s in STATIONS], DCF77 / "receivers.json")
+    session = importer.import_batch(engine, store, session_key)
     assert session.source_kind == "recording" and session.receiver_ids == ("hb9odp", "jo51xl", "pa0rdt")
     registry = {r.id: r for r in list_receivers(engine)}
     assert registry["hb9odp"].name == "HB9ODP" and registry["jo51xl"].name == "JO51xl"
@@ -71,7 +71,7 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
     assert sorted(rows) == ["hb9odp", "jo51xl", "pa0rdt"]
     for station in STATIONS:
-        rid = recordings.receiver_id_for(station)
+        rid = plan.receiver_id_for(station)
         wav = kiwi_wav.read_kiwi_wav(dcf77_file(station))
         stored = np.load(io.BytesIO(store.get(iq_object_key(session_key, rid))))
         assert np.array_equal(stored, wav.samples)  # the .npy is the WAV's samples, bit for bit
@@ -85,10 +85,10 @@ def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, en
         assert rows[rid].timing_rms_ns is not None and rows[rid].core_datetime == model.core_datetime
 
     # stored and verified: the uploads move to imported/, and a second call changes nothing
-    assert recordings.finish_batch(store, get_session(engine, session_key))
+    assert bucket.finish_batch(store, get_session(engine, session_key))
     assert keys_under(store, f"{INCOMING_ROOT}/{session_key}/") == []
     assert len(keys_under(store, f"{IMPORTED_ROOT}/{session_key}/")) == 5  # 3 files, positions, marker
-    assert recordings.finish_batch(store, get_session(engine, session_key))
+    assert bucket.finish_batch(store, get_session(engine, session_key))
 
     from heimdall_pipeline.cli import main
 
@@ -159,7 +159,7 @@ BAD_CASES = {
     "24_bit": (lambda d, n: patched_fmt(d, bits=24), kiwi_wav.UnsupportedSampleWidthError),
     "truncated": (lambda d, n: d[:-1001], kiwi_wav.TruncatedChunkError),
     "no_gnss": (no_gnss, kiwi_wav.NoGnssError),
-    "no_overlap": (lambda d, n: shifted_gnss(d, n, 3600), recordings.NoTimeOverlapError),
+    "no_overlap": (lambda d, n: shifted_gnss(d, n, 3600), plan.NoTimeOverlapError),
 }
 
 
@@ -176,17 +176,17 @@ def test_bad_file_is_named_and_nothing_is_half_imported(case, engine, store, ses
     elif case == "mixed_frequency":
         data = files.pop(bad_name)
         bad_name = bad_name.replace("_77500_", "_77501_")
-        files[bad_name], expected = data, recordings.MixedFrequencyError
+        files[bad_name], expected = data, plan.MixedFrequencyError
     elif case == "unknown_receiver":
         del positions["receivers"][names[2]]
-        expected = recordings.UnknownRecordingReceiverError
+        expected = plan.UnknownRecordingReceiverError
     else:  # kiwirecorder's default name, in a batch of several files: no receiver to name
         data = files.pop(bad_name)
         bad_name = "20200813T065220Z_77500_iq.wav"
-        files[bad_name], expected = data, recordings.MissingReceiverNameError
+        files[bad_name], expected = data, plan.MissingReceiverNameError
     upload(store, session_key, files, positions)
-    with pytest.raises(recordings.RecordingImportError) as info:
-        recordings.import_batch(engine, store, session_key)
+    with pytest.raises(plan.RecordingImportError) as info:
+        importer.import_batch(engine, store, session_key)
     assert [(type(p), p.file_name) for p in info.value.problems] == [(expected, bad_name)]
     assert get_session(engine, session_key) is None
     assert not {f"st{tag}{i}" for i in range(3)} & {r.id for r in list_receivers(engine)}
@@ -195,7 +195,7 @@ def test_bad_file_is_named_and_nothing_is_half_imported(case, engine, store, ses
     # the sensor leaves the named problems beside the files, keeps them, and does not retry
     result = import_sensor_tick(instance, engine, store)
     assert json.loads(result.cursor)[session_key].startswith("refused:")
-    report = json.loads(store.get(f"{INCOMING_ROOT}/{session_key}/{recordings.ERRORS_FILE}"))
+    report = json.loads(store.get(f"{INCOMING_ROOT}/{session_key}/{bucket.ERRORS_FILE}"))
     assert report["problems"] == [{"file": bad_name, "error": expected.__name__,
                                    "problem": info.value.problems[0].problem}]
     assert get_session(engine, session_key) is None

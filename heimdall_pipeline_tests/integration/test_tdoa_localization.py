@@ -6,9 +6,9 @@ import os
 
 import pytest
 from dagster import AssetKey
-from dagster._core.storage.event_log.base import AssetRecordsFilter
+from dagster import AssetRecordsFilter
 
-from heimdall_pipeline import recordings
+from heimdall_pipeline.recordings import bucket, importer, plan
 from heimdall_pipeline.db.measurements_repo import get_localization
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.session_requests import request_session
@@ -87,18 +87,18 @@ def test_a_carrier_is_not_localizable_by_tdoa_and_falls_back_to_received_power(d
     assert metadata["method"] == "rss" and metadata["tdoa"] == tdoa.reason and "![localization](" in metadata["map"]
 
 
-def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key):
+def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, instance, engine, session_key, resources):
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
-    store = recordings.bucket_store()
-    recordings.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
-    session = recordings.import_batch(engine, store, session_key)
+    store = resources["iq_store"]
+    bucket.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
+    session = importer.import_batch(engine, store, session_key)
     assert session.source_kind == "recording"
     assert run_session_in_process(defs, instance, engine, session_key).success
 
     info = json.loads((DCF77 / "receivers.json").read_text())
     truth = (info["transmitter"]["latitude"], info["transmitter"]["longitude"])
-    positions = {recordings.receiver_id_for(name): (p["latitude"], p["longitude"]) for name, p in info["receivers"].items()}
+    positions = {plan.receiver_id_for(name): (p["latitude"], p["longitude"]) for name, p in info["receivers"].items()}
     located = get_localization(engine, session_key, "tdoa")
     assert located.localizable and located.reason is None
     assert sorted(located.receivers_used) == sorted(positions)

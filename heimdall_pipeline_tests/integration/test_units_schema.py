@@ -15,7 +15,7 @@ from heimdall_pipeline.assets.metrics import measurement_row
 from heimdall_pipeline.db import measurements_repo as mrepo
 from heimdall_pipeline.db import migrations
 from heimdall_pipeline.db.migrations import MIGRATIONS, migrate
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline_tests.integration.db_fixtures import scratch_database, scratch_engine  # noqa: F401
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from heimdall_pipeline.sources.acquisition import (
     backoff_delay_s,
     run_blocking,
 )
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.sources.kiwisdr import ReceiverAuthError, ReceiverBusyError, capture_iq
 from heimdall_pipeline_tests.kiwisdr_server import FakeKiwiSDR
 

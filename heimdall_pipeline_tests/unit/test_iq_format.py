@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.capture import Capture, GpsTimestamp
 from heimdall_pipeline.storage.iq_format import (
     IntegrityError,
     capture_from_stored,

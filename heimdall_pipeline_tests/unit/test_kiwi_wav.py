@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline.sources.capture import GpsTimestamp
+from heimdall_pipeline.capture import GpsTimestamp
 from heimdall_pipeline.storage.kiwi_wav import (
     FRAME_SAMPLES,
     BadFileNameError,

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heimdall_pipeline.sources.acquisition import AcquisitionError, acquire_with_retries
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.sources.kiwisdr import (
     CompressedStreamError,
     FrequencyOutOfRangeError,
@@ -30,6 +30,7 @@ from heimdall_pipeline.sources.kiwisdr import (
     kiwi_stream_url,
     parse_msg,
 )
+from heimdall_pipeline.sources.registry import get_source
 from heimdall_pipeline_tests.kiwisdr_server import FakeKiwiConfig, FakeKiwiSDR, encode_snd_iq
 
 RATE = 12001.135
@@ -46,6 +47,7 @@ def capture(kiwi: FakeKiwiSDR, duration_s: float = 0.5, **kwargs) -> Capture:
     receiver = kwargs.pop("receiver", None) or kiwi.receiver()
     kwargs.setdefault("frame_timeout_s", 2.0)
     kwargs.setdefault("connect_timeout_s", 2.0)
+    kwargs.setdefault("frequency_range_hz", get_source("kiwisdr").frequency_range_hz(receiver))  # as the kind does
     return asyncio.run(capture_iq(receiver, session_key="sess-1", center_frequency_hz=kwargs.pop("freq", FREQ_HZ),
                                   duration_s=duration_s, **kwargs))
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline import recordings
+from heimdall_pipeline.recordings import bucket, export, plan
 from heimdall_pipeline.assets.metrics import measurement_row
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
@@ -26,10 +26,10 @@ def timed_capture():
 
 
 def test_station_names_become_receiver_ids():
-    assert [recordings.receiver_id_for(n) for n in ("HB9ODP", "JO51xl", "pa0rdt", "My Kiwi #2")] == [
+    assert [plan.receiver_id_for(n) for n in ("HB9ODP", "JO51xl", "pa0rdt", "My Kiwi #2")] == [
         "hb9odp", "jo51xl", "pa0rdt", "my-kiwi-2"]
     with pytest.raises(ValueError):
-        recordings.receiver_id_for("###")
+        plan.receiver_id_for("###")
 
 
 def test_a_timed_simulator_capture_stores_its_time_model():
@@ -57,7 +57,7 @@ def test_a_capture_that_cannot_be_timed_says_why():
 
 def test_a_dbm_capture_is_scaled_to_full_scale_on_export_never_clipped(tmp_path):
     capture = timed_capture()
-    exported = recordings.export_capture(tmp_path, capture, RECEIVER)
+    exported = export.export_capture(tmp_path, capture, RECEIVER)
     peak = float(np.max(np.maximum(np.abs(capture.samples.real), np.abs(capture.samples.imag))))
     assert exported.scale == pytest.approx(0.5 / peak)
     back = kiwi_wav.read_kiwi_wav(exported.path)
@@ -71,21 +71,21 @@ def test_kiwirecorder_default_name_needs_a_receiver_name():
     positions = json.dumps({"receivers": {"HB9ODP": {"latitude": 46.5, "longitude": 8.8}}}).encode()
     default = "20200813T065220Z_77500_iq.wav"
     assert kiwi_wav.parse_file_name(default).receiver == ""
-    with pytest.raises(recordings.RecordingImportError) as info:
-        recordings.plan_import("b1", {default: data}, [], positions=positions)
+    with pytest.raises(plan.RecordingImportError) as info:
+        plan.plan_import("b1", {default: data}, [], positions=positions)
     assert isinstance(info.value.problems[0], kiwi_wav.BadFileNameError)
     assert "--receiver" in str(info.value)
-    plan = recordings.plan_import("b1", {default: data}, [], positions=positions, receiver_name="HB9ODP")
-    assert plan.session.recordings == {"batch": "b1", "files": {"hb9odp": default}}
-    assert [r.kind for r in plan.new_receivers] == ["recording"]  # no host in the positions file
+    planned = plan.plan_import("b1", {default: data}, [], positions=positions, receiver_name="HB9ODP")
+    assert planned.session.recordings == {"batch": "b1", "files": {"hb9odp": default}}
+    assert [r.kind for r in planned.new_receivers] == ["recording"]  # no host in the positions file
 
 
 def test_imported_receivers_join_other_sessions_only_when_named():
-    from heimdall_pipeline.sessions import default_receivers, validate_session_request
+    from heimdall_pipeline.validation import default_receivers, validate_session_request
 
     positions = json.dumps({"receivers": {"HB9ODP": {"latitude": 46.5, "longitude": 8.8,
                                                      "host": "hb9odp.proxy.kiwisdr.com", "port": 8073}}}).encode()
-    imported = recordings.parse_positions(positions)["HB9ODP"]
+    imported = plan.parse_positions(positions)["HB9ODP"]
     assert (imported.id, imported.kind, imported.url) == ("hb9odp", "recording", "recording://hb9odp.proxy.kiwisdr.com:8073")
     registry = [*DEFAULT_RECEIVERS, imported]
     assert imported not in default_receivers(registry, "auto")  # it would only replay its upload
@@ -99,8 +99,8 @@ def test_a_batch_is_complete_with_its_marker_or_after_a_quiet_period():
     def objects(*names, age_s):
         return [{"Key": f"incoming/b1/{n}", "LastModified": START - timedelta(seconds=age_s)} for n in names]
 
-    assert recordings.batch_is_complete(objects("a_iq.wav", recordings.COMPLETE_MARKER, age_s=0), START)
-    assert not recordings.batch_is_complete(objects("a_iq.wav", age_s=10), START)
-    quiet = recordings.QUIET_PERIOD.total_seconds()
-    assert recordings.batch_is_complete(objects("a_iq.wav", "receivers.json", age_s=quiet), START)
-    assert not recordings.batch_is_complete([], START)
+    assert bucket.batch_is_complete(objects("a_iq.wav", bucket.COMPLETE_MARKER, age_s=0), START)
+    assert not bucket.batch_is_complete(objects("a_iq.wav", age_s=10), START)
+    quiet = bucket.QUIET_PERIOD.total_seconds()
+    assert bucket.batch_is_complete(objects("a_iq.wav", "receivers.json", age_s=quiet), START)
+    assert not bucket.batch_is_complete([], START)

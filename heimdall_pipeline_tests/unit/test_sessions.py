@@ -13,11 +13,11 @@ from heimdall_pipeline.sessions import (
     InvalidSessionRequestError,
     SessionLimits,
     Session,
-    default_transmitter,
     new_session_key,
-    validate_session_request,
 )
+from heimdall_pipeline.sources.transmitter import TRANSMITTER_KEYS, default_transmitter
 from heimdall_pipeline.storage.layout import validate_key_part
+from heimdall_pipeline.validation import validate_session_request
 
 NOW = datetime(2026, 11, 23, 13, 26, 5, tzinfo=timezone.utc)
 KIWI = Receiver(
@@ -297,7 +297,7 @@ def test_default_transmitter_reaches_most_receivers_in_the_simulator():
 
 def test_launchpad_config_is_the_session_request_field_for_field():
     from heimdall_pipeline.jobs import SessionConfig, TransmitterConfig
-    from heimdall_pipeline.sessions import REQUEST_FIELDS, TRANSMITTER_KEYS
+    from heimdall_pipeline.sessions import REQUEST_FIELDS
 
     # requested_by is the run that asks; recordings come from an import (uploaded files), not a form
     assert set(SessionConfig.model_fields) == set(REQUEST_FIELDS) - {"requested_by", "recordings"}

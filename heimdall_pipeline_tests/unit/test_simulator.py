@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.propagation import PropagationModel, free_space_path_loss_db, haversine_km, path_loss_db, thermal_noise_power_dbm
 from heimdall_pipeline.sources.simulator import (
     Transmitter,

@@ -13,10 +13,11 @@ import pytest
 
 from heimdall_pipeline.cli import build_parser
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
-from heimdall_pipeline.sessions import InvalidSessionRequestError, Session, validate_session_request
+from heimdall_pipeline.sessions import InvalidSessionRequestError, Session
 from heimdall_pipeline.sources import registry
 from heimdall_pipeline.sources.acquisition import AcquisitionError
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, capture_function, check_live_window
+from heimdall_pipeline.validation import validate_receiver, validate_session_request
 from heimdall_pipeline_tests.stored_file_source import stored_file_kind, stored_file_receiver  # noqa: F401 (fixture)
 
 NOW = datetime(2026, 11, 23, 13, 26, tzinfo=timezone.utc)
@@ -58,17 +59,17 @@ def test_a_kind_is_registered_once():
 
 
 def test_a_registered_kind_reaches_receivers_sessions_and_the_cli(tape):
-    receiver = tape_receiver().validated()
-    assert receiver.frequency_range_hz == (0.0, 30e6)
+    receiver = validate_receiver(tape_receiver())
+    assert tape.frequency_range_hz(receiver) == (0.0, 30e6)
     with pytest.raises(InvalidReceiverError, match="file for a storedfile receiver") as info:
-        tape_receiver(url="http://x").validated()
+        validate_receiver(tape_receiver(url="http://x"))
     assert info.value.field == "url"
     assert "storedfile" in choices(["receivers"], "--kind")
     assert "storedfile" in choices(["session", "request"], "--source")
 
     session = validate_session_request(center_frequency_hz=20e6, duration_s=1, receiver_ids=["tape1"],
                                        receivers=[receiver], now=NOW)
-    assert session.source_for(receiver) is tape and session.transmitter is None
+    assert registry.source_for(session, receiver) is tape and session.transmitter is None
     with pytest.raises(InvalidSessionRequestError, match=r"receiver 'tape1' \(storedfile\) range 0..30 MHz"):
         validate_session_request(center_frequency_hz=60e6, duration_s=1, receivers=[receiver], now=NOW)
     # a session that names the kind is refused for receivers of another kind
@@ -79,7 +80,7 @@ def test_a_registered_kind_reaches_receivers_sessions_and_the_cli(tape):
 
 def test_unregistered_kinds_are_refused_by_name():
     with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind") as info:
-        tape_receiver().validated()
+        validate_receiver(tape_receiver())
     assert info.value.field == "kind"
     with pytest.raises(InvalidSessionRequestError, match="'storedfile' is not one of auto, kiwisdr, recording, simulated"):
         validate_session_request(center_frequency_hz=7e6, duration_s=1, source_kind="storedfile",

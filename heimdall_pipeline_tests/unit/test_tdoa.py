@@ -12,7 +12,7 @@ from heimdall_pipeline.dsp.resample import interpolate_at
 from heimdall_pipeline.dsp.timing import NS, SECONDS_PER_WEEK, fit_time_model
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-from heimdall_pipeline.sources.capture import GpsTimestamp
+from heimdall_pipeline.capture import GpsTimestamp
 from heimdall_pipeline.sources.simulator import Transmitter, receiver_characteristics, simulate_capture
 from heimdall_pipeline.tdoa import localize_tdoa, timed_capture
 from heimdall_pipeline.storage.kiwi_wav import KiwiWavRecording, read_kiwi_wav, recording_capture

@@ -17,7 +17,7 @@ from heimdall_pipeline.dsp.timing import (
     resolve_gps_ns,
     utc_to_gps_ns,
 )
-from heimdall_pipeline.sources.capture import GpsTimestamp
+from heimdall_pipeline.capture import GpsTimestamp
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav
 
 DCF77_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "recordings" / "dcf77-20200813"

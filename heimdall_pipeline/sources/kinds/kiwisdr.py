@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.base import Source
-from heimdall_pipeline.sources.capture import Capture
-
-if TYPE_CHECKING:
-    from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.sources.base import CaptureIO, Source
 
 
 class KiwiSDRSource(Source):
@@ -22,10 +18,11 @@ class KiwiSDRSource(Source):
     # one nominal IQ rate; the true rate (e.g. 12001.135) is measured and recorded
     sample_rates_hz = (12_000.0,)
 
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+    async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
         # The client (aiohttp, scipy.signal) is loaded by the first capture, not by the code location.
         from heimdall_pipeline.sources.kiwisdr import capture_iq
 
         return await capture_iq(receiver, session_key=session.session_key,
                                 center_frequency_hz=session.center_frequency_hz, duration_s=session.duration_s,
-                                start_time=session.scheduled_for, password=password)
+                                start_time=session.scheduled_for, password=io.password,
+                                frequency_range_hz=self.frequency_range_hz(receiver))

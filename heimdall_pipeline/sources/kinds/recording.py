@@ -1,22 +1,20 @@
-"""The `recording` kind: a session made of uploaded kiwirecorder IQ files (heimdall_pipeline/recordings.py).
+"""The `recording` kind: a session made of uploaded kiwirecorder IQ files (heimdall_pipeline/recordings/).
 
 Not live: the capture reads the receiver's file of the session (`Session.recordings`) from the
-bucket and returns it as the file says — dBFS samples, GNSS timestamps, and the rate and UTC start
+bucket, through the upload reader the edge gives it (`CaptureIO.read_upload`), and returns it as the file says — dBFS samples, GNSS timestamps, and the rate and UTC start
 measured by its time model (dsp/timing.py). Any registered receiver may have a recording.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.sessions import InvalidSessionRequestError, Session
 from heimdall_pipeline.sources.acquisition import AcquisitionError
-from heimdall_pipeline.sources.base import Source
-from heimdall_pipeline.sources.capture import Capture
-
-if TYPE_CHECKING:
-    from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.sources.base import CaptureIO, Source
+from heimdall_pipeline.storage.kiwi_wav import KiwiWavError, decode_kiwi_wav, recording_capture
 
 
 class RecordingSource(Source):
@@ -26,9 +24,7 @@ class RecordingSource(Source):
     default_max_frequency_hz = 6e9
     records_requested_sessions = False
 
-    def validate_session(self, session: "Session", receiver: Receiver) -> None:
-        from heimdall_pipeline.sessions import InvalidSessionRequestError
-
+    def validate_session(self, session: Session, receiver: Receiver) -> None:
         files = (session.recordings or {}).get("files") or {}
         if receiver.id not in files:
             raise InvalidSessionRequestError(
@@ -39,15 +35,14 @@ class RecordingSource(Source):
             raise InvalidSessionRequestError(
                 "center_frequency_hz", f"{session.center_frequency_hz:g} Hz is outside receiver {receiver.id!r} range")
 
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
-        from heimdall_pipeline.recordings import bucket_store, read_upload
-        from heimdall_pipeline.storage.kiwi_wav import KiwiWavError, decode_kiwi_wav, recording_capture
-
+    async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
         recordings = session.recordings or {}
         file_name = (recordings.get("files") or {}).get(receiver.id)
         if not file_name:
             raise AcquisitionError(receiver.id, f"session {session.session_key} has no recording of this receiver")
-        data = await asyncio.to_thread(read_upload, bucket_store(), recordings["batch"], file_name)
+        if io.read_upload is None:
+            raise AcquisitionError(receiver.id, "no upload reader was given to read the recording with")
+        data = await asyncio.to_thread(io.read_upload, recordings["batch"], file_name)
         if data is None:
             raise AcquisitionError(receiver.id, f"recording {file_name} of batch {recordings['batch']} is not in "
                                                 "incoming/ or imported/ of the bucket")

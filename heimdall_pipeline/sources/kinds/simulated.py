@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from heimdall_pipeline.capture import Capture
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.base import Source
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sessions import Session
+from heimdall_pipeline.sources.base import CaptureIO, Source
 from heimdall_pipeline.sources.simulator import PropagationModel, Transmitter, simulate_capture
 
-if TYPE_CHECKING:
-    from heimdall_pipeline.sessions import Session
 
-
-def transmitter_for(session: "Session") -> Transmitter:
+def transmitter_for(session: Session) -> Transmitter:
     """The simulator's transmitter of a session (its transmitter frequency is the centre plus offset)."""
     spec = dict(session.transmitter or {})
     if not spec:
@@ -28,7 +24,7 @@ def transmitter_for(session: "Session") -> Transmitter:
     )
 
 
-def propagation_for(session: "Session") -> PropagationModel:
+def propagation_for(session: Session) -> PropagationModel:
     return PropagationModel(shadowing_sigma_db=float((session.transmitter or {}).get("shadowing_sigma_db", 0.0)))
 
 
@@ -41,7 +37,7 @@ class SimulatedSource(Source):
     records_any_receiver = True
     takes_transmitter = True
 
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+    async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
         # Deterministic for (session, receiver): recomputing gives the same samples.
         return simulate_capture(session.session_key, receiver, transmitter_for(session), session.center_frequency_hz,
                                 session.sample_rate_hz, session.duration_s, session.scheduled_for,

@@ -1,50 +1,23 @@
-"""Importing kiwirecorder IQ recordings as one `recording` session, and exporting sessions back.
-
-The one import path: the files of a batch are objects ``incoming/<batch>/`` in the bucket (the CLI
-uploads them there; anyone may), optionally with a positions file ``receivers.json``.
-`import_batch` checks every file (a named KiwiWavError per bad file), registers the receivers the
-positions file adds and stores the session in one transaction; the normal graph then records
-``raw_iq`` with the `recording` source (sources/kinds/recording.py), which reads the uploads.
-`finish_batch` moves the uploads to ``imported/<batch>/`` once every capture is stored and its
-.npy object's SHA-256 equals that of the file's own samples.
-
-A batch is complete when it holds the marker object ``_complete`` (the CLI writes it last) or
-when nothing in it has changed for QUIET_PERIOD (uploads by other tools). A batch that cannot be
-imported gets ``_import_errors.json`` beside its files, naming each file's problem; it is not
-tried again until that object is deleted.
-
-Pure of Dagster: `store` is anything with get(key) -> bytes | None, put(key, body, content_type,
-metadata), exists(key), client() and bucket (resources/iq_store.IQStore).
-"""
+"""The checks of an uploaded batch and the `recording` session it makes: file bytes in, an
+`ImportPlan` or a RecordingImportError naming each bad file out. Pure: no bucket, no database."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import numpy as np
-import sqlalchemy as sa
+from typing import Mapping, Sequence
 
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
-from heimdall_pipeline.sessions import InvalidSessionRequestError, Session, validate_session_request
+from heimdall_pipeline.sessions import InvalidSessionRequestError, Session
 from heimdall_pipeline.storage.kiwi_wav import (
-    BadFileNameError, KiwiWavError, KiwiWavName, KiwiWavRecording, decode_kiwi_wav, parse_file_name,
-    recording_capture, write_kiwi_wav,
+    BadFileNameError, KiwiWavError, KiwiWavRecording, decode_kiwi_wav, recording_capture,
 )
-from heimdall_pipeline.storage.layout import (
-    IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, upload_key, upload_prefix, validate_key_part,
-)
+from heimdall_pipeline.storage.layout import validate_key_part
+from heimdall_pipeline.validation import validate_receiver, validate_session_request
 
 POSITIONS_FILE = "receivers.json"
-COMPLETE_MARKER = "_complete"
-ERRORS_FILE = "_import_errors.json"
-QUIET_PERIOD = timedelta(seconds=60)
 RECORDING_KIND = "recording"
 
 
@@ -116,7 +89,8 @@ def parse_positions(data: bytes, file_name: str = POSITIONS_FILE) -> dict[str, R
             out[name] = Receiver(id=receiver_id_for(name), name=name, url=url, kind=RECORDING_KIND,
                                  location_name=str(entry.get("location", name)),
                                  latitude=float(entry["latitude"]), longitude=float(entry["longitude"]),
-                                 altitude_m=float(entry.get("altitude_m", 0.0))).validated()
+                                 altitude_m=float(entry.get("altitude_m", 0.0)))
+            out[name] = validate_receiver(out[name])
         except (ValueError, KeyError, TypeError, AttributeError, InvalidReceiverError) as exc:
             raise BadPositionsFileError(file_name, f"receiver {name!r}: {exc}") from None
     return out
@@ -251,167 +225,3 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
     except InvalidSessionRequestError as exc:
         raise RecordingImportError(batch, [KiwiWavError(batch, str(exc))]) from None
     return ImportPlan(session=session, new_receivers=tuple(new.values()), recordings=chosen)
-
-
-# ----------------------------------------------------------------------------- the bucket
-
-
-def batch_objects(store, root: str, batch: str) -> list[dict[str, Any]]:
-    """The objects of a batch (list_objects_v2 entries: Key, LastModified, Size)."""
-    client, prefix = store.client(), upload_prefix(root, batch)
-    out = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=prefix):
-        out.extend(page.get("Contents", []))
-    return out
-
-
-def incoming_batches(store) -> list[str]:
-    """The batch names under incoming/."""
-    client = store.client()
-    batches = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket, Prefix=f"{INCOMING_ROOT}/",
-                                                                 Delimiter="/"):
-        batches.extend(p["Prefix"][len(INCOMING_ROOT) + 1:-1] for p in page.get("CommonPrefixes", []))
-    return batches
-
-
-def batch_is_complete(objects: Sequence[Mapping[str, Any]], now: datetime) -> bool:
-    names = {o["Key"].rsplit("/", 1)[-1] for o in objects}
-    if COMPLETE_MARKER in names:
-        return True
-    newest = max((o["LastModified"] for o in objects), default=None)
-    return newest is not None and now - newest >= QUIET_PERIOD
-
-
-def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | None = None) -> None:
-    """Uploads files (and a positions file) under incoming/<batch>/, the marker last."""
-    for path in paths:
-        data = path.read_bytes()
-        store.put(upload_key(INCOMING_ROOT, batch, path.name), data, "audio/wav", {})
-    if positions is not None:
-        store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions.read_bytes(), "application/json", {})
-    store.put(upload_key(INCOMING_ROOT, batch, COMPLETE_MARKER), b"", "text/plain", {})
-
-
-def bucket_store():
-    """The bucket's store (resources/iq_store.IQStore), built from the environment."""
-    import os
-
-    from heimdall_pipeline import settings
-    from heimdall_pipeline.resources import build_resources
-
-    settings.load_embedded_env()
-    return build_resources(os.environ)["iq_store"]
-
-
-def read_upload(store, batch: str, file_name: str) -> bytes | None:
-    """An uploaded file, wherever it is now (incoming/ until verified, then imported/)."""
-    for root in (INCOMING_ROOT, IMPORTED_ROOT):
-        data = store.get(upload_key(root, batch, file_name))
-        if data is not None:
-            return data
-    return None
-
-
-def import_batch(engine: sa.Engine, store, batch: str, *, receiver_name: str | None = None,
-                 requested_by: str = "import") -> Session:
-    """Creates the session of a batch under incoming/ (idempotent: an existing session of the
-    batch is returned). Raises RecordingImportError (nothing stored) when a file is bad."""
-    from heimdall_pipeline.db.receivers_repo import list_receivers
-    from heimdall_pipeline.db.sessions_repo import get_session, insert_import
-
-    existing = get_session(engine, batch)
-    if existing is not None and (existing.recordings or {}).get("batch") == batch:
-        return existing
-    files: dict[str, bytes] = {}
-    positions = None
-    for entry in batch_objects(store, INCOMING_ROOT, batch):
-        name = entry["Key"].rsplit("/", 1)[-1]
-        if name.lower().endswith(".wav"):
-            files[name] = store.get(entry["Key"])
-        elif name == POSITIONS_FILE:
-            positions = store.get(entry["Key"])
-    plan = plan_import(batch, files, list_receivers(engine), positions=positions, receiver_name=receiver_name,
-                       requested_by=requested_by)
-    return insert_import(engine, plan.session, plan.new_receivers)
-
-
-def report_errors(store, error: RecordingImportError) -> None:
-    """Leaves the batch's problems beside its files (the sensor skips the batch while it is there)."""
-    body = json.dumps({"batch": error.batch, "problems": error.as_json()}, indent=2).encode()
-    store.put(upload_key(INCOMING_ROOT, error.batch, ERRORS_FILE), body, "application/json", {})
-
-
-def expected_npy_sha256(recording: KiwiWavRecording) -> str:
-    """SHA-256 of the .npy object the file's samples make (storage/iq_format.encode_capture)."""
-    samples = np.ascontiguousarray(recording.samples, dtype="<c8")
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(samples))
-    digest = hashlib.sha256(header.getvalue())
-    digest.update(memoryview(samples).cast("B"))
-    return digest.hexdigest()
-
-
-def finish_batch(store, session: Session) -> bool:
-    """Moves the uploads of a recording session to imported/<batch>/ once every capture is
-    stored and its .npy object hashes to the file's samples; True when the batch is (now) there.
-    Copy, then delete: a crash in between leaves both copies, and the next call completes it."""
-    batch, files = session.recordings["batch"], session.recordings["files"]
-    incoming = batch_objects(store, INCOMING_ROOT, batch)
-    if not incoming:
-        return bool(batch_objects(store, IMPORTED_ROOT, batch))
-    for receiver_id, file_name in files.items():
-        data = read_upload(store, batch, file_name)
-        stored = store.get(iq_object_key(session.session_key, receiver_id))
-        if data is None or stored is None:
-            return False
-        recording = decode_kiwi_wav(data, file_name)
-        if hashlib.sha256(stored).hexdigest() != expected_npy_sha256(recording):
-            return False
-    client = store.client()
-    for entry in incoming:
-        name = entry["Key"].rsplit("/", 1)[-1]
-        client.copy_object(Bucket=store.bucket, Key=upload_key(IMPORTED_ROOT, batch, name),
-                           CopySource={"Bucket": store.bucket, "Key": entry["Key"]})
-    for entry in incoming:
-        client.delete_object(Bucket=store.bucket, Key=entry["Key"])
-    return True
-
-
-# ----------------------------------------------------------------------------- export
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportedFile:
-    path: Path
-    receiver_id: str
-    scale: float  # samples were multiplied by this to fit int16 full scale (1.0: written as stored)
-
-
-def kiwi_wav_name(capture, receiver: Receiver) -> KiwiWavName:
-    """The file name of a capture: its UTC start to the second, its frequency, the station name."""
-    original = capture.details.get("file_name")
-    if original:
-        try:
-            name = parse_file_name(original)
-            if name.receiver:
-                return name
-        except BadFileNameError:
-            pass
-    return KiwiWavName(start_utc=capture.start_time.replace(microsecond=0), frequency_hz=capture.center_frequency_hz,
-                       receiver=receiver.name if re.fullmatch(r"[^/\\_ ]+", receiver.name) else receiver.id)
-
-
-def export_capture(directory: Path, capture, receiver: Receiver) -> ExportedFile:
-    """Writes one capture as a kiwirecorder IQ file. dBFS captures are written as they are
-    (bit for bit for imported ones); others (dBm) are scaled to 0.5 of full scale and the factor
-    is returned (and recorded by the caller), never clipped."""
-    samples = np.asarray(capture.samples)
-    scale = 1.0
-    peak = float(np.max(np.maximum(np.abs(samples.real), np.abs(samples.imag)))) if samples.size else 0.0
-    if capture.power_unit != "dBFS" or peak >= 32767 / 32768:
-        scale = 0.5 / peak if peak > 0 else 1.0
-        samples = (samples * np.float32(scale)).astype(np.complex64)
-    rate = capture.details.get("header_sample_rate_hz") or round(capture.sample_rate_hz)
-    path = write_kiwi_wav(directory, kiwi_wav_name(capture, receiver), samples, capture.gps_timestamps, int(rate))
-    return ExportedFile(path=path, receiver_id=receiver.id, scale=scale)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from heimdall_pipeline.receivers import Receiver
+
 
 @dataclasses.dataclass(frozen=True)
 class GpsTimestamp:
@@ -75,10 +77,8 @@ class ReceiverCapture:
     """A capture with the receiver that made it (its location goes into the stored metadata),
     and what to show beside it in the UI once stored (e.g. its spectrum picture)."""
 
-    receiver: "Receiver"
+    receiver: Receiver
     capture: Capture
     ui_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     attempts: int = 1  # tries it took to record
 
-
-from heimdall_pipeline.receivers import Receiver  # noqa: E402  (type used above, no cycle)
