@@ -14,9 +14,10 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
-from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.partitions import session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase
+from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.storage.captures import has_capture, load_capture, read_ahead
 
 IQ_FRAME_SAMPLES = 512  # one KiwiSDR frame: the tolerance on the sample count
 SNR_BOUNDS_DB = (-20.0, 80.0)
@@ -52,8 +53,8 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
 
     def load(key: str):
         try:
-            return iq_store.load_capture(key)
-        except ValueError as exc:  # IntegrityError names the object key
+            return load_capture(iq_store, *split_key(key))
+        except ValueError as exc:  # CaptureIntegrityError names the object key
             return exc
 
     keys = [f"{rid}|{record.session_key}" for rid in receiver_ids]
@@ -73,7 +74,7 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
 def missing_captures(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> list[str]:
     """Partition keys of requested receivers of one session without a stored capture."""
     return [f"{rid}|{record.session_key}" for rid in receiver_ids
-            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{record.session_key}")]
+            if rid in record.receiver_ids and not has_capture(iq_store, record.session_key, rid)]
 
 
 def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequence[str]) -> dict[str, str]:
@@ -86,7 +87,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
         key = f"{rid}|{session_key}"
         row = rows.get(rid)
         if row is None:
-            if iq_store.has_capture(key):
+            if has_capture(iq_store, session_key, rid):
                 problems[key] = "capture stored but no measurements row"
             continue
         values = row.required_power_figures()

@@ -201,6 +201,7 @@ def _session_export(args: argparse.Namespace) -> int:
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
     from heimdall_pipeline.recordings.export import export_capture
+    from heimdall_pipeline.storage.captures import load_capture
 
     resources = _resources()
     engine, store = resources["database"].engine(), resources["iq_store"]
@@ -213,7 +214,7 @@ def _session_export(args: argparse.Namespace) -> int:
     registry = {r.id: r for r in list_receivers(engine)}
     scales = {}
     for receiver_id in session.receiver_ids:
-        capture = store.load_capture(str(partition_key_for(session.session_key, receiver_id)))
+        capture = load_capture(store, session.session_key, receiver_id)
         if capture is None:
             print(f"  {receiver_id}: no stored capture")
             continue
@@ -226,6 +227,34 @@ def _session_export(args: argparse.Namespace) -> int:
     sidecar.write_text(json.dumps({"session_key": session.session_key, "files": scales}, indent=2) + "\n")
     print(f"session {session.session_key}: {len(scales)} file(s) written; scale factors in {sidecar}")
     return 0
+
+
+def _session_lifecycle(args: argparse.Namespace) -> int:
+    """`heimdall session archive` / `restore` (heimdall_pipeline/lifecycle.py)."""
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.lifecycle import archive_sessions, restore_sessions
+
+    resources = _resources()
+    engine = resources["database"].engine()
+    with DagsterInstance.get() as instance:
+        if args.session_command == "archive":
+            days = args.older_than_days
+            result = archive_sessions(instance, engine, days, dry_run=args.dry_run)
+            verb = "would archive" if result.dry_run else "archived"
+            print(f"{verb} {len(result.archived)} session(s) older than {days:g} days"
+                  + (f": {', '.join(result.archived)}" if result.archived else ""))
+            if result.skipped_in_progress:
+                print(f"skipped (run in progress): {', '.join(result.skipped_in_progress)}")
+            print("data kept: S3 objects, TimescaleDB rows and Dagster's event log are untouched")
+            return 0
+        result = restore_sessions(instance, engine, args.keys, resources["iq_store"])
+        for key in result.restored:
+            print(f"restored {key}: {result.from_event_log[key]} materializations still in the event log, "
+                  f"{result.reported[key]} re-reported from S3/TimescaleDB")
+        for pkey, problem in result.problems.items():
+            print(f"NOT restored {pkey}: {problem}")
+        return 1 if result.problems else 0
 
 
 def _main_job(args: argparse.Namespace) -> int:
@@ -328,10 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     archive = session_commands.add_parser("archive", help="archive sessions older than a window (data kept)")
     archive.add_argument("--older-than-days", type=float, required=True)
     archive.add_argument("--dry-run", action="store_true")
-    archive.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
+    archive.set_defaults(handler=_session_lifecycle)
     restore = session_commands.add_parser("restore", help="bring archived sessions' partitions back")
     restore.add_argument("keys", nargs="+")
-    restore.set_defaults(handler=lambda a: _delegate("heimdall_pipeline.lifecycle", a))
+    restore.set_defaults(handler=_session_lifecycle)
 
     verify = commands.add_parser("verify", help="check stored objects against measurement rows (exit 0 "
                                                 "consistent, 1 mismatches, 2 could not check)")

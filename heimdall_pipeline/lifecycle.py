@@ -1,4 +1,6 @@
 """Session partition lifecycle: archive old sessions out of the Dagster instance, restore them.
+The logic only: `heimdall session archive|restore` (cli.py) and the archive job
+(assets/lifecycle.py) call it and report its results.
 
 Archive (`heimdall session archive --older-than-days N`, the `archive_sessions_job`): finished
 sessions (succeeded / failed) scheduled more than N days ago lose their `sessions` dynamic
@@ -15,7 +17,7 @@ recorded elsewhere), the status is re-reported from what is stored, through
 `report_runless_asset_event(AssetMaterialization(...))`:
 - raw_iq: per requested receiver, its outcome from session_captures: a failed capture is
   re-reported with its recorded cause; a stored one is read back from S3 and its SHA-256 verified
-  (IQStore.load_capture) against the object's metadata and the recorded SHA-256 (sessions recorded
+  (storage/captures.load_capture) against the object's metadata and the recorded SHA-256 (sessions recorded
   before session_captures existed: against the metadata only); a damaged or missing capture is
   NOT reported and restore returns problems;
 - receiver_metrics: per receiver with a measurements row;
@@ -30,6 +32,7 @@ from datetime import timedelta
 from typing import Iterable
 
 import sqlalchemy as sa
+from dagster import AssetKey, AssetMaterialization, AssetRecordsFilter, DagsterRunStatus, RunsFilter
 
 from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import measurements_for_session
@@ -37,9 +40,14 @@ from heimdall_pipeline.db.sessions_repo import (
     FINISHED_STATUSES, UnknownSessionError, get_session, list_sessions, mark_archived, mark_restored,
 )
 from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
+from heimdall_pipeline.storage.captures import has_capture, load_capture
+from heimdall_pipeline.storage.iq_format import CaptureIntegrityError, metadata_sha256
+from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
+from heimdall_pipeline.tags import (
+    ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG, SESSION_TAG,
+)
 
 DEFAULT_ARCHIVE_AFTER_DAYS = 90.0
-SESSION_TAG = "heimdall/session"
 
 
 def archive_after_days() -> float:
@@ -73,12 +81,6 @@ def busy_sessions(instance) -> set[str]:
     """Session keys touched by any run that is not finished: the `heimdall/session` tag of session
     runs, the `dagster/partition` tag of single-partition runs and the sessions named by the
     partition range tags of range runs (backfills)."""
-    from dagster import DagsterRunStatus, RunsFilter
-    # The partition tags' names are not exported by `dagster` (no public API carries them).
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG,
-    )
-
     # Runs that may still write: every status but the three final ones (and MANAGED, runs
     # Dagster does not execute itself), as Dagster's own not-finished list has it.
     final = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.MANAGED}
@@ -141,8 +143,6 @@ def archive_sessions(instance, engine: sa.Engine, older_than_days: float, *, dry
 # ---------------------------------------------------------------------------------------------
 def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
     """Which of these partition keys have a materialization in the event log."""
-    from dagster import AssetKey, AssetRecordsFilter
-
     found: set[str] = set()
     cursor = None
     while True:
@@ -155,8 +155,6 @@ def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
 
 
 def _report(instance, asset: str, partition, metadata: dict) -> None:
-    from dagster import AssetMaterialization
-
     instance.report_runless_asset_event(AssetMaterialization(
         asset_key=asset, partition=partition, metadata={"restored": True, **metadata},
         description="re-reported by `heimdall session restore` from what is stored"))
@@ -164,18 +162,12 @@ def _report(instance, asset: str, partition, metadata: dict) -> None:
 
 def _stored_sha256(iq_store, session_key: str, receiver_id: str) -> str | None:
     """The SHA-256 recorded in the capture's SigMF metadata (load_capture has just verified it)."""
-    from heimdall_pipeline.storage.iq_format import metadata_sha256
-    from heimdall_pipeline.storage.layout import metadata_object_key
-
     return metadata_sha256(iq_store.get(metadata_object_key(session_key, receiver_id)))
 
 
 def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=None, *, log=print) -> RestoreResult:
     """Brings archived sessions back (see module doc). `iq_store` (an IQStore) is needed only when
     the event log no longer holds a session's materializations."""
-    from heimdall_pipeline.storage.iq_format import IntegrityError
-    from heimdall_pipeline.storage.layout import iq_object_key
-
     keys = list(dict.fromkeys(keys))
     records = {}
     for key in keys:
@@ -221,13 +213,13 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
                     raise ValueError(f"session {key}: the event log has no raw_iq materialization for {pkey}; "
                                      "restoring from S3 needs the IQ store")
                 try:
-                    capture = iq_store.load_capture(pkey)  # SHA-256 verified
+                    capture = load_capture(iq_store, key, rid)  # SHA-256 verified
                     sha256 = _stored_sha256(iq_store, key, rid) if capture is not None else None
                     if outcome is not None and outcome.status == "stored" and outcome.sha256 != sha256:
-                        raise IntegrityError(f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}: "
+                        raise CaptureIntegrityError(f"s3://{iq_store.bucket}/{iq_object_key(key, rid)}: "
                                              + ("missing" if capture is None else f"sha256 {sha256}")
                                              + f", but session_captures recorded {outcome.sha256}")
-                except IntegrityError as exc:
+                except CaptureIntegrityError as exc:
                     result.problems[pkey] = str(exc)
                     log(f"session {key}: {pkey} NOT restored: {exc}")
                     continue
@@ -247,7 +239,7 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
                     metadata = {"metrics_status": "stored", "restored_from": "timescaledb",
                                 "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
                                 "signal_detected": bool(row.signal_detected)}
-                elif iq_store is not None and iq_store.has_capture(pkey):
+                elif iq_store is not None and has_capture(iq_store, key, rid):
                     # Captured but no row (e.g. dropped by the measurements retention policy):
                     # left missing, so a receiver_metrics backfill recomputes it from S3.
                     log(f"session {key}: {pkey} has a capture but no measurements row; "
@@ -266,37 +258,3 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
         result.restored.append(key)
     mark_restored(engine, keys)
     return result
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-def run(args) -> int:
-    from dagster import DagsterInstance
-
-    from heimdall_pipeline import settings
-    from heimdall_pipeline.resources import build_resources
-
-    settings.load_embedded_env()
-    resources = build_resources(os.environ)
-    engine = resources["database"].engine()
-    with DagsterInstance.get() as instance:
-        if args.session_command == "archive":
-            days = args.older_than_days
-            result = archive_sessions(instance, engine, days, dry_run=args.dry_run)
-            verb = "would archive" if result.dry_run else "archived"
-            print(f"{verb} {len(result.archived)} session(s) older than {days:g} days"
-                  + (f": {', '.join(result.archived)}" if result.archived else ""))
-            if result.skipped_in_progress:
-                print(f"skipped (run in progress): {', '.join(result.skipped_in_progress)}")
-            print("data kept: S3 objects, TimescaleDB rows and Dagster's event log are untouched")
-            return 0
-        if args.session_command == "restore":
-            result = restore_sessions(instance, engine, args.keys, resources["iq_store"])
-            for key in result.restored:
-                print(f"restored {key}: {result.from_event_log[key]} materializations still in the event log, "
-                      f"{result.reported[key]} re-reported from S3/TimescaleDB")
-            for pkey, problem in result.problems.items():
-                print(f"NOT restored {pkey}: {problem}")
-            return 1 if result.problems else 0
-    raise ValueError(f"unknown session command {args.session_command!r}")

@@ -30,11 +30,6 @@ def partition_key_for(session_key: str, receiver_id: str) -> MultiPartitionKey:
 # partition per receiver) record metadata per partition; bigger runs record one summary.
 PER_PARTITION_METADATA_LIMIT = 64
 
-# Run tags of a session's runs: the session, and the launch (sessions.run_id) that all the runs
-# of one launch share, so the session's status can be claimed by exactly one launch at a time.
-SESSION_TAG = "heimdall/session"
-LAUNCH_TAG = "heimdall/launch"
-
 
 def receiver_blocks(receiver_keys: list[str], wanted) -> list[tuple[str, str]]:
     """(first, last) of each contiguous run of `wanted` receivers in partition order: the partition

@@ -16,14 +16,12 @@ import uuid
 from dataclasses import dataclass
 
 from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
-# The run tag of a partition ("dagster/partition"): Dagster exports no public constant or
-# function for it (RunRequest(partition_key=...) resolves it only inside a sensor or schedule).
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
 from heimdall_pipeline.partitions import receiver_partitions, session_partitions
 from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
+from heimdall_pipeline.tags import PARTITION_NAME_TAG
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext
 
 from heimdall_pipeline.jobs import request_session_job
 from heimdall_pipeline.resources.survey import SurveySettings
+from heimdall_pipeline.tags import SURVEY_TAG
 
 
 @schedule(cron_schedule=os.environ.get("HEIMDALL_SURVEY_CRON", "*/10 * * * *"), job=request_session_job,
@@ -20,5 +21,5 @@ def survey_schedule(context: ScheduleEvaluationContext, survey: SurveySettings) 
         run_config={"ops": {"request_session_op": {"config": {
             "center_frequency_hz": frequency, "duration_s": survey.duration_s,
             "sample_rate_hz": survey.sample_rate_hz, "session_key": session_key}}}},
-        tags={"heimdall/survey": "1"},
+        tags={SURVEY_TAG: "1"},
     )

@@ -8,27 +8,24 @@ from dagster import (
     MAX_RUNTIME_SECONDS_TAG, AssetSelection, AutomationConditionSensorDefinition, DagsterEventType, DagsterRunStatus,
     DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor,
 )
-# Dagster 1.13 exports no public way to target a partition range from a RunRequest (these two tags
-# are what its UI and backfills set; RunRequest.partition_key takes one key only).
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.jobs import session_job
 from heimdall_pipeline.recordings import bucket
 from heimdall_pipeline.recordings.plan import RecordingImportError
-from heimdall_pipeline.partitions import (
-    LAUNCH_TAG, SESSION_TAG, partition_key_for, receiver_blocks, receiver_partitions, session_partitions,
-)
+from heimdall_pipeline.partitions import partition_key_for, receiver_blocks, receiver_partitions, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import INCOMING_ROOT
+from heimdall_pipeline.tags import (
+    ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, LAUNCH_TAG, RECEIVER_TAG_PREFIX, SESSION_TAG,
+)
 
 MAX_SESSIONS_PER_TICK = 100
 # Ids are handed out when a request's transaction starts, so one that commits late can appear
 # below the cursor's id: every tick looks again at what was requested or came due this long
 # before the previous tick (seen ones again too; their run keys make Dagster skip them).
 LATE_COMMIT_GRACE = timedelta(minutes=1)
-RECEIVER_TAG_PREFIX = "heimdall/receiver."
 
 
 # A session run may take its recording time, each receiver's timeouts and retries, and its

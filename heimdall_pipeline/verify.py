@@ -112,7 +112,7 @@ def compare_session(session_key: str, requested_receivers: Iterable[str], object
             else:
                 try:
                     capture_from_stored(data, metadata, key_for_errors=npy_key)
-                except ValueError as exc:  # IntegrityError names the key
+                except ValueError as exc:  # CaptureIntegrityError names the key
                     found.append(Mismatch(session_key, rid, SHA_MISMATCH, str(exc)))
                 outcome = outcomes.get(rid)
                 if outcomes and (outcome is None or outcome.status != "stored"):

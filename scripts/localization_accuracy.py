@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from heimdall_pipeline.localization.accuracy import AccuracyReport, evaluate_accuracy  # noqa: E402
+from heimdall_pipeline.accuracy.rss import AccuracyReport, evaluate_accuracy  # noqa: E402
 
 
 def run(trials: int = 200, seed: int = 0, sigmas: tuple[float, ...] = (0.0, 6.0)) -> list[AccuracyReport]:

@@ -6,15 +6,15 @@ from functools import partial
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
-from heimdall_pipeline.partitions import (
-    LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key,
-)
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key
+from heimdall_pipeline.assets.pictures import spectrum_metadata
 from heimdall_pipeline.capture import ReceiverCapture
 from heimdall_pipeline.recordings.bucket import read_upload
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
+from heimdall_pipeline.tags import LAUNCH_TAG
 
 
 class SessionRefusedError(Exception):
@@ -94,7 +94,7 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
                 continue
             # A picture for people, beside the capture; the IO manager stores the data itself
             # and shows the picture with the partition's storage metadata.
-            picture = iq_store.store_spectrum(capture) if per_partition_metadata else {}
+            picture = spectrum_metadata(iq_store, capture) if per_partition_metadata else {}
             outcomes[str(key)] = ReceiverCapture(registry[rid], capture, ui_metadata=picture,
                                                  attempts=acquisition.attempts.get(rid, 1))
         context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "

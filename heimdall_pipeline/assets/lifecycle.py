@@ -14,6 +14,7 @@ from dagster import (
 from pydantic import Field
 
 from heimdall_pipeline.resources import HeimdallDatabase
+from heimdall_pipeline.tags import MAINTENANCE_TAG
 
 
 class ArchiveConfig(Config):
@@ -41,7 +42,7 @@ def archive_sessions_op(context: OpExecutionContext, config: ArchiveConfig, data
 
 @job(description="Archive old sessions' partitions (data stays in S3 and TimescaleDB; "
                  "`heimdall session restore KEY` brings them back).",
-     tags={"heimdall/maintenance": "archive"})
+     tags={MAINTENANCE_TAG: "archive"})
 def archive_sessions_job():
     archive_sessions_op()
 

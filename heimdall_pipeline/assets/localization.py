@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
+from heimdall_pipeline.assets.pictures import shown_picture
 from heimdall_pipeline.assets.sessions import per_session
-from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.partitions import partition_key_for, session_partitions
+from heimdall_pipeline.rss import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
+from heimdall_pipeline.partitions import session_partitions
 from heimdall_pipeline.recordings.bucket import read_upload
 from heimdall_pipeline.recordings.plan import POSITIONS_FILE
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.storage.captures import load_capture
 from heimdall_pipeline.storage.layout import localization_object_key
 
 if TYPE_CHECKING:
@@ -101,7 +103,7 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
     captures = []
     for row in rows:
         receiver = registry[row.receiver_id]
-        capture = iq_store.load_capture(partition_key_for(session_key, receiver.id))
+        capture = load_capture(iq_store, session_key, receiver.id)
         if capture is None:
             captures.append(TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude),
                                          longitude=float(receiver.longitude), samples=np.zeros(0, np.complex64),
@@ -145,14 +147,12 @@ def pair_table(result: "TdoaResult") -> str:
 
 
 def _map_metadata(iq_store: IQStore, session_key: str, png: bytes) -> MetadataValue:
-    key = localization_object_key(session_key)
-    iq_store.put(key, png, "image/png", {"session": session_key})
-    url = iq_store.presigned_url(key)
-    return MetadataValue.md(f"![localization]({url})\n\n[localization map]({url})")
+    return shown_picture(iq_store, localization_object_key(session_key), png, {"session": session_key},
+                         alt="localization", link="localization map")
 
 
 def tdoa_metadata(result: "TdoaResult", iq_store: IQStore, session_key: str) -> dict:
-    from heimdall_pipeline.localization.plotting import plot_tdoa_localization  # matplotlib: when drawn
+    from heimdall_pipeline.plots.localization import plot_tdoa_localization  # matplotlib: when drawn
 
     truth = None if result.truth is None else (result.truth["latitude"], result.truth["longitude"])
     metadata = {
@@ -174,7 +174,7 @@ def tdoa_metadata(result: "TdoaResult", iq_store: IQStore, session_key: str) -> 
 def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQStore, session_key: str) -> dict:
     metadata = {"method": "rss", "localizable": result.localizable, "receivers_used": ", ".join(result.receivers_used)}
     if result.localizable:
-        from heimdall_pipeline.localization.plotting import plot_localization  # matplotlib: when drawn
+        from heimdall_pipeline.plots.localization import plot_localization  # matplotlib: when drawn
 
         metadata.update({
             "latitude": result.latitude, "longitude": result.longitude,
@@ -204,8 +204,8 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
 )
 def session_localization(context: AssetExecutionContext, database: HeimdallDatabase,
                          iq_store: IQStore) -> MaterializeResult:
-    from heimdall_pipeline.db.measurements_repo import (  # the database layer loads with the first run
-        delete_localization, measurements_for_session, upsert_localization)
+    from heimdall_pipeline.db.localization_rows import rss_row, tdoa_row  # the database layer loads with the first run
+    from heimdall_pipeline.db.measurements_repo import delete_localization, measurements_for_session, upsert_localization
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
 
@@ -218,7 +218,7 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
             raise ValueError(f"session {session_key!r} is not in the sessions table")
         rows = measurements_for_session(engine, session_key)
         tdoa = localize_session_tdoa(record, rows, registry, iq_store)
-        upsert_localization(engine, tdoa.to_row(session_key, record.scheduled_for))
+        upsert_localization(engine, tdoa_row(tdoa, session_key, record.scheduled_for))
         if tdoa.localized:
             # the session's answer is the TDoA one: an earlier received-power row would contradict it
             delete_localization(engine, session_key, "rss")
@@ -229,8 +229,8 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
                              f"{tdoa.region.semi_minor_km:.2f} km)")
         else:
             result, observations = localize_session(rows, registry, shadowing_sigma_db(record, registry))
-            upsert_localization(engine, result.to_row(session_key, record.scheduled_for,
-                                                      {"transmitter_truth": record.transmitter}))
+            upsert_localization(engine, rss_row(result, session_key, record.scheduled_for,
+                                                {"transmitter_truth": record.transmitter}))
             by_method["rss"] += result.localizable
             metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
             metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])

@@ -8,9 +8,9 @@ from dagster import (
     MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
 )
 # Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
+from heimdall_pipeline.partitions import session_partitions
+from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, LAUNCH_TAG
 from heimdall_pipeline.resources import HeimdallDatabase
 
 per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")

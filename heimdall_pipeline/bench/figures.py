@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from datetime import datetime, timedelta, timezone
 
 
@@ -176,6 +177,7 @@ def session_figure(b: Bench) -> Figure:
     from dagster import DagsterInstance
 
     from heimdall_pipeline.assets.metrics import measurement_row
+    from heimdall_pipeline.assets.pictures import spectrum_metadata
     from heimdall_pipeline.checks import integrity_problems, missing_captures, row_problems
     from heimdall_pipeline.db.measurements_repo import upsert_measurements
     from heimdall_pipeline.db.sessions_repo import get_session
@@ -185,6 +187,7 @@ def session_figure(b: Bench) -> Figure:
     from heimdall_pipeline.capture import ReceiverCapture
     from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
+    from heimdall_pipeline.storage.captures import store_capture
 
     duration = b.sizes.session_duration_s
     job = defs.get_job_def("session_job")
@@ -216,9 +219,9 @@ def session_figure(b: Bench) -> Figure:
                 record.scheduled_for)) for rid in record.receiver_ids]
             t1 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
-                list(pool.map(b.store.store_capture, items))
+                list(pool.map(partial(store_capture, b.store), items))
             for item in items:  # raw_iq renders the spectrum picture beside each capture
-                b.store.store_spectrum(item.capture)
+                spectrum_metadata(b.store, item.capture)
             t2 = time.perf_counter()
             rows = [measurement_row(item.capture, b.store.bucket) for item in items]
             t3 = time.perf_counter()
@@ -254,8 +257,8 @@ def session_figure(b: Bench) -> Figure:
         "(session_job: acquire without real-time wait, store, metrics, checks; ephemeral instance)",
         size=f"7 receivers x {duration:g} s at 12 kS/s ({int(duration * SAMPLE_RATE_HZ)} samples each)",
         value=value, baseline=base,
-        baseline_label="the same work as plain calls: simulate, IQStore.store_capture (encode, put .npy/JSON; "
-                       "same thread pool), IQStore.store_spectrum (PNG), measurement_row, upsert_measurements, "
+        baseline_label="the same work as plain calls: simulate, storage/captures.store_capture (encode, put .npy/JSON; "
+                       "same thread pool), assets/pictures.spectrum_metadata (PNG), measurement_row, upsert_measurements, "
                        "and the checks' work (checks.integrity_problems, missing_captures, row_problems)",
         ratio=ratio, ratio_meaning="Dagster time / plain time",
         targets=[Target("time", "<=", 2.0, value.median, " s"), Target("ratio to baseline", "<=", 1.5, ratio, "x")],
@@ -468,9 +471,9 @@ def upsert_figure(b: Bench) -> Figure:
 
 def backfill_figure(b: Bench) -> Figure:
     from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from heimdall_pipeline.db.measurements_repo import count_measurements
+    from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
     from heimdall_pipeline.definitions import defs
     from heimdall_pipeline.partitions import (
         partition_key_for, receiver_partitions, session_partitions, session_receiver_partitions,
@@ -664,7 +667,7 @@ def whole_span_correlation(directory) -> tuple[float, dict[str, float]]:
     the lag at the integer-sample peak, then the same solver. Returns the error against the truth
     (km) and each pair's lag error (µs)."""
     from heimdall_pipeline.propagation import haversine_km
-    from heimdall_pipeline.tdoa.accuracy import recording_set
+    from heimdall_pipeline.accuracy.tdoa import recording_set
     from heimdall_pipeline.tdoa.align import align
     from heimdall_pipeline.tdoa.correlate import signal_band
     from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s, solve
@@ -696,7 +699,7 @@ def whole_span_correlation(directory) -> tuple[float, dict[str, float]]:
 def tdoa_real_figure(b: Bench) -> list[Figure]:
     """The shared DCF77 set (three real KiwiSDRs, GNSS-timed) located by TDoA: error km, every
     pair's lag error against the known geometry (µs), solve time; skipped when the set is absent."""
-    from heimdall_pipeline.tdoa.accuracy import real_recordings_figure
+    from heimdall_pipeline.accuracy.tdoa import real_recordings_figure
 
     directory = shared_dcf77_directory()
     if not (directory / "receivers.json").is_file():
@@ -732,7 +735,7 @@ def tdoa_real_figure(b: Bench) -> list[Figure]:
 def tdoa_sim_figure(b: Bench) -> Figure:
     """Random transmitters inside the seven default receivers (noise-like 500 Hz signal, weakest
     receiver at 10 dB SNR): median error, 95 % coverage, over many trials."""
-    from heimdall_pipeline.tdoa.accuracy import simulated_figure
+    from heimdall_pipeline.accuracy.tdoa import simulated_figure
 
     trials = 4 if b.quick else 30
     out = simulated_figure(trials=trials, seed=0, snr_db=10.0)

@@ -12,17 +12,18 @@ recorded or stored gets a 'failed' row. The partition's UI metadata is built fro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
+from heimdall_pipeline.capture import Capture, ReceiverCapture
 from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_key
 from heimdall_pipeline.resources.database import HeimdallDatabase
-from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
-from heimdall_pipeline.capture import Capture, ReceiverCapture
+from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.storage.captures import StoredCapture, load_capture, read_ahead, store_capture
 
 
 class StoredCaptures(Mapping):
@@ -30,13 +31,13 @@ class StoredCaptures(Mapping):
     ``read_ahead`` are downloading, so a backfill over thousands of partitions holds only
     read_ahead captures besides those the caller keeps."""
 
-    def __init__(self, store: IQStore, keys: list[str]):
-        self._store, self._keys = store, keys
+    def __init__(self, load: Callable[[str], Capture | None], keys: list[str], read_ahead: int):
+        self._load, self._keys, self._read_ahead = load, keys, read_ahead
 
     def __getitem__(self, key: str) -> Capture | None:
         if key not in self._keys:
             raise KeyError(key)
-        return self._store.load_capture(key)
+        return self._load(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -45,7 +46,20 @@ class StoredCaptures(Mapping):
         return len(self._keys)
 
     def items(self) -> Iterator[tuple[str, Capture | None]]:  # type: ignore[override]
-        return read_ahead(self._store.load_capture, self._keys, self._store.read_ahead)
+        return read_ahead(self._load, self._keys, self._read_ahead)
+
+
+def stored_metadata(store: IQStore, stored: StoredCapture) -> dict[str, Any]:
+    """What the UI shows of a stored capture, with a time-limited link to its object."""
+    return {
+        "capture_status": "stored",
+        "s3_key": stored.url,
+        "bytes": stored.bytes,
+        "sha256": stored.sha256,
+        "samples": stored.samples,
+        "sample_rate_hz": stored.sample_rate_hz,
+        "presigned_url": MetadataValue.url(store.presigned_url(stored.key)),
+    }
 
 
 def outcome_metadata(outcome) -> dict[str, Any]:
@@ -69,19 +83,19 @@ class S3IQIOManager(ConfigurableIOManager):
         engine = self.database.engine()
         run_id = context.run_id
 
-        def store(item: tuple[str, ReceiverCapture]) -> tuple[dict[str, Any] | None, BaseException | None]:
+        def store(item: tuple[str, ReceiverCapture]) -> tuple[StoredCapture | None, BaseException | None]:
             key, value = item
             session_key, receiver_id = split_key(key)
             try:
-                stored = self.store.store_capture(value)
+                stored = store_capture(self.store, value)
             except Exception as exc:  # noqa: BLE001 - recorded as this receiver's outcome, raised below
                 record_outcomes(engine, [failed_outcome(session_key, receiver_id, exc, attempts=value.attempts,
                                                         run_id=run_id)])
                 return None, exc
             capture = value.capture
             record_outcomes(engine, [CaptureOutcome(
-                session_key, receiver_id, "stored", attempts=value.attempts, bytes=stored["bytes"],
-                sha256=stored["sha256"], start_time=capture.start_time,
+                session_key, receiver_id, "stored", attempts=value.attempts, bytes=stored.bytes,
+                sha256=stored.sha256, start_time=capture.start_time,
                 end_time=capture.start_time + timedelta(seconds=capture.duration_s), run_id=run_id)])
             return stored, None
 
@@ -101,7 +115,7 @@ class S3IQIOManager(ConfigurableIOManager):
         if len(obj) <= PER_PARTITION_METADATA_LIMIT:
             for key, value in obj.items():
                 if key in stored:
-                    metadata = {**stored[key], **value.ui_metadata}
+                    metadata = {**stored_metadata(self.store, stored[key]), **value.ui_metadata}
                 elif key in results:
                     metadata = {"capture_status": "failed", "error": f"{type(results[key][1]).__name__}: {results[key][1]}"}
                 else:
@@ -111,11 +125,12 @@ class S3IQIOManager(ConfigurableIOManager):
             "stored": len(stored),
             "failed": sum(1 for o in others.values() if o.status == "failed") + len(results) - len(stored),
             "bucket": self.store.bucket,
-            "bytes_total": sum(m["bytes"] for m in stored.values()),
+            "bytes_total": sum(s.bytes for s in stored.values()),
         })
         errors = [error for _, error in results.values() if error is not None]
         if errors:  # the step fails; each receiver's outcome is recorded above
             raise errors[0]
 
     def load_input(self, context: InputContext) -> StoredCaptures:
-        return StoredCaptures(self.store, [str(key) for key in context.asset_partition_keys])
+        return StoredCaptures(lambda key: load_capture(self.store, *split_key(key)),
+                              [str(key) for key in context.asset_partition_keys], self.store.read_ahead)

@@ -40,7 +40,7 @@ class UnknownRecordingReceiverError(KiwiWavError):
     """The file's receiver is not registered and no positions file describes it."""
 
 
-class DuplicateReceiverError(KiwiWavError):
+class ReceiverRecordedTwiceError(KiwiWavError):
     """Two files of the batch come from the same receiver."""
 
 
@@ -196,7 +196,7 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
             problems.append(BadFileNameError(file_name, f"receiver {recording.name.receiver!r}: {exc}"))
             continue
         if receiver_id in by_receiver:
-            problems.append(DuplicateReceiverError(
+            problems.append(ReceiverRecordedTwiceError(
                 file_name, f"receiver {receiver_id!r} also recorded {by_receiver[receiver_id]}"))
             continue
         if receiver_id not in known:

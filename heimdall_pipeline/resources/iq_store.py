@@ -1,37 +1,26 @@
-"""IQStore: raw IQ captures in S3 — `sessions/{session}/websdr_{receiver}.npy`, its SigMF
-metadata JSON and a spectrum PNG, with checksums verified by the server on upload and SHA-256
-verified on every read."""
+"""IQStore: the bucket of raw IQ as a Dagster resource — its settings, one boto3 client per process
+(the bucket checked, never created), and object I/O with checksums the server verifies on upload.
+
+How a capture is laid out in objects and verified on read is storage/captures.py; pictures are
+drawn by the asset that shows them (assets/acquisition.py), UI metadata built by the IO manager."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
-import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
-from typing import Any, TypeVar
+from typing import Any
 
 from boto3.s3.transfer import TransferConfig
-from dagster import ConfigurableResource, MetadataValue
+from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from heimdall_pipeline.partitions import split_key
-from heimdall_pipeline.capture import Capture, ReceiverCapture
 from heimdall_pipeline.storage.buffers import BufferStream
-from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
-from heimdall_pipeline.storage.layout import (
-    iq_dataset_name, iq_object_key, metadata_object_key, spectrum_object_key,
-)
 from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
 
-T = TypeVar("T")
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 _CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> boto3 client
-_PNG_SLOTS = threading.BoundedSemaphore(1)  # spectrum pictures rendered at once: CPU-bound, so one
 
 
 class S3AccessDeniedError(PermissionError):
@@ -40,24 +29,6 @@ class S3AccessDeniedError(PermissionError):
 
 class MissingBucketError(RuntimeError):
     """The configured bucket does not exist; only setup creates it."""
-
-
-def read_ahead(load: Callable[[str], T], keys: Iterable[str], depth: int) -> Iterator[tuple[str, T]]:
-    """(key, load(key)) in key order; while the caller processes one, the next `depth` loads run
-    in threads, so at most `depth` results wait in memory besides what the caller keeps."""
-    depth = max(1, int(depth))
-    keys = iter(keys)
-    with ThreadPoolExecutor(max_workers=depth) as pool:
-        pending = deque((key, pool.submit(load, key)) for key in islice(keys, depth))
-        while pending:
-            key, download = pending.popleft()
-            result = download.result()
-            del download  # a finished future keeps its result alive
-            next_key = next(keys, None)
-            if next_key is not None:
-                pending.append((next_key, pool.submit(load, next_key)))
-            yield key, result
-            del result  # not kept while the generator waits for the caller
 
 
 class IQStore(ConfigurableResource):
@@ -132,41 +103,6 @@ class IQStore(ConfigurableResource):
             client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
                               Metadata=metadata, ChecksumSHA256=base64.b64encode(digest).decode())
 
-    def store_capture(self, item: ReceiverCapture) -> dict[str, Any]:
-        capture, receiver = item.capture, item.receiver
-        npy_key = iq_object_key(capture.session_key, receiver.id)
-        encoded = encode_capture(capture, receiver, dataset_name=iq_dataset_name(receiver.id))
-        user_metadata = {
-            "session": capture.session_key, "receiver": receiver.id,
-            "frequency-hz": f"{capture.center_frequency_hz:.3f}", "samples": str(len(capture.samples)),
-            "sha256": encoded.sha256,
-        }
-        # Data first, then metadata: a reader never finds metadata without its data.
-        self.put(npy_key, encoded.npy_stream(), "application/octet-stream", user_metadata, sha256_hex=encoded.sha256)
-        self.put(metadata_object_key(capture.session_key, receiver.id), encoded.metadata_json,
-                 "application/json", user_metadata)
-        return {
-            "capture_status": "stored",
-            "s3_key": f"s3://{self.bucket}/{npy_key}",
-            "bytes": encoded.npy_size,
-            "sha256": encoded.sha256,
-            "samples": len(capture.samples),
-            "sample_rate_hz": float(capture.sample_rate_hz),
-            "presigned_url": MetadataValue.url(self.presigned_url(npy_key)),
-        }
-
-    def store_spectrum(self, capture: Capture) -> dict[str, Any]:
-        """The PSD/waterfall picture beside the capture; metadata showing it in the UI."""
-        from heimdall_pipeline.plots import spectrum_png  # matplotlib: loaded when first drawn
-
-        with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~3 MB each), not speed
-            png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
-                               f"{capture.session_key} / {capture.receiver_id}", power_unit=capture.power_unit)
-        key = spectrum_object_key(capture.session_key, capture.receiver_id)
-        self.put(key, png, "image/png", {"session": capture.session_key, "receiver": capture.receiver_id})
-        url = self.presigned_url(key)
-        return {"spectrum": MetadataValue.md(f"![spectrum]({url})\n\n[spectrum PNG]({url})")}
-
     def presigned_url(self, key: str) -> str:
         """A time-limited GET link; signed for the public endpoint if one is set (signing is local,
         no request is made)."""
@@ -191,22 +127,3 @@ class IQStore(ConfigurableResource):
                 return False
             raise
         return True
-
-    def has_capture(self, partition_key: str) -> bool:
-        """Whether a complete capture is stored (its metadata is written last)."""
-        session, receiver = split_key(partition_key)
-        return self.exists(metadata_object_key(session, receiver))
-
-    def load_capture(self, partition_key: str) -> Capture | None:
-        """The stored capture, None if the partition has none, IntegrityError if it is damaged."""
-        session, receiver = split_key(partition_key)
-        npy_key, meta_key = iq_object_key(session, receiver), metadata_object_key(session, receiver)
-        metadata = self.get(meta_key)
-        if metadata is None:
-            if self.exists(npy_key):
-                raise IntegrityError(f"s3://{self.bucket}/{npy_key}: data without its metadata {meta_key}")
-            return None
-        data = self.get(npy_key)
-        if data is None:
-            raise IntegrityError(f"s3://{self.bucket}/{npy_key}: missing, but its metadata {meta_key} exists")
-        return capture_from_stored(data, metadata, key_for_errors=f"s3://{self.bucket}/{npy_key}")

@@ -76,7 +76,7 @@ def sigmf_version() -> str:
     return sigmf.__specification__
 
 
-class IntegrityError(ValueError):
+class CaptureIntegrityError(ValueError):
     """A stored object is not what its metadata says it is (hash, dtype, shape or length)."""
 
 
@@ -157,7 +157,7 @@ def _dumps(metadata: Mapping[str, Any]) -> bytes:
 
 
 def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
-    """Checks an .npy byte string; returns (header_bytes, sample_count) or raises IntegrityError."""
+    """Checks an .npy byte string; returns (header_bytes, sample_count) or raises CaptureIntegrityError."""
     where = f"'{key}'" if key else "npy object"
     stream = io.BytesIO(npy_bytes)
     try:
@@ -169,20 +169,20 @@ def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
         else:  # pragma: no cover - numpy would have refused already
             raise ValueError(f"unsupported .npy version {version}")
     except Exception as exc:  # numpy raises ValueError/EOFError/SyntaxError on damaged headers
-        raise IntegrityError(f"{where}: not a readable .npy file ({exc})") from exc
+        raise CaptureIntegrityError(f"{where}: not a readable .npy file ({exc})") from exc
     header_bytes = stream.tell()
     if dtype != SAMPLE_DTYPE:
-        raise IntegrityError(f"{where}: dtype is {dtype.str}, expected {SAMPLE_DTYPE.str} (complex64 little-endian)")
+        raise CaptureIntegrityError(f"{where}: dtype is {dtype.str}, expected {SAMPLE_DTYPE.str} (complex64 little-endian)")
     if len(shape) != 1:
-        raise IntegrityError(f"{where}: shape is {shape}, expected a 1-D array")
+        raise CaptureIntegrityError(f"{where}: shape is {shape}, expected a 1-D array")
     count = int(shape[0])
     expected_len = header_bytes + count * SAMPLE_DTYPE.itemsize
     if len(npy_bytes) < expected_len:
-        raise IntegrityError(
+        raise CaptureIntegrityError(
             f"{where}: truncated: {len(npy_bytes)} bytes but header declares {count} samples ({expected_len} bytes)"
         )
     if len(npy_bytes) > expected_len:
-        raise IntegrityError(
+        raise CaptureIntegrityError(
             f"{where}: {len(npy_bytes) - expected_len} unexpected trailing bytes after {count} samples"
         )
     return header_bytes, count
@@ -335,7 +335,7 @@ def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_
     if expected_sha256 is not None:
         actual = hashlib.sha256(npy_bytes).hexdigest()
         if actual != str(expected_sha256).lower():
-            raise IntegrityError(f"{where}: sha256 mismatch: metadata says {expected_sha256}, object has {actual}")
+            raise CaptureIntegrityError(f"{where}: sha256 mismatch: metadata says {expected_sha256}, object has {actual}")
     header_bytes, count = _npy_layout(npy_bytes, key_for_errors)
     # A read-only view over the downloaded bytes, not a copy: a stored capture is never modified,
     # and a copy would double the memory of every capture read back.
@@ -378,14 +378,14 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
         segment = metadata["captures"][0]
         expected_sha256 = glob[f"{ns}:sha256"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise IntegrityError(f"{where}: metadata is not Heimdall SigMF JSON ({exc!r})") from exc
+        raise CaptureIntegrityError(f"{where}: metadata is not Heimdall SigMF JSON ({exc!r})") from exc
     if glob.get("core:datatype") != SIGMF_DATATYPE:
-        raise IntegrityError(f"{where}: core:datatype is {glob.get('core:datatype')!r}, expected {SIGMF_DATATYPE}")
+        raise CaptureIntegrityError(f"{where}: core:datatype is {glob.get('core:datatype')!r}, expected {SIGMF_DATATYPE}")
     samples = decode_npy(npy_bytes, expected_sha256=expected_sha256, key_for_errors=key_for_errors)
     if glob.get(f"{ns}:samples") != len(samples):
-        raise IntegrityError(f"{where}: metadata says {glob.get(f'{ns}:samples')} samples, object has {len(samples)}")
+        raise CaptureIntegrityError(f"{where}: metadata says {glob.get(f'{ns}:samples')} samples, object has {len(samples)}")
     if segment.get("core:header_bytes") != len(npy_bytes) - samples.nbytes:
-        raise IntegrityError(
+        raise CaptureIntegrityError(
             f"{where}: core:header_bytes {segment.get('core:header_bytes')} does not match the .npy header "
             f"({len(npy_bytes) - samples.nbytes} bytes)"
         )
@@ -405,4 +405,4 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             ground_truth=glob.get(f"{ns}:ground_truth"),
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"{where}: metadata field missing or malformed ({exc!r})") from exc
+        raise CaptureIntegrityError(f"{where}: metadata field missing or malformed ({exc!r})") from exc

@@ -6,8 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from heimdall_pipeline.propagation import haversine_km, propagation_delay_s
 from heimdall_pipeline.tdoa.align import TimedCapture, align
@@ -19,9 +18,6 @@ from heimdall_pipeline.tdoa.correlate import (
     signal_band,
 )
 from heimdall_pipeline.tdoa.solve import PairGeometry, Region95, modelled_lags_s, solve
-
-if TYPE_CHECKING:
-    from heimdall_pipeline.db.measurements_repo import LocalizationRow
 
 MIN_RECEIVERS = 3
 DEFAULT_WINDOW_S = 0.5  # many windows make their scatter (the lag errors) well measured
@@ -88,25 +84,6 @@ class TdoaResult:
     def receivers_used(self) -> tuple[str, ...]:
         return tuple(r["receiver_id"] for r in self.receivers if r["used"])
 
-    def to_row(self, session_key: str, time: datetime, metadata_json: dict[str, Any] | None = None) -> "LocalizationRow":
-        """The `localizations` row of this result (method 'tdoa') for a session starting at `time`:
-        the region's axes in the ellipse columns, the pairs in `pair_lags`, the rest of to_json()
-        (receivers, band, offsets, covariance, truth) in metadata_json, each stored once."""
-        from heimdall_pipeline.db.measurements_repo import LocalizationRow
-
-        details = self.to_json()
-        for stored_in_columns in ("method", "localized", "reason", "latitude", "longitude", "pairs"):
-            details.pop(stored_in_columns)
-        if self.region is not None:
-            details["region_95"] = {"confidence": 0.95, "covariance_en_km2": details["region_95"]["covariance_en_km2"]}
-        return LocalizationRow(
-            time=time, session_key=session_key, method=METHOD, localizable=self.localized, reason=self.reason,
-            latitude=self.latitude, longitude=self.longitude,
-            ellipse_semi_major_km=None if self.region is None else self.region.semi_major_km,
-            ellipse_semi_minor_km=None if self.region is None else self.region.semi_minor_km,
-            ellipse_orientation_deg=None if self.region is None else self.region.major_bearing_deg,
-            receivers_used=self.receivers_used, pair_lags=[dict(p) for p in self.pairs] or None,
-            metadata_json={**details, **(metadata_json or {})})
 
 
 def _receiver_report(c: TimedCapture, used: bool) -> dict[str, Any]:

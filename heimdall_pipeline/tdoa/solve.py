@@ -20,7 +20,7 @@ import math
 import numpy as np
 import scipy.optimize
 
-from heimdall_pipeline.localization.geometry import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
+from heimdall_pipeline.geometry import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
 from heimdall_pipeline.propagation import EARTH_RADIUS_KM, haversine_km, propagation_delay_s
 
 CHI2_2DOF_95 = chi2_2dof_quantile(0.95)

@@ -215,8 +215,7 @@ def check_evaluations(instance, run_id: str) -> dict[str, list]:
 
 def partition_metadata(instance, asset: str, keys: list[str]) -> dict[str, dict]:
     """Latest materialization metadata of each partition key (plain values)."""
-    from dagster import AssetKey
-    from dagster._core.storage.event_log.base import AssetRecordsFilter
+    from dagster import AssetKey, AssetRecordsFilter
 
     records = instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=keys), limit=len(keys) * 4).records

@@ -8,15 +8,16 @@ import threading
 
 import pytest
 from dagster import AssetSelection, DagsterInstance, define_asset_job
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.checks import raw_iq_integrity
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.partitions import partition_key_for, session_receiver_partitions
 from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline_tests.runs import run_session_in_process
-from heimdall_pipeline.storage.iq_format import IntegrityError
+from heimdall_pipeline.storage.captures import load_capture
+from heimdall_pipeline.storage.iq_format import CaptureIntegrityError
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
+from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from heimdall_pipeline_tests.faults.conftest import (
     build_defs, check_evaluations, error_text, make_store, request,
 )
@@ -60,12 +61,12 @@ def test_damaged_object_fails_integrity_and_metrics_refuse(shared_services_env, 
     assert victim in problems[f"hb9q|{record.session_key}"]
     assert victim in evaluation.description
 
-    with pytest.raises(IntegrityError, match=victim):
-        make_store(env).load_capture(f"hb9q|{record.session_key}")
+    with pytest.raises(CaptureIntegrityError, match=victim):
+        load_capture(make_store(env), record.session_key, "hb9q")
     measured = defs.resolve_job_def("metrics_only").execute_in_process(instance=instance, tags=tags, raise_on_error=False)
     assert not measured.success
     text = error_text(measured)
-    assert "IntegrityError" in text and victim in text
+    assert "CaptureIntegrityError" in text and victim in text
     # nothing computed on bad data, and (one transaction) not even the healthy partition's row
     assert count_measurements(engine, session_key=record.session_key) == 0
 

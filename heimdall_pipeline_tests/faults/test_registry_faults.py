@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 
 import pytest
 from dagster import build_sensor_context
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
@@ -20,9 +19,11 @@ from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline_tests.runs import run_session_in_process
-from heimdall_pipeline.sensors import RECEIVER_TAG_PREFIX, session_request_sensor
+from heimdall_pipeline.sensors import session_request_sensor
+from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RECEIVER_TAG_PREFIX
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.sessions import InvalidSessionRequestError
+from heimdall_pipeline.storage.captures import has_capture, load_capture
 from heimdall_pipeline.storage.layout import InvalidKeyError, iq_object_key, metadata_object_key
 from heimdall_pipeline_tests.faults.conftest import (
     build_defs, check_evaluations, make_store, new_key, partition_metadata, private_client, request,
@@ -103,9 +104,9 @@ def test_failing_receivers_do_not_lose_the_others(private_services, private_engi
     # the others succeeded: objects and rows
     store = make_store(env)
     for rid in ("kiwi-ok", "f5len"):
-        assert store.load_capture(f"{rid}|{key}") is not None
+        assert load_capture(store, key, rid) is not None
     for rid in failed:
-        assert not store.has_capture(f"{rid}|{key}")
+        assert not has_capture(store, key, rid)
     assert sorted(r.receiver_id for r in measurements_for_session(private_engine, key)) == ["f5len", "kiwi-ok"]
     # session_summary names each failed receiver with its error
     summary = partition_metadata(fresh_instance, "session_summary", [key])[key]
@@ -207,9 +208,9 @@ def test_bad_keys_refused_before_s3_key_or_sql(private_services, private_engine,
         store.client()  # bucket check done; from here on, count only what the bad key would cause
         sent.clear()
         statements.clear()
-        for partition_key in (f"f5len|{bad}", f"{bad}|s1"):
+        for session_key, receiver_id in ((bad, "f5len"), ("s1", bad)):
             with pytest.raises(InvalidKeyError):
-                store.load_capture(partition_key)
+                load_capture(store, session_key, receiver_id)
         from heimdall_pipeline.verify import select_sessions
         with pytest.raises(InvalidKeyError):
             select_sessions(private_engine, [bad])
@@ -254,8 +255,9 @@ def _launch_like_the_daemon(instance, defs, run_requests) -> list:
     """What the sensor daemon does per run request that passed its run-key check: create the
     run tagged with the sensor name and run key (here: created, never executed; the daemon reuses
     a NOT_STARTED run with the same key and skips a started one, so either way no second run)."""
-    from dagster._core.storage.dagster_run import DagsterRunStatus
-    from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+    from dagster import DagsterRunStatus
+
+    from heimdall_pipeline.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
     job = defs.resolve_job_def("session_job")
     return [instance.create_run_for_job(job_def=job, status=DagsterRunStatus.NOT_STARTED,

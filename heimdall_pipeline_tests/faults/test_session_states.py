@@ -16,7 +16,7 @@ from heimdall_pipeline.db.receivers_repo import (
     ReceiverInUseError, add_receiver, get_receiver, set_receiver_active, update_receiver,
 )
 from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
-from heimdall_pipeline.partitions import LAUNCH_TAG, SESSION_TAG
+from heimdall_pipeline.tags import LAUNCH_TAG, SESSION_TAG
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.runner import ensure_partitions

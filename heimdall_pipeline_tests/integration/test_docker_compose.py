@@ -161,7 +161,7 @@ def validate_instance_yaml(directory: Path) -> dict:
 
 
 def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
-    from dagster._core.errors import DagsterInvalidConfigError
+    from dagster import DagsterInvalidConfigError
 
     for name in env_vars_read_by_instance(DOCKER / "dagster.yaml"):
         monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.capture import ReceiverCapture
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
+from heimdall_pipeline.storage.captures import load_capture, store_capture
 
 
 def make_store(**overrides):
@@ -28,9 +28,9 @@ def test_capture_round_trip(embedded_services, s3_client, duration_s, multipart_
     capture = simulate_capture(session, receiver, Transmitter(frequency_hz=7.1007e6, eirp_dbm=40.0, latitude=48.0,
                                                               longitude=6.0),
                                7.1e6, 12000.0, duration_s, datetime(2026, 1, 1, tzinfo=timezone.utc))
-    stored = store.store_capture(ReceiverCapture(receiver, capture))
-    assert (stored["bytes"] > multipart_threshold_mb * 1024 * 1024) == (multipart_threshold_mb == 5)
-    head = s3_client.head_object(Bucket=store.bucket, Key=stored["s3_key"].split("/", 3)[3])
-    assert head["ContentLength"] == stored["bytes"] and head["Metadata"]["sha256"] == stored["sha256"]
-    back = store.load_capture(str(partition_key_for(session, receiver.id)))
+    stored = store_capture(store, ReceiverCapture(receiver, capture))
+    assert (stored.bytes > multipart_threshold_mb * 1024 * 1024) == (multipart_threshold_mb == 5)
+    head = s3_client.head_object(Bucket=store.bucket, Key=stored.key)
+    assert head["ContentLength"] == stored.bytes and head["Metadata"]["sha256"] == stored.sha256
+    back = load_capture(store, session, receiver.id)
     assert np.array_equal(back.samples.view(np.uint64), capture.samples.view(np.uint64))

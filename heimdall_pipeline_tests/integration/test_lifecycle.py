@@ -74,8 +74,7 @@ def _partition_keys(instance, session_key: str) -> list[str]:
 def status(instance, session_key: str) -> dict:
     """Per asset: which partitions of the session are materialized AND exist (what the UI shows),
     with the storage id of their latest materialization."""
-    from dagster import AssetKey
-    from dagster._core.events import DagsterEventType
+    from dagster import AssetKey, DagsterEventType
 
     from heimdall_pipeline.partitions import session_partitions, session_receiver_partitions
 
@@ -92,8 +91,7 @@ def status(instance, session_key: str) -> dict:
 
 
 def event_count(instance, asset: str, keys: list[str]) -> int:
-    from dagster import AssetKey
-    from dagster._core.event_api import AssetRecordsFilter
+    from dagster import AssetKey, AssetRecordsFilter
 
     return len(instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=keys), limit=10_000).records)
@@ -169,8 +167,7 @@ def test_archive_then_restore_loses_nothing_and_backfill_works(env, pg_instance,
 def test_restore_into_an_instance_without_the_events_reports_from_s3_verified(env, recorded, s3_client):
     """A new instance (event log lost / migrated): the status is re-reported from S3 (SHA-256
     verified) and TimescaleDB; a damaged capture is refused and named."""
-    from dagster import AssetKey, DagsterInstance
-    from dagster._core.event_api import AssetRecordsFilter
+    from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
     from heimdall_pipeline.bench.scale import private_dagster_home
     from heimdall_pipeline.db.sessions_repo import mark_archived

@@ -3,10 +3,8 @@
 import os
 from datetime import datetime, timedelta, timezone
 
-from dagster import AssetCheckKey, AssetKey, build_sensor_context
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, build_sensor_context
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.event_log.base import AssetRecordsFilter
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.db.receivers_repo import list_receivers
@@ -15,6 +13,7 @@ from heimdall_pipeline.partitions import partition_key_for
 from heimdall_pipeline.runner import ensure_partitions, run_session
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.session_requests import request_session
+from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from heimdall_pipeline.validation import default_receivers
 from heimdall_pipeline.sensors import session_request_sensor
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key, session_prefix

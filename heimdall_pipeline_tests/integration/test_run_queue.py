@@ -153,8 +153,7 @@ def test_production_instance_config_loads_with_docker_launcher(embedded_services
     """deploy/dagster.production.yaml is a valid instance config: Dagster validates every section
     and instantiates each class (DockerRunLauncher from dagster-docker, QueuedRunCoordinator,
     S3ComputeLogManager) against a scratch PostgreSQL database."""
-    from dagster._core.errors import DagsterInvalidConfigError
-    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster import DagsterInvalidConfigError, QueuedRunCoordinator
     from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
     from dagster_docker import DockerRunLauncher
 

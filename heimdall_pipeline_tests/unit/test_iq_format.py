@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.capture import Capture, GpsTimestamp
 from heimdall_pipeline.storage.iq_format import (
-    IntegrityError,
+    CaptureIntegrityError,
     capture_from_stored,
     decode_npy,
     encode_capture,
@@ -285,34 +285,34 @@ def test_sha256_mismatch_names_key_and_both_hashes():
     encoded = encode()
     damaged = bytearray(encoded.npy_bytes)
     damaged[-3] ^= 0x01
-    with pytest.raises(IntegrityError) as info:
+    with pytest.raises(CaptureIntegrityError) as info:
         decode_npy(bytes(damaged), expected_sha256=encoded.sha256, key_for_errors=KEY)
     message = str(info.value)
     assert KEY in message and encoded.sha256 in message and hashlib.sha256(bytes(damaged)).hexdigest() in message
-    with pytest.raises(IntegrityError, match="sha256"):
+    with pytest.raises(CaptureIntegrityError, match="sha256"):
         capture_from_stored(bytes(damaged), encoded.metadata_json, key_for_errors=KEY)
 
 
 def test_integrity_error_is_value_error():
-    assert issubclass(IntegrityError, ValueError)
+    assert issubclass(CaptureIntegrityError, ValueError)
 
 
 @pytest.mark.parametrize("cut", [1, 8, 100])
 def test_truncated_npy_refused(cut):
     encoded = encode()
-    with pytest.raises(IntegrityError, match="truncated") as info:
+    with pytest.raises(CaptureIntegrityError, match="truncated") as info:
         decode_npy(encoded.npy_bytes[:-cut], key_for_errors=KEY)
     assert KEY in str(info.value)
 
 
 @pytest.mark.parametrize("length", [0, 5, 60])
 def test_truncated_header_refused(length):
-    with pytest.raises(IntegrityError, match=KEY):
+    with pytest.raises(CaptureIntegrityError, match=KEY):
         decode_npy(encode().npy_bytes[:length], key_for_errors=KEY)
 
 
 def test_trailing_bytes_refused():
-    with pytest.raises(IntegrityError, match="trailing"):
+    with pytest.raises(CaptureIntegrityError, match="trailing"):
         decode_npy(encode().npy_bytes + b"\0" * 8, key_for_errors=KEY)
 
 
@@ -330,14 +330,14 @@ def test_trailing_bytes_refused():
 def test_wrong_dtype_or_shape_refused(array):
     buffer = io.BytesIO()
     np.save(buffer, array)
-    with pytest.raises(IntegrityError, match=KEY):
+    with pytest.raises(CaptureIntegrityError, match=KEY):
         decode_npy(buffer.getvalue(), key_for_errors=KEY)
 
 
 def test_pickled_object_array_refused():
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(CaptureIntegrityError):
         decode_npy(buffer.getvalue(), key_for_errors=KEY)
 
 
@@ -345,7 +345,7 @@ def test_metadata_sample_count_mismatch_refused():
     encoded = encode()
     meta = json.loads(encoded.metadata_json)
     meta["global"]["heimdall:samples"] = 999
-    with pytest.raises(IntegrityError, match="samples"):
+    with pytest.raises(CaptureIntegrityError, match="samples"):
         capture_from_stored(encoded.npy_bytes, json.dumps(meta), key_for_errors=KEY)
 
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from heimdall_pipeline import propagation
-from heimdall_pipeline.localization import LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.localization import accuracy, rss
-from heimdall_pipeline.localization.accuracy import evaluate_accuracy, synthetic_trial
-from heimdall_pipeline.localization.plotting import plot_localization
+from heimdall_pipeline.rss import LocalizationResult, PowerObservation, localize
+from heimdall_pipeline.accuracy import rss as accuracy
+from heimdall_pipeline.rss import estimator as rss
+from heimdall_pipeline.accuracy.rss import evaluate_accuracy, synthetic_trial
+from heimdall_pipeline.db.localization_rows import rss_row
+from heimdall_pipeline.plots.localization import plot_localization
 from heimdall_pipeline.propagation import free_space_path_loss_db, haversine_km
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 
@@ -123,7 +125,7 @@ def test_non_detections_are_one_sided_bounds():
     # Three detections plus four tight bounds (silent receivers just below detection): satisfied bounds
     # contribute exactly zero, and the solution respects them.
     rng = np.random.default_rng(11)
-    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy.hull_sampler(DEFAULT_RECEIVERS)
     done = 0
     while done < 8:
         lat, lon = sampler(rng)
@@ -228,7 +230,7 @@ def test_end_to_end_simulated_captures_without_shadowing():
 
     fs, t0 = 12_000.0, datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     rng = np.random.default_rng(31)
-    sampler = accuracy._hull_sampler(DEFAULT_RECEIVERS)
+    sampler = accuracy.hull_sampler(DEFAULT_RECEIVERS)
     noise = np.array([thermal_noise_power_dbm(fs, receiver_characteristics(r.id).noise_figure_db)
                       for r in DEFAULT_RECEIVERS])
     errors = []
@@ -284,7 +286,7 @@ def test_localization_uses_dbm_rows_and_names_uncalibrated_ones():
     assert result.localizable and set(result.receivers_used) == set(registry) - left_out
     assert "2 receivers left out for uncalibrated dBFS powers" in result.reason
     assert all(rid in result.reason for rid in left_out)
-    assert result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc)).reason == result.reason
+    assert rss_row(result, "s", datetime(2025, 1, 1, tzinfo=timezone.utc)).reason == result.reason
 
     everything = set(registry) - {DEFAULT_RECEIVERS[2].id, DEFAULT_RECEIVERS[3].id}
     result, observations = localize_session(_rows_for(48.5, 7.5, everything), registry, 0.0)
@@ -300,6 +302,6 @@ def test_all_dbm_rows_localize_without_a_left_out_reason():
     result, observations = localize_session(_rows_for(48.5, 7.5, set()), registry, 0.0)
     assert result.localizable and result.reason is None and len(observations) == len(registry)
     assert result.distance_km(48.5, 7.5) < 1.0
-    row = result.to_row("s", datetime(2025, 1, 1, tzinfo=timezone.utc), {"transmitter_truth": None})
+    row = rss_row(result, "s", datetime(2025, 1, 1, tzinfo=timezone.utc), {"transmitter_truth": None})
     assert row.method == "rss" and row.latitude == result.latitude and row.residuals == result.residuals_db
     assert row.metadata_json == {"receivers_as_bounds": [], "transmitter_truth": None}

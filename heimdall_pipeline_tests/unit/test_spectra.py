@@ -8,7 +8,7 @@ import scipy.signal
 from PIL import Image
 
 from heimdall_pipeline.dsp.spectra import SEGMENTS_PER_BLOCK, segment_power_rows
-from heimdall_pipeline.plots import WATERFALL_ROWS, power_spectrogram, spectrum_png
+from heimdall_pipeline.plots.spectrum import WATERFALL_ROWS, power_spectrogram, spectrum_png
 
 FS = 12000.0
 

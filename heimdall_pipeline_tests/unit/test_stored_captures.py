@@ -41,7 +41,7 @@ def test_order_kept_and_read_ahead_bounds_what_is_held(read_ahead, consumer_keep
     keys = [f"r{i}|s" for i in range(40)] + ["none|s"]
     store = StubStore(read_ahead)
     seen = []
-    for key, capture in StoredCaptures(store, keys).items():
+    for key, capture in StoredCaptures(store.load_capture, keys, store.read_ahead).items():
         seen.append((key, capture is None))
         if not consumer_keeps_previous:
             del capture
@@ -55,13 +55,14 @@ def test_a_damaged_capture_stops_the_iteration_with_its_error():
     store = StubStore(2, fail_on="r3|s")
     got = []
     with pytest.raises(ValueError, match="r3"):
-        for key, _ in StoredCaptures(store, [f"r{i}|s" for i in range(10)]).items():
+        for key, _ in StoredCaptures(store.load_capture, [f"r{i}|s" for i in range(10)], store.read_ahead).items():
             got.append(key)
     assert got == ["r0|s", "r1|s", "r2|s"]
 
 
 def test_mapping_access():
-    captures = StoredCaptures(StubStore(2), ["a|s", "b|s"])
+    store = StubStore(2)
+    captures = StoredCaptures(store.load_capture, ["a|s", "b|s"], store.read_ahead)
     assert len(captures) == 2 and list(captures) == ["a|s", "b|s"]
     assert isinstance(captures["a|s"], Loaded)
     with pytest.raises(KeyError):

@@ -16,7 +16,7 @@ from heimdall_pipeline.capture import GpsTimestamp
 from heimdall_pipeline.sources.simulator import Transmitter, receiver_characteristics, simulate_capture
 from heimdall_pipeline.tdoa import localize_tdoa, timed_capture
 from heimdall_pipeline.storage.kiwi_wav import KiwiWavRecording, read_kiwi_wav, recording_capture
-from heimdall_pipeline.tdoa.accuracy import real_recordings_figure, recording_positions, simulated_figure
+from heimdall_pipeline.accuracy.tdoa import real_recordings_figure, recording_positions, simulated_figure
 from heimdall_pipeline_tests.data import DCF77_DIR
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

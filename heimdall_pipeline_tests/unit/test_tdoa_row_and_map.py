@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from heimdall_pipeline.localization.plotting import plot_tdoa_localization
+from heimdall_pipeline.db.localization_rows import tdoa_row
+from heimdall_pipeline.plots.localization import plot_tdoa_localization
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
 from heimdall_pipeline.tdoa import localize_tdoa, timed_capture
@@ -24,7 +25,7 @@ def captures():
 def test_a_tdoa_result_is_one_row_with_each_figure_stored_once(captures):
     result = localize_tdoa(captures, truth=TRUTH)
     assert result.localized
-    row = result.to_row("s1", START)
+    row = tdoa_row(result, "s1", START)
     assert row.method == "tdoa" and row.localizable and row.reason is None
     assert (row.latitude, row.longitude) == (result.latitude, result.longitude)
     assert (row.ellipse_semi_major_km, row.ellipse_semi_minor_km, row.ellipse_orientation_deg) == (
@@ -41,7 +42,7 @@ def test_a_tdoa_result_is_one_row_with_each_figure_stored_once(captures):
 
 def test_a_refused_tdoa_result_is_a_row_with_its_reason_and_no_point(captures):
     result = localize_tdoa(captures[:2])
-    row = result.to_row("s1", START)
+    row = tdoa_row(result, "s1", START)
     assert row.method == "tdoa" and not row.localizable
     assert row.reason == "not localizable by TDoA: 2 timed receiver(s), TDoA needs 3"
     assert row.latitude is None and row.longitude is None and row.ellipse_semi_major_km is None

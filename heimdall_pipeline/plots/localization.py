@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from heimdall_pipeline.localization.rss import LocalizationResult, PowerObservation
+from heimdall_pipeline.rss.estimator import LocalizationResult, PowerObservation
 
 if TYPE_CHECKING:
     from heimdall_pipeline.tdoa import TdoaResult

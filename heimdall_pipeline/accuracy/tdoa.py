@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from heimdall_pipeline.localization.accuracy import _hull_sampler
+from heimdall_pipeline.accuracy.rss import hull_sampler
 from heimdall_pipeline.propagation import path_loss_db, slant_distance_km, thermal_noise_power_dbm
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.sources.simulator import (
@@ -122,7 +122,7 @@ def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, d
     """The ``tdoa_sim`` figure: median / 90th-percentile error, the share of trials whose 95 %
     region holds the truth, lag error rms and the median solve time over ``trials`` trials."""
     rng = np.random.default_rng(seed)
-    sampler = _hull_sampler(receivers)
+    sampler = hull_sampler(receivers)
     errors, inside, semi_major, lag_errors, times, refused = [], [], [], [], [], []
     for k in range(trials):
         result, seconds = simulated_trial(rng, f"tdoa-sim-{seed}-{k}", receivers, snr_db=snr_db, duration_s=duration_s,

@@ -1,4 +1,5 @@
-"""Plane geometry about a point of the Earth, shared by the localization estimators."""
+"""Plane geometry about a point of the Earth (tangent plane, confidence quantile), shared by the
+RSS (rss/) and TDoA (tdoa/) estimators."""
 
 from __future__ import annotations
 

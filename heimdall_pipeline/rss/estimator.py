@@ -54,16 +54,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from heimdall_pipeline.localization.geometry import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
+from heimdall_pipeline.geometry import chi2_2dof_quantile, latlon_to_tangent, tangent_to_latlon
 from heimdall_pipeline.propagation import EARTH_RADIUS_KM, MIN_DISTANCE_KM, free_space_path_loss_db, haversine_km
-
-if TYPE_CHECKING:
-    from heimdall_pipeline.db.measurements_repo import LocalizationRow
 
 METHOD = "rss"  # the localizations.method of this estimator's results
 
@@ -209,17 +205,6 @@ class LocalizationResult:
         """JSON-serialisable summary."""
         return dataclasses.asdict(self)
 
-    def to_row(self, session_key: str, time: datetime, metadata_json: dict[str, Any] | None = None) -> "LocalizationRow":
-        """The `localizations` row of this result for a session starting at `time`."""
-        from heimdall_pipeline.db.measurements_repo import LocalizationRow
-
-        return LocalizationRow(
-            time=time, session_key=session_key, method=self.method, localizable=self.localizable,
-            reason=self.reason, latitude=self.latitude, longitude=self.longitude, eirp_dbm=self.eirp_dbm,
-            path_loss_exponent=self.path_loss_exponent, ellipse_semi_major_km=self.ellipse_semi_major_km,
-            ellipse_semi_minor_km=self.ellipse_semi_minor_km, ellipse_orientation_deg=self.ellipse_orientation_deg,
-            receivers_used=self.receivers_used, residuals=self.residuals_db,
-            metadata_json={"receivers_as_bounds": list(self.receivers_as_bounds), **(metadata_json or {})})
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from heimdall_pipeline.localization.geometry import latlon_to_tangent, tangent_to_latlon
-from heimdall_pipeline.localization.rss import (
+from heimdall_pipeline.geometry import latlon_to_tangent, tangent_to_latlon
+from heimdall_pipeline.rss.estimator import (
     DEFAULT_DETECTION_THRESHOLD_DB,
     REFERENCE_DISTANCE_KM,
     PowerObservation,
@@ -44,7 +44,7 @@ class AccuracyReport:
     errors_km: tuple[float, ...] = ()
 
 
-def _hull_sampler(receivers: Sequence[Any]):
+def hull_sampler(receivers: Sequence[Any]):
     from scipy.spatial import Delaunay
 
     lat0 = float(np.mean([r.latitude for r in receivers]))
@@ -74,7 +74,7 @@ def synthetic_trial(rng: np.random.Generator, receivers: Sequence[Any], *, shado
     complex samples at the resulting SNR. Noise powers are kTB at 12 kHz + a 6..12 dB noise figure. The EIRP is chosen so
     that the min_receivers-th strongest receiver has SNR uniform in [min_snr_db, min_snr_db + 15].
     """
-    sample = sampler or _hull_sampler(receivers)
+    sample = sampler or hull_sampler(receivers)
     lat, lon = sample(rng)
     n = float(rng.uniform(2.0, 4.0)) if path_loss_exponent is None else float(path_loss_exponent)
     rlat = np.array([r.latitude for r in receivers])
@@ -112,7 +112,7 @@ def evaluate_accuracy(trials: int = 200, seed: int = 0, shadowing_sigma_db: floa
     if receivers is None:
         from heimdall_pipeline.receivers import DEFAULT_RECEIVERS as receivers
     rng = np.random.default_rng(seed)
-    sampler = _hull_sampler(receivers)
+    sampler = hull_sampler(receivers)
     kwargs = {"shadowing_sigma_db": shadowing_sigma_db, **localize_kwargs}
     errors, covered, times, majors, cpu = [], [], [], [], []
     for _ in range(trials):
