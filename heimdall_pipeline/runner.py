@@ -19,6 +19,7 @@ from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, e
 
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
+from heimdall_pipeline.definitions import defs
 from heimdall_pipeline.partitions import receiver_partitions, session_partitions
 from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
 from heimdall_pipeline.tags import PARTITION_NAME_TAG
@@ -67,8 +68,6 @@ def session_runs(instance: DagsterInstance, engine, session_key: str,
 
 def location_job(job_name: str) -> JobDefinition:
     """A job of the code location, rebuilt from its module (what execute_job reconstructs)."""
-    from heimdall_pipeline.definitions import defs
-
     return defs.resolve_job_def(job_name)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from heimdall_pipeline import settings
 from heimdall_pipeline.storage.iq_format import capture_from_stored, metadata_sha256
 from heimdall_pipeline.storage.layout import (
     InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, spectrum_object_key,
@@ -290,7 +291,6 @@ def run(args) -> int:
     import sqlalchemy as sa
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from heimdall_pipeline import settings
     from heimdall_pipeline.db.sessions_repo import UnknownSessionError
     from heimdall_pipeline.resources import build_resources
     from heimdall_pipeline.resources.iq_store import MissingBucketError, S3AccessDeniedError

@@ -19,6 +19,7 @@ from heimdall_pipeline.rss.estimator import (
     log_distance_db,
 )
 from heimdall_pipeline.propagation import MIN_DISTANCE_KM, free_space_path_loss_db, haversine_km
+from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,7 @@ def evaluate_accuracy(trials: int = 200, seed: int = 0, shadowing_sigma_db: floa
     The estimator is given the true shadowing sigma unless shadowing_sigma_db is in localize_kwargs.
     """
     if receivers is None:
-        from heimdall_pipeline.receivers import DEFAULT_RECEIVERS as receivers
+        receivers = DEFAULT_RECEIVERS
     rng = np.random.default_rng(seed)
     sampler = hull_sampler(receivers)
     kwargs = {"shadowing_sigma_db": shadowing_sigma_db, **localize_kwargs}
