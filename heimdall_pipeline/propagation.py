@@ -11,7 +11,7 @@ import numpy as np
 EARTH_RADIUS_KM = 6371.0088  # IUGG mean Earth radius
 BOLTZMANN_DBM_HZ = -174.0  # 10*log10(k * 290 K / 1 mW), rounded as is customary
 # Distances below 1 m (the size of an antenna) are taken as 1 m: the log-distance model has its
-# pole at 0. One floor for the simulator's path loss and the estimator's distances (localization/),
+# pole at 0. One floor for the simulator's path loss and the estimator's distances (rss/),
 # so the estimator fits exactly the model the simulated powers come from.
 MIN_DISTANCE_KM = 1e-3
 SPEED_OF_LIGHT_KM_S = 299_792.458

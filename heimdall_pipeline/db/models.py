@@ -5,7 +5,7 @@ describe the same schema for queries, and an integration test checks the two agr
 
 - websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
   `validation.validate_receiver` so a row written by hand is held to the same rules, except `kind`: the
-  kinds are the sources registered in code (sources/registry.py), checked by `validated()`).
+  kinds are the sources registered in code (sources/registry.py), checked by `validation.validate_receiver`).
 - sessions: recording-session requests and their lifecycle
   (requested -> launched -> succeeded|failed -> archived).
 - measurements: one row per (session, receiver, capture start): a TimescaleDB hypertable on `time`

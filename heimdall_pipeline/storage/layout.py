@@ -91,7 +91,7 @@ def localization_object_key(session_key: str) -> str:
 
 
 # Uploaded recordings: 'incoming/{batch}/{file}' until their captures are stored and verified,
-# then 'imported/{batch}/{file}' (heimdall_pipeline/recordings.py).
+# then 'imported/{batch}/{file}' (heimdall_pipeline/recordings/).
 INCOMING_ROOT = "incoming"
 IMPORTED_ROOT = "imported"
 
