@@ -33,8 +33,9 @@ def run_partitions(context: AssetCheckExecutionContext) -> dict[str, list[str]]:
 
 def capture_problems(capture, record) -> list[str]:
     problems = []
-    if capture.samples.dtype != np.complex64:
-        problems.append(f"dtype {capture.samples.dtype}, expected complex64")
+    expected_dtype = np.float32 if capture.is_audio else np.complex64  # audio: real samples
+    if capture.samples.dtype != expected_dtype:
+        problems.append(f"dtype {capture.samples.dtype}, expected {np.dtype(expected_dtype).name}")
     if not np.isfinite(capture.samples).all():
         problems.append("non-finite samples")
     # a recording keeps its file's length; others are as long as the session
@@ -104,7 +105,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
 
 
 @asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
-             description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
+             description="Object and metadata exist, SHA-256 matches, complex64 (float32 for audio), finite, sample count = rate × duration.")
 def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
                      database: HeimdallDatabase) -> AssetCheckResult:
     from heimdall_pipeline.db.sessions_repo import get_session  # the database layer (SQLAlchemy) loads with the first run, not the code location

@@ -34,12 +34,16 @@ MAX_TDOA_SAMPLES = 2**22
 
 def observations_of(rows, registry) -> tuple[list[PowerObservation], list[str]]:
     """Received-power observations from the rows with dBm figures (measured in dBm, or dBFS with a
-    calibration), and the receivers left out for having only uncalibrated dBFS figures.
+    calibration), and the receivers left out for having only uncalibrated dBFS figures (an audio
+    capture's power figure is the receiver's S-meter, in uncalibrated dBFS: named as such).
     Detections give a received power; non-detections an upper bound (their noise power)."""
     observations, uncalibrated = [], []
     for row in rows:
         if row.noise_power_dbm is None:
-            uncalibrated.append(row.receiver_id)
+            # an audio row's power is its S-meter's (never the audio level, which follows the AGC)
+            uncalibrated.append(row.receiver_id if row.capture_signal != "audio" else
+                                f"{row.receiver_id} (audio: " + ("S-meter dBFS" if row.smeter_dbfs is not None
+                                                                 else "no S-meter reading") + ")")
             continue
         receiver = registry[row.receiver_id]
         if row.signal_detected and row.signal_power_dbm is not None:

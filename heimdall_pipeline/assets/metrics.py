@@ -38,10 +38,62 @@ def power_columns(metrics: "SignalMetrics", power_unit: str, calibration: dict |
     return columns
 
 
+AUDIO_UNITS = {
+    "snr_db": "dB, tone over the noise in the audio passband",
+    "frequency_offset_hz": "Hz, tone RF (dial + audio frequency, USB) minus the session frequency",
+    "audio_frequency_hz": "Hz, where the tone sounds in the audio",
+    "smeter_dbfs": "dB relative to the SDR's full scale: mean of the receiver's S-meter (channel power after "
+                   "its bandpass), uncalibrated",
+    "signal_power_dbfs": "dBFS, the S-meter power's tone share (by the measured SNR)",
+    "noise_power_dbfs": "dBFS, the S-meter power's noise share (by the measured SNR)",
+    "audio_level_dbfs": "dBFS of the audio after the receiver's AGC: a relative figure only",
+}
+
+
+def audio_measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
+    """The measurements row of an audio capture (dsp/audio.py; units in AUDIO_UNITS)."""
+    from heimdall_pipeline.db.measurements_repo import MeasurementRow  # the database layer loads with the first run
+    from heimdall_pipeline.dsp.audio import compute_audio_metrics  # scipy: loaded when first measured
+
+    audio = capture.audio or {}
+    passband = tuple(float(f) for f in audio["passband_hz"])
+    readings = (audio.get("smeter") or {}).get("readings") or []
+    metrics = compute_audio_metrics(capture.samples, capture.sample_rate_hz, passband, readings)
+    rf_offset = None
+    if metrics.audio_frequency_hz is not None:
+        rf_offset = float(audio["dial_frequency_hz"]) + metrics.audio_frequency_hz - capture.center_frequency_hz
+    return MeasurementRow(
+        time=capture.start_time,
+        session_key=capture.session_key,
+        receiver_id=capture.receiver_id,
+        frequency_mhz=capture.center_frequency_hz / 1e6,
+        sample_rate_khz=capture.sample_rate_hz / 1e3,
+        samples_count=len(capture.samples),
+        snr_db=metrics.snr_db,
+        frequency_offset_hz=rf_offset,
+        signal_detected=metrics.rf.signal_detected,
+        iq_data_path=f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}",
+        metadata_json={"metrics": metrics.as_dict(), "units": AUDIO_UNITS, "source_kind": capture.source_kind,
+                       "audio": {k: v for k, v in audio.items() if k != "smeter"},
+                       "smeter": {k: v for k, v in (audio.get("smeter") or {}).items() if k != "readings"},
+                       "timing": {"untimed_reason": capture_time_model(capture, capture.sample_rate_hz)[1]}},
+        power_unit="dBFS",
+        capture_signal="audio",
+        signal_power_dbfs=metrics.signal_power_dbfs,
+        noise_power_dbfs=metrics.noise_power_dbfs,
+        smeter_dbfs=metrics.smeter_dbfs,
+        audio_level_dbfs=metrics.audio_level_dbfs,
+        audio_frequency_hz=metrics.audio_frequency_hz,
+    )
+
+
 def measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
     """The measurements row of one capture (pure: the benchmark's baseline calls it too)."""
     from heimdall_pipeline.db.measurements_repo import MeasurementRow  # the database layer (SQLAlchemy) loads with the first run, not the code location
     from heimdall_pipeline.dsp.metrics import compute_metrics  # scipy: loaded when first measured
+
+    if capture.is_audio:
+        return audio_measurement_row(capture, bucket)
 
     metrics = compute_metrics(capture.samples, capture.sample_rate_hz)
     # the same time model the stored SigMF metadata carries (deterministic from the timestamps)
@@ -96,7 +148,11 @@ def receiver_metrics(context: AssetExecutionContext, raw_iq: Mapping, database: 
                 "signal_detected": row.signal_detected,
                 "frequency_offset_hz": row.frequency_offset_hz if row.frequency_offset_hz is not None else float("nan"),
                 **({"noise_power_dbm": row.noise_power_dbm} if row.noise_power_dbm is not None
-                   else {"noise_power_dbfs": row.noise_power_dbfs}),
+                   else {"noise_power_dbfs": row.noise_power_dbfs if row.noise_power_dbfs is not None
+                         else float("nan")}),
+                **({"capture_signal": "audio", "smeter_dbfs": row.smeter_dbfs if row.smeter_dbfs is not None
+                    else float("nan"), "audio_level_dbfs_relative": row.audio_level_dbfs}
+                   if row.capture_signal == "audio" else {}),
             }, partition_key=key)
     # One transaction: a failure leaves no partial set of rows behind.
     from heimdall_pipeline.db.measurements_repo import upsert_measurements

@@ -35,7 +35,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from heimdall_pipeline.db.models import LOCALIZATION_METHODS, MEASUREMENT_POWER_FIGURES_RULE
+from heimdall_pipeline.db.models import (
+    CAPTURE_SIGNALS, LOCALIZATION_METHODS, MEASUREMENT_POWER_FIGURES_RULE, MEASUREMENT_SIGNAL_POWER_FIGURES_RULE)
 
 log = logging.getLogger("heimdall.db")
 
@@ -233,6 +234,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE localizations ADD COLUMN pair_lags jsonb",
         f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
         f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",
+    )),
+    # Audio captures (OpenWebRX) in the same table: what was captured, the S-meter level, the
+    # audio level (relative, after AGC) and the tone's audio frequency; existing rows are IQ.
+    Migration(10, "measurements of audio captures: capture_signal, smeter_dbfs, audio_level_dbfs, audio_frequency_hz", (
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS capture_signal text NOT NULL DEFAULT 'iq'",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS smeter_dbfs double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS audio_level_dbfs double precision",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS audio_frequency_hz double precision",
+        f"ALTER TABLE measurements ADD CONSTRAINT measurements_capture_signal "
+        f"CHECK (capture_signal IN ({', '.join(repr(s) for s in CAPTURE_SIGNALS)}))",
+        "ALTER TABLE measurements DROP CONSTRAINT measurements_power_figures_match_unit",
+        f"ALTER TABLE measurements ADD CONSTRAINT measurements_power_figures_match_unit "
+        f"CHECK ({MEASUREMENT_SIGNAL_POWER_FIGURES_RULE})",
     )),
 )
 

@@ -62,6 +62,15 @@ MEASUREMENT_POWER_FIGURES_RULE = (
     " AND psd_dbm_hz IS NULL)"
     " OR (calibration_offset_db IS NOT NULL AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL)))"
 )
+CAPTURE_SIGNALS = ("iq", "audio")
+# Audio captures (OpenWebRX: demodulated, after AGC) have no dBm figures; their dBFS powers come
+# from the receiver's S-meter and are NULL when it sent none. IQ rows keep the rule above.
+# Migration 10 replaces the constraint with this text.
+MEASUREMENT_SIGNAL_POWER_FIGURES_RULE = (
+    f"(capture_signal = 'iq' AND ({MEASUREMENT_POWER_FIGURES_RULE}))"
+    " OR (capture_signal = 'audio' AND power_unit = 'dBFS' AND signal_power_dbm IS NULL"
+    " AND noise_power_dbm IS NULL AND psd_dbm_hz IS NULL AND calibration_offset_db IS NULL)"
+)
 
 
 class Base(DeclarativeBase):
@@ -167,7 +176,15 @@ class SessionCapture(Base):
 class Measurement(Base):
     """One capture's metrics. Powers carry their unit in their names: the dBm columns hold dBm
     only (measured in dBm, or dBFS + a calibration offset); an uncalibrated dBFS capture leaves
-    them NULL and fills the dBFS columns. `power_unit` is the unit of the capture's samples."""
+    them NULL and fills the dBFS columns. `power_unit` is the unit of the capture's samples.
+
+    An audio capture (`capture_signal` 'audio', an OpenWebRX receiver) is measured on its audio:
+    `snr_db` is the tone's SNR in the audio passband, `frequency_offset_hz` the tone's RF offset
+    from the session frequency (dial + audio frequency for USB), `audio_frequency_hz` where it
+    sounds; its levels: `smeter_dbfs` (the receiver's S-meter, mean channel power in dB relative
+    to the SDR's full scale, uncalibrated), `signal_power_dbfs` / `noise_power_dbfs` that power
+    split by the measured SNR, and `audio_level_dbfs` (RMS after the receiver's AGC: a relative
+    figure only)."""
 
     __tablename__ = "measurements"
     __table_args__ = (
@@ -175,7 +192,9 @@ class Measurement(Base):
         Index("measurements_session_time_idx", "session_key", "time"),
         Index("measurements_receiver_time_idx", "receiver_id", "time"),
         CheckConstraint(f"power_unit IN ({', '.join(repr(u) for u in POWER_UNITS)})", name="measurements_power_unit"),
-        CheckConstraint(MEASUREMENT_POWER_FIGURES_RULE, name="measurements_power_figures_match_unit"),
+        CheckConstraint(MEASUREMENT_SIGNAL_POWER_FIGURES_RULE, name="measurements_power_figures_match_unit"),
+        CheckConstraint(f"capture_signal IN ({', '.join(repr(s) for s in CAPTURE_SIGNALS)})",
+                        name="measurements_capture_signal"),
     )
 
     time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # capture start
@@ -204,6 +223,11 @@ class Measurement(Base):
     sample_rate_spread_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
     timing_rms_ns: Mapped[float | None] = mapped_column(Double, nullable=True)
     core_datetime: Mapped[str | None] = mapped_column(Text, nullable=True)  # UTC of sample 0, to the ns
+    # audio captures (see the class docstring); NULL for IQ
+    capture_signal: Mapped[str] = mapped_column(Text, nullable=False, server_default="iq")
+    smeter_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    audio_level_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    audio_frequency_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class Localization(Base):

@@ -8,7 +8,8 @@ Pure: no Dagster, no storage. The source (KiwiSDR client, simulator, ...) is inj
 - a per-attempt time limit of ``receiver.timeout_seconds`` (``asyncio.wait_for``);
 - up to ``receiver.retry_count`` retries (so ``1 + retry_count`` attempts) for *transient* errors
   only (busy receiver, time-out, dropped connection), with exponential backoff and full jitter:
-  before retry ``n`` (1-based) it sleeps ``uniform(0, min(max_backoff_s, base * 2**(n-1)))``;
+  before retry ``n`` (1-based) it sleeps ``uniform(0, min(max_backoff_s, base * 2**(n-1)))``, or
+  longer when the error carries the receiver's own ``retry_after_s`` (an OpenWebRX backoff);
 - partial results: a receiver that fails is reported in ``SessionAcquisition.errors`` and never
   loses the captures of the others.
 
@@ -55,11 +56,15 @@ class AcquisitionError(Exception):
     """
 
     transient: bool = False
+    retry_after_s: float = 0.0  # the receiver asked not to be tried again before this many seconds
 
-    def __init__(self, receiver_id: str, message: str, *, transient: bool | None = None):
+    def __init__(self, receiver_id: str, message: str, *, transient: bool | None = None,
+                 retry_after_s: float | None = None):
         self.receiver_id = receiver_id
         if transient is not None:
             self.transient = transient
+        if retry_after_s is not None:
+            self.retry_after_s = float(retry_after_s)
         super().__init__(f"receiver '{receiver_id}': {message}")
 
 
@@ -170,7 +175,8 @@ async def _run_with_policy(
             error = exc
         if attempt >= max_attempts or not is_transient(error):
             raise _AttemptsExhausted(error, attempt)
-        await sleep(backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng))
+        delay = backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng)
+        await sleep(max(delay, float(getattr(error, "retry_after_s", 0.0))))
 
 
 async def acquire_with_retries(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from heimdall_pipeline.sources.base import Source
 from heimdall_pipeline.sources.kinds.kiwisdr import KiwiSDRSource
+from heimdall_pipeline.sources.kinds.openwebrx import OpenWebRXSource
 from heimdall_pipeline.sources.kinds.recording import RecordingSource
 from heimdall_pipeline.sources.kinds.simulated import SimulatedSource
 
@@ -44,3 +45,4 @@ def get_source(kind: str) -> Source:
 register(KiwiSDRSource())
 register(SimulatedSource())
 register(RecordingSource())
+register(OpenWebRXSource())

@@ -40,7 +40,12 @@ class TimedCapture:
 
 
 def timed_capture(receiver: Receiver, capture: Capture) -> TimedCapture:
-    """A TimedCapture from a stored or fresh capture: its time model is fitted from its GNSS tags."""
+    """A TimedCapture from a stored or fresh capture: its time model is fitted from its GNSS tags
+    (an audio capture has none: it stays untimed with the reason, and holds no samples)."""
+    if capture.is_audio:
+        return TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude),
+                            longitude=float(receiver.longitude), samples=np.zeros(0, np.complex64),
+                            time_model=None, untimed_reason=capture.audio_untimed_reason)
     try:
         model = fit_time_model(capture.gps_timestamps, capture.sample_rate_hz, capture.start_time, len(capture.samples))
         reason = None
