@@ -13,8 +13,9 @@ server runs; luarvique/openwebrx `htdocs/lib/AudioEngine.js`, the browser's deco
   and searches again. The browser keeps its *step* (the table value of its own last index) across
   a sync: only the index and predictor are reset. The first code after the stream's first sync is
   therefore decoded with step 0 (its sample repeats the predictor), which offsets the rest of that
-  first block by that one difference (at most a few LSB at the start); from the second sync on,
-  decoder and encoder agree exactly while the stream is intact.
+  first block by that one difference (at most 11 LSB at the stream's start); from the second sync
+  on, decoder and encoder agree exactly while the stream is intact. After bytes are lost, the
+  block at the next sync found is off by a constant (the stale step) and the one after is exact.
 """
 
 from __future__ import annotations
