@@ -62,6 +62,8 @@ def _receivers(args: argparse.Namespace) -> int:
     from heimdall_pipeline.db import receivers_repo as repo
     from heimdall_pipeline.receivers import Receiver
 
+    if args.action == "add" and args.kind == "openwebrx":
+        return _add_openwebrx(args)
     if args.action != "list" and not args.id:
         raise ValueError(f"receivers {args.action}: give the receiver id (heimdall receivers {args.action} ID ...)")
     if args.action == "add":
@@ -94,6 +96,33 @@ def _receivers(args: argparse.Namespace) -> int:
     ) if value is not None}
     receiver = repo.update_receiver(engine, args.id, **changes)
     print(f"updated receiver {receiver.id}: {', '.join(changes) or 'nothing changed'}")
+    return 0
+
+
+def _add_openwebrx(args: argparse.Namespace) -> int:
+    """`receivers add --kind openwebrx --url URL [ID]`: name, position and frequency range from the
+    receiver's status.json where not given."""
+    import asyncio
+
+    from heimdall_pipeline.db import receivers_repo as repo
+    from heimdall_pipeline.sources.kinds.openwebrx import receiver_from_status
+    from heimdall_pipeline.sources.openwebrx import OpenWebRXError, fetch_status
+
+    if args.url is None:
+        raise ValueError("receivers add --kind openwebrx: missing --url (the receiver's page, e.g. http://host:8073/)")
+    try:
+        status = asyncio.run(fetch_status(args.url))
+    except OpenWebRXError as exc:
+        raise ValueError(f"receivers add: cannot read the status of {args.url}: {exc}") from exc
+    receiver = receiver_from_status(args.url, status, id=args.id, name=args.name, location_name=args.location,
+                                    latitude=args.lat, longitude=args.lon, altitude_m=args.alt,
+                                    max_channels=args.channels)
+    engine = _engine()
+    repo.seed_default_receivers(engine)
+    receiver = repo.add_receiver(engine, receiver)
+    low, high = receiver.frequency_range_hz
+    print(_printable(f"added receiver {receiver.id}: {receiver.name} ({receiver.location_name}) at "
+                     f"{receiver.latitude:.4f}, {receiver.longitude:.4f}, {low / 1e6:g}-{high / 1e6:g} MHz"))
     return 0
 
 

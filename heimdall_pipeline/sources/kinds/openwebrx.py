@@ -4,19 +4,20 @@ output rate, untimed, with the receiver's S-meter readings as its level figure."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from heimdall_pipeline import settings
-from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.sources.acquisition import AcquisitionError
 from heimdall_pipeline.sources.base import Source
 from heimdall_pipeline.sources.capture import Capture
 
 if TYPE_CHECKING:
     from heimdall_pipeline.sessions import Session
-    from heimdall_pipeline.sources.openwebrx import AudioRecording, HostGate
+    from heimdall_pipeline.sources.openwebrx import AudioRecording, HostGate, ReceiverStatus
 
 SMETER_UNIT = "dB relative to the SDR's full scale (channel power after the bandpass, uncalibrated)"
 
@@ -79,3 +80,35 @@ class OpenWebRXSource(Source):
             raise AcquisitionError(receiver.id, f"{type(exc).__name__}: {exc}", transient=exc.transient,
                                    retry_after_s=exc.retry_after_s) from exc
         return audio_capture(recording, session, receiver)
+
+
+def receiver_id_from(name: str) -> str:
+    """A registry id from a receiver's name ("DL0ABC Munich SDR" -> "dl0abc-munich-sdr")."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].rstrip("-_")
+
+
+def receiver_from_status(url: str, status: "ReceiverStatus", **given: Any) -> Receiver:
+    """The registry entry of an OpenWebRX receiver: what the user gave (id, name, location_name,
+    latitude, longitude, altitude_m, max_channels ...), the rest from its status.json (name, GPS
+    position, height, location, the frequency range its profiles cover). A receiver that states no
+    position, where none was given, is refused by name."""
+    given = {k: v for k, v in given.items() if v is not None}
+    name = given.pop("name", None) or status.name
+    if not name:
+        raise InvalidReceiverError("name", f"the OpenWebRX receiver at {url} gives no name in status.json: give --name")
+    latitude, longitude = given.pop("latitude", status.latitude), given.pop("longitude", status.longitude)
+    if latitude is None or longitude is None:
+        raise InvalidReceiverError(
+            "latitude", f"OpenWebRX receiver {name!r} ({url}) gives no position in status.json: give --lat and --lon")
+    fields: dict[str, Any] = {
+        "id": given.pop("id", None) or receiver_id_from(name), "name": name, "url": url, "kind": "openwebrx",
+        "location_name": given.pop("location_name", None) or status.location or "",
+        "latitude": float(latitude), "longitude": float(longitude),
+        "altitude_m": float(given.pop("altitude_m", None) or status.altitude_m or 0.0),
+        # one connection at a time is all a polite client uses (sources/openwebrx.py)
+        "max_channels": given.pop("max_channels", None) or 1,
+    }
+    if status.min_frequency_hz is not None:
+        fields["min_frequency_hz"] = max(0.0, status.min_frequency_hz)
+        fields["max_frequency_hz"] = status.max_frequency_hz
+    return Receiver(**fields, **given).validated()
