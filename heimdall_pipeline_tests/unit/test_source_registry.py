@@ -43,11 +43,11 @@ def choices(argv_prefix: list[str], flag: str) -> list[str]:
 
 
 def test_the_built_in_kinds():
-    assert registry.source_kinds() == ("kiwisdr", "recording", "simulated")
+    assert registry.source_kinds() == ("kiwisdr", "openwebrx", "recording", "simulated")
     assert registry.get_source("kiwisdr").live and not registry.get_source("simulated").live
-    assert not registry.get_source("recording").live
-    with pytest.raises(ValueError, match="'openwebrx' is not a source kind"):
-        registry.get_source("openwebrx")
+    assert registry.get_source("openwebrx").live and not registry.get_source("recording").live
+    with pytest.raises(ValueError, match="'websdr' is not a source kind"):
+        registry.get_source("websdr")
 
 
 def test_a_kind_is_registered_once():
@@ -81,7 +81,7 @@ def test_unregistered_kinds_are_refused_by_name():
     with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind") as info:
         tape_receiver().validated()
     assert info.value.field == "kind"
-    with pytest.raises(InvalidSessionRequestError, match="'storedfile' is not one of auto, kiwisdr, recording, simulated"):
+    with pytest.raises(InvalidSessionRequestError, match="'storedfile' is not one of auto, kiwisdr, openwebrx, recording, simulated"):
         validate_session_request(center_frequency_hz=7e6, duration_s=1, source_kind="storedfile",
                                  receivers=DEFAULT_RECEIVERS, now=NOW)
     # a row written by hand with a kind no module provides
