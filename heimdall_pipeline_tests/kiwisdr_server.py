@@ -49,9 +49,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import socket
 import struct
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +60,7 @@ from aiohttp import WSMsgType, web
 
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, samples_to_int16
+from heimdall_pipeline_tests.loopback_server import LoopbackServer
 
 RETUNE_DELAY_S = 1.5  # rx_sound.cpp: DOUBLE_SET_DELAY after the first frequency set
 SMETER_TIME_CONSTANT_S = 0.01  # rx_sound.cpp: ATTACK_TIMECONST
@@ -181,7 +180,9 @@ def replay_frames(path: str | Path, samples_per_frame: int) -> list[ReplayFrame]
     return frames
 
 
-class FakeKiwiSDR:
+class FakeKiwiSDR(LoopbackServer):
+    thread_name = "fake-kiwisdr"
+
     def __init__(self, config: FakeKiwiConfig | None = None, **overrides: Any):
         if config is None:
             config = FakeKiwiConfig(**overrides)
@@ -196,12 +197,8 @@ class FakeKiwiSDR:
         self.tuned_khz: dict[int, list[float]] = {}
         self.retune_sample_index: dict[int, int] = {}
         self._replay = replay_frames(config.replay, config.samples_per_frame) if config.replay else None
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._handlers: set[asyncio.Task] = set()
         self._open_ws: set[web.WebSocketResponse] = set()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._tune_time: dict[int, float] = {}
 
     # ------------------------------------------------------------------ public helpers
@@ -243,19 +240,12 @@ class FakeKiwiSDR:
         ints = tone_iq(self.config, start, count).astype(np.float32) / np.float32(32768.0)
         return (ints[:, 0] + 1j * ints[:, 1]).astype(np.complex64)
 
-    # ------------------------------------------------------------------ async lifecycle
+    # ------------------------------------------------------------------ lifecycle (LoopbackServer)
     async def start(self) -> "FakeKiwiSDR":
         app = web.Application()
         app.router.add_get("/{ts}/SND", self._handle_snd)
         app.router.add_get("/{ts}/W/F", self._handle_other)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
-        await site.start()
+        await self.serve(app)
         return self
 
     async def stop(self) -> None:
@@ -268,46 +258,7 @@ class FakeKiwiSDR:
             task.cancel()
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=1.0)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeKiwiSDR":
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    # ------------------------------------------------------------------ sync lifecycle (own thread)
-    def __enter__(self) -> "FakeKiwiSDR":
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-kiwisdr", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(5)
-            loop.close()
-            self._loop = None
-            self._thread = None
+        await self.cleanup()
 
     # ------------------------------------------------------------------ protocol
     async def _handle_other(self, request: web.Request) -> web.StreamResponse:

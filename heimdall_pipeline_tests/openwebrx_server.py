@@ -39,14 +39,15 @@ import asyncio
 import dataclasses
 import json
 import math
-import socket
-import threading
+import time
 import warnings
 from typing import Any, Callable
 
 import numpy as np
 import scipy.signal
 from aiohttp import WSMsgType, web
+
+from heimdall_pipeline_tests.loopback_server import LoopbackServer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # deprecated in 3.11, still present
@@ -109,24 +110,20 @@ class ConnectionLog:
     smeter_sent: int = 0
 
 
-class FakeOpenWebRX:
+class FakeOpenWebRX(LoopbackServer):
+    thread_name = "fake-openwebrx"
+
     def __init__(self, config: FakeOpenWebRXConfig | None = None, *, clock: Callable[[], float] | None = None,
                  **overrides: Any):
         config = config or FakeOpenWebRXConfig()
         self.config = dataclasses.replace(config, **overrides) if overrides else config
-        import time
-
         self.clock = clock or time.time
         self.connections: list[ConnectionLog] = []
         self.open: list[ConnectionLog] = []  # the client registry: open receiver clients
         self.bans: dict[str, float] = {}
         self.max_robot_score = 0.0
         self.current = self.config.profiles[0] if self.config.profiles else None
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._sockets: dict[int, web.WebSocketResponse] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------------- helpers
     @property
@@ -155,13 +152,7 @@ class FakeOpenWebRX:
         app = web.Application()
         app.router.add_get("/status.json", self._status)
         app.router.add_get("/ws/", self._ws)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        await self.serve(app)
         return self
 
     async def stop(self) -> None:
@@ -170,35 +161,7 @@ class FakeOpenWebRX:
                 await asyncio.wait_for(ws.close(), 0.5)
             except Exception:  # noqa: BLE001
                 pass
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeOpenWebRX":
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    def __enter__(self) -> "FakeOpenWebRX":
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="fake-openwebrx", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(5)
-            loop.close()
-            self._loop = None
+        await self.cleanup()
 
     # ---------------------------------------------------------------------------- protocol
     async def _status(self, request: web.Request) -> web.Response:

@@ -38,6 +38,14 @@ def power_columns(metrics: "SignalMetrics", power_unit: str, calibration: dict |
     return columns
 
 
+def capture_columns(capture: Capture, bucket: str) -> dict:
+    """The columns that name a capture and where it is stored (every measurement row has them)."""
+    return {"time": capture.start_time, "session_key": capture.session_key, "receiver_id": capture.receiver_id,
+            "frequency_mhz": capture.center_frequency_hz / 1e6, "sample_rate_khz": capture.sample_rate_hz / 1e3,
+            "samples_count": len(capture.samples),
+            "iq_data_path": f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}"}
+
+
 AUDIO_UNITS = {
     "snr_db": "dB, tone over the noise in the audio passband",
     "frequency_offset_hz": "Hz, tone RF (dial + audio frequency, USB) minus the session frequency",
@@ -63,16 +71,10 @@ def audio_measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
     if metrics.audio_frequency_hz is not None:
         rf_offset = float(audio["dial_frequency_hz"]) + metrics.audio_frequency_hz - capture.center_frequency_hz
     return MeasurementRow(
-        time=capture.start_time,
-        session_key=capture.session_key,
-        receiver_id=capture.receiver_id,
-        frequency_mhz=capture.center_frequency_hz / 1e6,
-        sample_rate_khz=capture.sample_rate_hz / 1e3,
-        samples_count=len(capture.samples),
+        **capture_columns(capture, bucket),
         snr_db=metrics.snr_db,
         frequency_offset_hz=rf_offset,
         signal_detected=metrics.rf.signal_detected,
-        iq_data_path=f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}",
         metadata_json={"metrics": metrics.as_dict(), "units": AUDIO_UNITS, "source_kind": capture.source_kind,
                        "audio": {k: v for k, v in audio.items() if k != "smeter"},
                        "smeter": {k: v for k, v in (audio.get("smeter") or {}).items() if k != "readings"},
@@ -100,16 +102,10 @@ def measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
     model, untimed_reason = capture_time_model(
         capture, float(capture.details.get("nominal_sample_rate_hz", capture.sample_rate_hz)))
     return MeasurementRow(
-        time=capture.start_time,
-        session_key=capture.session_key,
-        receiver_id=capture.receiver_id,
-        frequency_mhz=capture.center_frequency_hz / 1e6,
-        sample_rate_khz=capture.sample_rate_hz / 1e3,
-        samples_count=len(capture.samples),
+        **capture_columns(capture, bucket),
         snr_db=metrics.snr_db,
         frequency_offset_hz=metrics.frequency_offset_hz,
         signal_detected=metrics.signal_detected,
-        iq_data_path=f"s3://{bucket}/{iq_object_key(capture.session_key, capture.receiver_id)}",
         metadata_json={"metrics": metrics.as_dict(), "metrics_power_unit": capture.power_unit,
                        "calibration": capture.calibration, "source_kind": capture.source_kind,
                        "ground_truth": capture.ground_truth,
