@@ -76,7 +76,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from heimdall_pipeline.dsp.timing import (
-    NS, SECONDS_PER_WEEK, fit_time_model, resolve_gps_ns, utc_to_gps_ns,
+    NS, SECONDS_PER_WEEK, fit_time_model, gps_ns_to_utc_ns, leap_seconds_at, resolve_gps_ns, utc_to_gps_ns,
 )
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, samples_to_int16
@@ -244,6 +244,24 @@ def common_replay_window(paths: list[str | Path], samples_per_frame: int = 512) 
     return start, start + (end - start) // NS * NS
 
 
+def replay_start_at(window: tuple[int, int], not_before: datetime, duration_s: float,
+                    margin_s: float = 0.25, slack_s: float = 0.0) -> datetime:
+    """The first start instant at or after not_before whose capture of duration_s lies inside one
+    loop of a replay window (a capture across the loop's end would join two stretches), with
+    slack_s to spare should the capture start that much later."""
+    start, end = window
+    length = end - start
+    at = utc_to_gps_ns(not_before)
+    position = (at - start) % length
+    margin_ns = round(margin_s * NS)
+    if round((duration_s + slack_s + 2 * margin_s) * NS) > length:
+        raise ValueError(f"{duration_s:g} s + {slack_s:g} s of slack do not fit in the {length / NS:g} s loop")
+    if position < margin_ns or position + round((duration_s + slack_s) * NS) + margin_ns > length:
+        at += (length - position) + margin_ns
+    utc_ns = gps_ns_to_utc_ns(at, leap_seconds_at(not_before))
+    return datetime.fromtimestamp(utc_ns // NS, tz=timezone.utc).replace(microsecond=utc_ns % NS // 1000)
+
+
 def wall_gps_ns() -> int:
     """GPS time now by the wall clock, ns since the GPS epoch."""
     return utc_to_gps_ns(datetime.now(timezone.utc))
@@ -252,6 +270,31 @@ def wall_gps_ns() -> int:
 def gps_header(age: int, gps_ns: int) -> tuple[int, int, int]:
     seconds, nanoseconds = divmod(gps_ns, NS)
     return age, seconds % SECONDS_PER_WEEK, nanoseconds
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for doubles used from synchronous code."""
+
+    def __init__(self, name: str = "fake-kiwisdr"):
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.call_soon(ready.set)
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
+        self.thread.start()
+        ready.wait(5)
+
+    def run(self, coroutine, timeout_s: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
 
 
 class FakeKiwiSDR:
@@ -280,8 +323,7 @@ class FakeKiwiSDR:
         self._port: int | None = None
         self._handlers: set[asyncio.Task] = set()
         self._open_ws: set[web.WebSocketResponse] = set()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: LoopThread | None = None
         self._tune_time: dict[int, float] = {}
 
     # ------------------------------------------------------------------ public helpers
@@ -360,34 +402,17 @@ class FakeKiwiSDR:
 
     # ------------------------------------------------------------------ sync lifecycle (own thread)
     def __enter__(self) -> "FakeKiwiSDR":
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.call_soon(ready.set)
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-kiwisdr", daemon=True)
-        self._thread.start()
-        ready.wait(5)
-        asyncio.run_coroutine_threadsafe(self.start(), loop).result(10)
+        self._loop_thread = LoopThread()
+        self._loop_thread.run(self.start())
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self.stop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not None:
-                self._thread.join(5)
-            loop.close()
-            self._loop = None
-            self._thread = None
+        loop_thread, self._loop_thread = self._loop_thread, None
+        if loop_thread is not None:
+            try:
+                loop_thread.run(self.stop())
+            finally:
+                loop_thread.close()
 
     # ------------------------------------------------------------------ protocol
     async def _handle_other(self, request: web.Request) -> web.StreamResponse:
@@ -662,3 +687,101 @@ class FakeKiwiSDR:
                 self.frames_sent[conn] += 1
             seq += 1
         await events["closed"].wait()
+
+
+class FakeKiwiNetwork:
+    """Many doubles served by one event loop thread (each is one listening socket, so hundreds
+    are cheap), and their registration as receivers.
+
+        with FakeKiwiNetwork() as network:
+            network.add("kiwi1", latitude=47.0, longitude=8.0, second_marks=True)
+            network.register(engine)  # kiwisdr receivers pointing at the doubles, active
+            ...
+        # on exit the doubles stop and the receivers registered by `register` are deactivated
+    """
+
+    def __init__(self) -> None:
+        self.doubles: dict[str, FakeKiwiSDR] = {}
+        self._receivers: dict[str, Receiver] = {}
+        self._registered: list[tuple[Any, str]] = []
+        self._loop_thread: LoopThread | None = None
+
+    def __enter__(self) -> "FakeKiwiNetwork":
+        self._loop_thread = LoopThread("fake-kiwisdr-network")
+        return self
+
+    def add(self, rid: str, config: FakeKiwiConfig | None = None, *, receiver_fields: dict[str, Any] | None = None,
+            **overrides: Any) -> FakeKiwiSDR:
+        """Starts a double; receiver_fields: the registered receiver's fields (position, timeout ...)."""
+        if self._loop_thread is None:
+            raise RuntimeError("enter the network first")
+        double = FakeKiwiSDR(config, **overrides)
+        self._loop_thread.run(double.start())
+        self.doubles[rid] = double
+        self._receivers[rid] = double.receiver(rid, **(receiver_fields or {}))
+        return double
+
+    def add_many(self, count: int, prefix: str = "kiwi", **overrides: Any) -> list[Receiver]:
+        """`count` doubles `<prefix>1`.. at distinct places across central Europe (a 10 x n grid)."""
+        added = []
+        for i in range(count):
+            rid = f"{prefix}{i + 1}"
+            self.add(rid, receiver_fields={"latitude": 44.0 + 1.2 * (i % 10), "longitude": -2.0 + 1.1 * (i // 10 % 20)},
+                     **overrides)
+            added.append(self._receivers[rid])
+        return added
+
+    @property
+    def receivers(self) -> list[Receiver]:
+        return list(self._receivers.values())
+
+    def register(self, engine) -> list[Receiver]:
+        """Registers (or points again, and activates) a kiwisdr receiver per double."""
+        from heimdall_pipeline.db.receivers_repo import DuplicateReceiverError, add_receiver, update_receiver
+
+        for receiver in self.receivers:
+            try:
+                add_receiver(engine, receiver)
+            except DuplicateReceiverError:
+                fields = dataclasses.asdict(receiver)
+                fields.pop("id")
+                update_receiver(engine, receiver.id, **fields)
+            self._registered.append((engine, receiver.id))
+        return self.receivers
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self._registered:  # keep later "all active receivers" sessions off dead URLs
+                from heimdall_pipeline.db.receivers_repo import set_receiver_active
+
+                for engine, rid in self._registered:
+                    set_receiver_active(engine, rid, False)
+        finally:
+            loop_thread, self._loop_thread = self._loop_thread, None
+            if loop_thread is not None:
+                try:
+                    for double in self.doubles.values():
+                        loop_thread.run(double.stop())
+                finally:
+                    loop_thread.close()
+
+
+def dcf77_network(network: FakeKiwiNetwork, prefix: str = "dcf77") -> list[Receiver]:
+    """Adds three doubles replaying the shared DCF77 recordings live (one window, so they play the
+    same moment), as receivers `<prefix>-hb9odp` ... at the stations' positions."""
+    import json
+
+    from heimdall_pipeline_tests.data import DCF77_DIR
+
+    paths = sorted(DCF77_DIR.glob("*_iq.wav"))
+    window = common_replay_window(paths)
+    positions = json.loads((DCF77_DIR / "receivers.json").read_text())["receivers"]
+    added = []
+    for path in paths:
+        station = path.name.split("_")[2]
+        rid = f"{prefix}-{station.lower()}"
+        network.add(rid, replay=path, replay_window_gps_ns=window, receiver_fields={
+            "name": f"{station} (replayed DCF77 recording)", "latitude": positions[station]["latitude"],
+            "longitude": positions[station]["longitude"]})
+        added.append(network._receivers[rid])
+    return added

@@ -92,6 +92,10 @@ class Source(abc.ABC):
                 "sample_rate_hz", f"{session.sample_rate_hz:g} Hz is not available on {self.kind} receiver "
                                   f"{receiver.id!r} (only {allowed} Hz)")
 
+    def prepare(self) -> None:
+        """Loads what its captures need (e.g. its client's modules) before a session's start
+        instant is fixed, so the connect margin is spent connecting, not importing."""
+
     @abc.abstractmethod
     async def capture(self, session: "Session", receiver: Receiver, *, password: str = "",
                       start_at: datetime | None = None) -> Capture:

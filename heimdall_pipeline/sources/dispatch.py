@@ -48,9 +48,12 @@ def session_start(session: Session, receivers: Sequence[Receiver], now: datetime
     scheduled time (`--at`), or, when that is nearer than the connect margin of its live sources
     (the longest of their kinds'), `now` (the launch) plus that margin. None when no receiver is
     live: the others record the same capture whenever they run."""
-    margins = [source.connect_margin_s for source in (session.source_for(r) for r in receivers) if source.live]
-    if not margins:
+    live = {source.kind: source for source in (session.source_for(r) for r in receivers) if source.live}
+    if not live:
         return None
+    for source in live.values():
+        source.prepare()
+    margins = [source.connect_margin_s for source in live.values()]
     now = now or datetime.now(timezone.utc)
     return max(session.scheduled_for, now + timedelta(seconds=max(margins)))
 

@@ -26,10 +26,14 @@ class KiwiSDRSource(Source):
     # one nominal IQ rate; the true rate (e.g. 12001.135) is measured and recorded
     sample_rates_hz = (12_000.0,)
 
+    def prepare(self) -> None:
+        # The client (aiohttp, scipy.signal) loads with the first session, not the code location;
+        # on a busy machine that takes seconds, which must not eat the connect margin.
+        import heimdall_pipeline.sources.kiwisdr  # noqa: F401
+
     async def capture(self, session: "Session", receiver: Receiver, *, password: str = "",
                       start_at: datetime | None = None) -> Capture:
-        # The client (aiohttp, scipy.signal) is loaded by the first capture, not by the code location.
-        from heimdall_pipeline.sources.kiwisdr import capture_iq
+        from heimdall_pipeline.sources.kiwisdr import capture_iq  # loaded by prepare()
 
         return await capture_iq(receiver, session_key=session.session_key,
                                 center_frequency_hz=session.center_frequency_hz, duration_s=session.duration_s,
