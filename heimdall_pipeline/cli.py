@@ -153,6 +153,7 @@ def _session(args: argparse.Namespace) -> int:
 def _session_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
+    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
     from heimdall_pipeline.runner import run_session
     from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
@@ -175,6 +176,10 @@ def _session_run(args: argparse.Namespace) -> int:
     print(f"  S3 ({settings.setting('HEIMDALL_S3_ENDPOINT_URL')}, bucket {bucket}):")
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
+    timing = capture_timing(outcomes_for_session(engine, args.key).values())
+    if timing["first_sample_spread_ms"] is not None:
+        print(f"  first-sample spread {timing['first_sample_spread_ms']:.3f} ms over {timing['captures_timed']} "
+              f"captures; all of them cover {100 * timing['common_fraction']:.2f} % of the shortest")
     print(f"  TimescaleDB table measurements: {len(rows)} rows")
     print(f"    {'receiver':<8} {'SNR dB':>7} {'signal':>14} {'noise':>14} {'offset Hz':>10}")
     for row in rows:

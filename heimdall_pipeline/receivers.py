@@ -39,6 +39,8 @@ class Receiver:
     longitude: float
     altitude_m: float = 0.0
     is_active: bool = True
+    # a capture attempt's time limit; a live source's attempt also gets its wait for the session's
+    # start instant and the recording itself (sources/dispatch.attempt_time_limit)
     timeout_seconds: float = 30.0
     retry_count: int = 3
     max_channels: int = 4

@@ -70,6 +70,16 @@ def session_key() -> str:
 
 
 @pytest.fixture()
+def kiwi_network():
+    """KiwiSDR doubles on one event loop: `kiwi_network.add_many(7)`, then `.register(engine)`
+    makes them kiwisdr receivers (deactivated again after the test)."""
+    from heimdall_pipeline_tests.kiwisdr_server import FakeKiwiNetwork
+
+    with FakeKiwiNetwork() as network:
+        yield network
+
+
+@pytest.fixture()
 def s3_client(resources):
     return resources["s3"].get_client()
 

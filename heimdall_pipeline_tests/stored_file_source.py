@@ -23,7 +23,7 @@ class StoredFileSource(Source):
     live = False
     default_max_frequency_hz = 30e6
 
-    async def capture(self, session, receiver, *, password=""):
+    async def capture(self, session, receiver, *, password="", start_at=None):
         path = Path(urlparse(receiver.url).path)
         if not path.is_file():
             raise AcquisitionError(receiver.id, f"no stored recording at {path}")

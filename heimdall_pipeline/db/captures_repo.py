@@ -91,3 +91,19 @@ def outcomes_for_session(engine: sa.Engine, session_key: str) -> dict[str, Captu
     with engine.connect() as conn:
         return {row.receiver_id: CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
                 for row in conn.execute(stmt)}
+
+
+def capture_timing(outcomes: Iterable[CaptureOutcome]) -> dict[str, float | int | None]:
+    """How simultaneous a session's stored captures are: the spread of their first-sample times
+    (ms) and the fraction of the shortest capture that every capture covers (1.0 = all record the
+    same stretch). None where fewer than two captures are stored."""
+    spans = [(o.start_time, o.end_time) for o in outcomes
+             if o.status == "stored" and o.start_time is not None and o.end_time is not None]
+    if len(spans) < 2:
+        return {"captures_timed": len(spans), "first_sample_spread_ms": None, "common_fraction": None}
+    starts, ends = [s for s, _ in spans], [e for _, e in spans]
+    shortest_s = min((e - s).total_seconds() for s, e in spans)
+    common_s = max(0.0, (min(ends) - max(starts)).total_seconds())
+    return {"captures_timed": len(spans),
+            "first_sample_spread_ms": (max(starts) - min(starts)).total_seconds() * 1e3,
+            "common_fraction": common_s / shortest_s if shortest_s > 0 else None}

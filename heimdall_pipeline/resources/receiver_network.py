@@ -6,7 +6,7 @@ from pydantic import Field
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.acquisition import SessionAcquisition, acquire_session, run_blocking
 from heimdall_pipeline.sessions import Session
-from heimdall_pipeline.sources.dispatch import capture_function
+from heimdall_pipeline.sources.dispatch import attempt_time_limit, capture_function, session_start
 
 
 class ReceiverNetwork(ConfigurableResource):
@@ -17,7 +17,10 @@ class ReceiverNetwork(ConfigurableResource):
 
     def acquire(self, session: Session, receivers: Sequence[Receiver]) -> SessionAcquisition:
         """All receivers at once, each with its own timeout and retries; failures are reported,
-        never allowed to lose the other receivers' captures."""
+        never allowed to lose the other receivers' captures. Live receivers connect first, then
+        all store samples from one start instant (sources/dispatch.session_start)."""
+        start_at = session_start(session, receivers)
         return run_blocking(lambda: acquire_session(
-            receivers, capture_function(session, password=self.kiwisdr_password),
-            retry_backoff_base_s=self.retry_backoff_base_s), name=f"acquire-{session.session_key}")
+            receivers, capture_function(session, password=self.kiwisdr_password, start_at=start_at),
+            retry_backoff_base_s=self.retry_backoff_base_s, time_limit_s=attempt_time_limit(session, start_at)),
+            name=f"acquire-{session.session_key}")

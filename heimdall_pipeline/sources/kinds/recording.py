@@ -8,6 +8,7 @@ measured by its time model (dsp/timing.py). Any registered receiver may have a r
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from heimdall_pipeline.receivers import Receiver
@@ -39,7 +40,8 @@ class RecordingSource(Source):
             raise InvalidSessionRequestError(
                 "center_frequency_hz", f"{session.center_frequency_hz:g} Hz is outside receiver {receiver.id!r} range")
 
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "",
+                      start_at: datetime | None = None) -> Capture:
         from heimdall_pipeline.recordings import bucket_store, read_upload
         from heimdall_pipeline.storage.kiwi_wav import KiwiWavError, decode_kiwi_wav, recording_capture
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from heimdall_pipeline.receivers import Receiver
@@ -41,7 +42,8 @@ class SimulatedSource(Source):
     records_any_receiver = True
     takes_transmitter = True
 
-    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "") -> Capture:
+    async def capture(self, session: "Session", receiver: Receiver, *, password: str = "",
+                      start_at: datetime | None = None) -> Capture:
         # Deterministic for (session, receiver): recomputing gives the same samples.
         return simulate_capture(session.session_key, receiver, transmitter_for(session), session.center_frequency_hz,
                                 session.sample_rate_hz, session.duration_s, session.scheduled_for,
