@@ -666,12 +666,12 @@ def whole_span_correlation(directory) -> tuple[float, dict[str, float]]:
     from heimdall_pipeline.propagation import haversine_km
     from heimdall_pipeline.tdoa.accuracy import recording_set
     from heimdall_pipeline.tdoa.align import align
-    from heimdall_pipeline.tdoa.correlate import signal_band
+    from heimdall_pipeline.tdoa.band import signal_band
     from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s, solve
 
     captures, truth = recording_set(directory)
     aligned = align(captures)
-    band = signal_band(aligned)
+    band = signal_band(list(aligned.series), aligned.sample_rate_hz)
     spectra = np.fft.fft(aligned.series, axis=1)
     freqs = np.fft.fftfreq(aligned.series.shape[1], d=1.0 / aligned.sample_rate_hz)
     spectra[:, (freqs < band.low_hz) | (freqs > band.high_hz)] = 0

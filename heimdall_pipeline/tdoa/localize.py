@@ -9,15 +9,12 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from heimdall_pipeline.propagation import haversine_km, propagation_delay_s
 from heimdall_pipeline.tdoa.align import TimedCapture, align
-from heimdall_pipeline.tdoa.correlate import (
-    MIN_WINDOWS,
-    NoTimeStructureError,
-    frequency_offsets,
-    pair_lags,
-    signal_band,
-)
+from heimdall_pipeline.tdoa.band import NoTimeStructureError, signal_band
+from heimdall_pipeline.tdoa.correlate import MIN_WINDOWS, frequency_offsets, pair_lags
 from heimdall_pipeline.tdoa.solve import PairGeometry, Region95, modelled_lags_s, solve
 
 if TYPE_CHECKING:
@@ -156,18 +153,20 @@ def localize_tdoa(captures: Sequence[TimedCapture], *, window_s: float = DEFAULT
         untimed = "; ".join(f"{c.receiver_id}: {c.untimed_reason}" for c in captures if not c.is_timed)
         return refuse(f"{len(timed)} timed receiver(s), TDoA needs {MIN_RECEIVERS}"
                       + (f" (untimed: {untimed})" if untimed else ""))
+    # the band first, from each capture's own spectrum: a carrier is refused before anything is
+    # resampled, and the captures are aligned cut down to the band
     try:
-        aligned = align(timed)
+        band = signal_band([c.samples for c in timed],
+                           float(np.median([c.time_model.nominal_sample_rate_hz for c in timed])))
+    except NoTimeStructureError as exc:
+        return refuse(str(exc))
+    try:
+        aligned = align(timed, band)
     except ValueError as exc:
         return refuse(str(exc))
     if aligned.duration_s < MIN_WINDOWS * window_s:
         return refuse(f"the timed captures share {aligned.duration_s:.2f} s, less than {MIN_WINDOWS} windows of "
                       f"{window_s:g} s", common_span_s=aligned.duration_s, sample_rate_hz=aligned.sample_rate_hz)
-    try:
-        band = signal_band(aligned)
-    except NoTimeStructureError as exc:
-        return refuse(str(exc), common_span_s=aligned.duration_s, sample_rate_hz=aligned.sample_rate_hz)
-
     bounds = {}
     for i, j in itertools.combinations(range(len(timed)), 2):
         a, b = timed[i], timed[j]
