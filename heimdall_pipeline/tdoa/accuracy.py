@@ -30,7 +30,8 @@ from heimdall_pipeline.sources.simulator import (
 )
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, recording_capture
 from heimdall_pipeline.tdoa.align import TimedCapture, timed_capture
-from heimdall_pipeline.tdoa.localize import KIWISDR_TIMING_SIGMA_S, TdoaResult, localize_tdoa
+from heimdall_pipeline.tdoa.allowance import REAL_RECEIVER_CLASS, SIMULATED_CLASS
+from heimdall_pipeline.tdoa.localize import TdoaResult, localize_tdoa
 
 SIM_CENTER_HZ = 7_100_000.0
 SIM_SAMPLE_RATE_HZ = 12_000.0
@@ -77,10 +78,10 @@ def recording_set(directory: str | Path) -> tuple[list[TimedCapture], tuple[floa
 
 
 def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dict[str, Any]:
-    """The ``tdoa_real`` figure of a reference recording set (real receivers: their systematic
-    timing allowance, KIWISDR_TIMING_SIGMA_S, applies unless localize_kwargs say otherwise)."""
+    """The ``tdoa_real`` figure of a reference recording set (real receivers: the KiwiSDR timing
+    class applies unless localize_kwargs say otherwise)."""
     captures, truth = recording_set(directory)
-    localize_kwargs.setdefault("receiver_timing_sigma_s", KIWISDR_TIMING_SIGMA_S)
+    localize_kwargs.setdefault("timing_class", REAL_RECEIVER_CLASS)
     result, seconds = _timed(localize_tdoa, captures, truth=truth, **localize_kwargs)
     return {
         "figure": "tdoa_real",
@@ -88,6 +89,8 @@ def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dic
         "reason": result.reason,
         "error_km": result.error_km,
         "inside_region_95": None if result.truth is None else result.truth.get("inside_region"),
+        "region_95_km": None if result.region is None else (result.region.semi_major_km, result.region.semi_minor_km),
+        "cross_check": result.cross_check,
         "lag_errors_us": _lag_errors_us(result),
         "solve_time_s": seconds,
         "result": result.to_json(),

@@ -19,6 +19,7 @@ from heimdall_pipeline.dsp.timing import NS, TimeModel, UntimedCaptureError, fit
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.tdoa.band import SignalBand
+from heimdall_pipeline.tdoa.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuality, gnss_quality
 
 # With a band, the series come out at this many times its highest |frequency|: the band then fills
 # half the Nyquist band, where the interpolation is exact (dsp/resample.py: -80 dB up to 80 %).
@@ -42,6 +43,7 @@ class TimedCapture:
     samples: np.ndarray
     time_model: TimeModel | None
     untimed_reason: str | None = None
+    gnss: GnssQuality | None = None  # the GNSS timing figures and verdict (gnss_quality.py)
 
     @property
     def is_timed(self) -> bool:
@@ -49,14 +51,20 @@ class TimedCapture:
 
 
 def timed_capture(receiver: Receiver, capture: Capture) -> TimedCapture:
-    """A TimedCapture from a stored or fresh capture: its time model is fitted from its GNSS tags."""
-    try:
-        model = fit_time_model(capture.gps_timestamps, capture.sample_rate_hz, capture.start_time, len(capture.samples))
-        reason = None
-    except UntimedCaptureError as exc:
-        model, reason = None, str(exc)
+    """A TimedCapture from a stored or fresh capture: its time model is fitted from its GNSS tags
+    (none for a file imported untimed: it is untimed by request), with its GNSS quality."""
+    imported_untimed = bool(capture.details.get(UNTIMED_IMPORT_DETAIL))
+    model, reason = None, None
+    if not imported_untimed:
+        try:
+            model = fit_time_model(capture.gps_timestamps, capture.sample_rate_hz, capture.start_time,
+                                   len(capture.samples))
+        except UntimedCaptureError as exc:
+            reason = str(exc)
+    quality = gnss_quality(capture.gps_timestamps, model, reason, len(capture.samples),
+                           imported_untimed=imported_untimed)
     return TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude), longitude=float(receiver.longitude),
-                        samples=capture.samples, time_model=model, untimed_reason=reason)
+                        samples=capture.samples, time_model=model, untimed_reason=quality.untimed_reason, gnss=quality)
 
 
 @dataclasses.dataclass(frozen=True)
