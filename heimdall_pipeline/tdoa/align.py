@@ -26,6 +26,7 @@ from heimdall_pipeline.tdoa.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuali
 BAND_OVERSAMPLE = 2.0
 MIN_BAND_RATE_HZ = 200.0
 EDGE_S = 0.05
+MIN_DECIMATION = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +122,9 @@ def align(captures: list[TimedCapture], band: SignalBand | None = None) -> Align
         raise ValueError(f"captures without a time model cannot be aligned: {', '.join(untimed)}")
     rate = float(np.median([c.time_model.nominal_sample_rate_hz for c in captures]))
     if band is not None:
-        rate = min(rate, max(2 * max(abs(band.low_hz), abs(band.high_hz)) * BAND_OVERSAMPLE, MIN_BAND_RATE_HZ))
+        wanted = max(2 * max(abs(band.low_hz), abs(band.high_hz)) * BAND_OVERSAMPLE, MIN_BAND_RATE_HZ)
+        if wanted * MIN_DECIMATION <= rate:  # a smaller cut saves little and costs a brick-wall filter's ringing
+            rate = wanted
     factors = [max(1.0, c.time_model.nominal_sample_rate_hz / rate) for c in captures]
     margins = [HALF_TAPS * f + (EDGE_S * rate * f if f > 1.0 else 0.0) for f in factors]
     reference, length = common_span(captures, margins)

@@ -32,7 +32,7 @@ JUMP_S = 3600.0  # a tag this far from the capture's own time is a glitch, not a
 WARN_STALE_FRACTION = 0.9
 WARN_FIX_GAP_S, ERROR_FIX_GAP_S = 3.0, 10.0
 WARN_TIMING_RMS_NS, ERROR_TIMING_RMS_NS = 1_000.0, 5_000.0
-WARN_RATE_SPREAD_PPM, ERROR_RATE_SPREAD_PPM = 0.1, 1.0
+WARN_RATE_SPREAD_PPM, ERROR_RATE_SPREAD_PPM = 1.0, 10.0  # the KiwiSDR tracks its clock within +-1 ppm
 ERROR_REJECTED_FRACTION = 0.5  # of the tags that claim a solution
 
 

@@ -31,6 +31,7 @@ CHI2_2DOF_95 = chi2_2dof_quantile(0.95)
 KM_PER_DEG = math.pi * EARTH_RADIUS_KM / 180.0
 GRID_MARGIN_DEG = 8.0
 GRID_STEP_DEG = 0.1
+COARSE_STEP_DEG = 0.4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,20 +120,31 @@ def incidence_matrix(pairs: list[PairGeometry], ids: list[str]) -> np.ndarray:
     return out
 
 
-def _grid_start(pairs: list[PairGeometry], whiten: np.ndarray, lag: np.ndarray) -> tuple[float, float]:
-    lats = [p.a[0] for p in pairs] + [p.b[0] for p in pairs]
-    lons = [p.a[1] for p in pairs] + [p.b[1] for p in pairs]
-    lat_axis = np.arange(max(min(lats) - GRID_MARGIN_DEG, -89.0), min(max(lats) + GRID_MARGIN_DEG, 89.0), GRID_STEP_DEG)
-    lon_margin = GRID_MARGIN_DEG / max(math.cos(math.radians(float(np.clip(np.mean(lats), -80, 80)))), 0.2)
-    lon_axis = np.arange(min(lons) - lon_margin, max(lons) + lon_margin, GRID_STEP_DEG)
-    best, best_cost = (float(np.mean(lats)), float(np.mean(lons))), np.inf
+def _grid_cost(pairs, whiten, lag, lat_axis, lon_axis) -> tuple[tuple[float, float], float]:
+    best, best_cost = (float(lat_axis[0]), float(lon_axis[0])), np.inf
     for chunk in np.array_split(lat_axis, max(1, lat_axis.size // 64)):
         glat, glon = np.meshgrid(chunk, lon_axis, indexing="ij")
         cost = (((lag - modelled_lags_s(pairs, glat, glon)) @ whiten.T) ** 2).sum(axis=-1)
         k = np.unravel_index(int(np.argmin(cost)), cost.shape)
         if cost[k] < best_cost:
             best, best_cost = (float(glat[k]), float(glon[k])), float(cost[k])
-    return best
+    return best, best_cost
+
+
+def _grid_start(pairs: list[PairGeometry], whiten: np.ndarray, lag: np.ndarray) -> tuple[float, float]:
+    """The cost's basin: a coarse grid over the receivers' surroundings, then a fine one around
+    its best point."""
+    lats = [p.a[0] for p in pairs] + [p.b[0] for p in pairs]
+    lons = [p.a[1] for p in pairs] + [p.b[1] for p in pairs]
+    lon_stretch = 1.0 / max(math.cos(math.radians(float(np.clip(np.mean(lats), -80, 80)))), 0.2)
+    lat_axis = np.arange(max(min(lats) - GRID_MARGIN_DEG, -89.0), min(max(lats) + GRID_MARGIN_DEG, 89.0),
+                         COARSE_STEP_DEG)
+    lon_axis = np.arange(min(lons) - GRID_MARGIN_DEG * lon_stretch, max(lons) + GRID_MARGIN_DEG * lon_stretch,
+                         COARSE_STEP_DEG)
+    (lat, lon), _ = _grid_cost(pairs, whiten, lag, lat_axis, lon_axis)
+    fine_lat = np.arange(max(lat - 2 * COARSE_STEP_DEG, -89.0), min(lat + 2 * COARSE_STEP_DEG, 89.0), GRID_STEP_DEG)
+    fine_lon = np.arange(lon - 2 * COARSE_STEP_DEG, lon + 2 * COARSE_STEP_DEG, GRID_STEP_DEG)
+    return _grid_cost(pairs, whiten, lag, fine_lat, fine_lon)[0]
 
 
 def solve(pairs: list[PairGeometry], receivers: int, receiver_sigmas_s: Mapping[str, float] | None = None) -> Solution:
