@@ -19,7 +19,7 @@ from heimdall_pipeline.dsp.timing import NS, TimeModel, UntimedCaptureError, fit
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.tdoa.band import SignalBand
-from heimdall_pipeline.tdoa.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuality, gnss_quality
+from heimdall_pipeline.dsp.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuality, gnss_quality
 
 # With a band, the series come out at this many times its highest |frequency|: the band then fills
 # half the Nyquist band, where the interpolation is exact (dsp/resample.py: -80 dB up to 80 %).
@@ -44,7 +44,7 @@ class TimedCapture:
     samples: np.ndarray
     time_model: TimeModel | None
     untimed_reason: str | None = None
-    gnss: GnssQuality | None = None  # the GNSS timing figures and verdict (gnss_quality.py)
+    gnss: GnssQuality | None = None  # the GNSS timing figures and verdict (dsp/gnss_quality.py)
 
     @property
     def is_timed(self) -> bool:

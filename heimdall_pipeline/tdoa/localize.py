@@ -135,7 +135,7 @@ def localize_tdoa(captures: Sequence[TimedCapture], *, window_s: float = DEFAULT
     tuning.
     timing_class: the receivers' timing class (allowance.py): "kiwisdr" for real receivers (a
     systematic offset per receiver the lag scatter cannot show), "simulated" for the simulator's.
-    Captures whose GNSS quality is an error (gnss_quality.py) are left out by name.
+    Captures whose GNSS quality is an error (dsp/gnss_quality.py) are left out by name.
 
     truth: the true (lat, lon) when known (simulations, reference recordings): the result then
     carries the position error and each pair's lag error.

@@ -12,7 +12,7 @@ from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.sources.capture import GpsTimestamp
 from heimdall_pipeline.tdoa.allowance import KIWISDR_BIAS_BOUND_S, KIWISDR_BIAS_SIGMA_S
 from heimdall_pipeline.tdoa.crosscheck import cross_check
-from heimdall_pipeline.tdoa.gnss_quality import gnss_quality
+from heimdall_pipeline.dsp.gnss_quality import gnss_quality
 from heimdall_pipeline.tdoa.solve import PairGeometry, modelled_lags_s, solve
 from heimdall_pipeline.dsp.timing import utc_to_gps_ns, NS, SECONDS_PER_WEEK
 from datetime import datetime, timezone
