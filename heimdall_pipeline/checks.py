@@ -19,7 +19,8 @@ from heimdall_pipeline.partitions import session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.storage.iq_format import stored_timing
 from heimdall_pipeline.storage.layout import metadata_object_key
-from heimdall_pipeline.dsp.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuality, gnss_quality
+from heimdall_pipeline.dsp.gnss_quality import GnssQuality, gnss_quality
+from heimdall_pipeline.sources.capture import UNTIMED_IMPORT_DETAIL
 
 IQ_FRAME_SAMPLES = 512  # one KiwiSDR frame: the tolerance on the sample count
 SNR_BOUNDS_DB = (-20.0, 80.0)

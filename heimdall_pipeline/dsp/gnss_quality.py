@@ -24,8 +24,6 @@ from typing import Any, Sequence
 
 from heimdall_pipeline.dsp.timing import NS, TimeModel, is_fresh, resolve_gps_ns
 from heimdall_pipeline.sources.capture import GpsTimestamp
-
-UNTIMED_IMPORT_DETAIL = "imported_untimed"  # Capture.details flag of a file imported with --untimed
 JUMP_S = 3600.0  # a tag this far from the capture's own time is a glitch, not a clock
 
 # warn / error thresholds (docs/tdoa.md)

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from heimdall_pipeline.dsp.gnss_quality import UNTIMED_IMPORT_DETAIL
 from heimdall_pipeline.dsp.timing import UntimedCaptureError, fit_time_model
-from heimdall_pipeline.sources.capture import Capture, GpsTimestamp
+from heimdall_pipeline.sources.capture import UNTIMED_IMPORT_DETAIL, Capture, GpsTimestamp
 
 FRAME_SAMPLES = 512  # IQ pairs per data chunk as kiwirecorder writes them
 INT16_FULL_SCALE = 32768.0

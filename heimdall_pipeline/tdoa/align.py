@@ -17,9 +17,9 @@ import scipy.fft
 from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
 from heimdall_pipeline.dsp.timing import NS, TimeModel, UntimedCaptureError, fit_time_model
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.capture import Capture
+from heimdall_pipeline.sources.capture import UNTIMED_IMPORT_DETAIL, Capture
 from heimdall_pipeline.tdoa.band import SignalBand
-from heimdall_pipeline.dsp.gnss_quality import UNTIMED_IMPORT_DETAIL, GnssQuality, gnss_quality
+from heimdall_pipeline.dsp.gnss_quality import GnssQuality, gnss_quality
 
 # With a band, the series come out at this many times its highest |frequency|: the band then fills
 # half the Nyquist band, where the interpolation is exact (dsp/resample.py: -80 dB up to 80 %).
