@@ -19,7 +19,7 @@ import scipy.signal
 
 BAND_THRESHOLD_DB = 6.0  # the band: contiguous bins at least this far above the noise floor
 MIN_BANDWIDTH_HZ = 10.0  # rms; narrower than this, a signal has no time structure worth correlating
-SPECTRUM_BLOCK = 2**17  # samples per Welch call: the estimate's memory stays bounded for any length
+SPECTRUM_BLOCK = 2**15  # samples per Welch call: its segments stay ~1 MB whatever the capture length
 
 
 class NoTimeStructureError(ValueError):

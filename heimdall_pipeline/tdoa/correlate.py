@@ -5,8 +5,9 @@ computed through the cross-spectrum limited to the signal's band (the noise outs
 the peak), searched within the lags the geometry allows (the baseline / c), and its peak located
 to a fraction of a sample by band-limited interpolation of the correlation. The windows' lags are
 combined robustly: the median and its spread pick the consistent windows, whose mean is the
-pair's lag and whose scatter gives its standard error. A second pass shifts one window of each pair
-by the first pass's lag, so both hold the same stretch of signal.
+pair's lag and whose scatter gives its standard error. One whole-span correlation per pair first
+finds the lag to a sample; each window of the second receiver is shifted by it, so both windows
+hold the same stretch of signal.
 
 Sign convention: a pair (a, b)'s lag is arrival time at a minus arrival time at b.
 """
@@ -27,6 +28,7 @@ from heimdall_pipeline.tdoa.band import SignalBand
 FINE_STEPS = 16  # sub-sample search grid around a correlation peak, steps per sample
 OUTLIER_SIGMAS = 5.0  # only gross outliers: with few windows a tighter cut picks a cluster
 MIN_WINDOWS = 3
+LOCAL_SEARCH_FRACTION = 0.25  # windows scattered beyond this share of the lag bound are unusable anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,20 +150,20 @@ def pair_lags(aligned: AlignedCaptures, band: SignalBand, max_lags_s: dict[tuple
     mask = ((freqs >= band.low_hz) & (freqs <= band.high_hz)).astype(np.complex64)
     all_freqs = scipy.fft.fftfreq(n, d=1.0 / rate)
     in_band = ((all_freqs >= band.low_hz) & (all_freqs <= band.high_hz)).astype(np.complex64)
-    banded = scipy.fft.ifft(scipy.fft.fft(series, axis=-1) * in_band, axis=-1).astype(np.complex64)
+    spectra = scipy.fft.fft(series, axis=-1) * in_band
+    banded = scipy.fft.ifft(spectra, axis=-1).astype(np.complex64)
     out = []
     for (i, j), bound_s in max_lags_s.items():
         max_lag = max(2, int(math.ceil(bound_s * rate)) + 2)
-        # First pass: where the peak is, searched over every lag the geometry allows.
-        coarse = [_window_lag(series[i, s:s + width], series[j, s:s + width], mask, freqs, rate, max_lag) for s in starts]
-        coarse = np.array([x for x in coarse if x is not None])
-        if coarse.size < MIN_WINDOWS:
-            continue
-        # Second pass: b's window shifted by the coarse lag, so both windows hold the same stretch
-        # of the signal (unshifted, the stretch only one of them holds acts as noise: ~1 us here).
-        shift = int(round(float(np.median(coarse))))
-        spread = 1.4826 * float(np.median(np.abs(coarse - np.median(coarse))))
-        local = max(4, int(math.ceil(4 * spread)) + 2)
+        # First: where the peak is, from one band-limited correlation over the whole span,
+        # searched over every lag the geometry allows.
+        whole = np.abs(scipy.fft.ifft(spectra[i] * np.conj(spectra[j])))
+        candidates = np.concatenate([whole[-max_lag:], whole[:max_lag + 1]])  # lag -max_lag .. +max_lag
+        shift = int(np.argmax(candidates)) - max_lag
+        # Then each window, b's window shifted by that lag so both hold the same stretch of the
+        # signal (unshifted, the stretch only one of them holds acts as noise: ~1 us here),
+        # searched within the scatter a usable pair may have (MAX_SPREAD_FRACTION of the bound).
+        local = max(4, int(math.ceil(LOCAL_SEARCH_FRACTION * max_lag)) + 2)
         # The tuning offsets are only known to a fraction of a Hz; what is left decorrelates the
         # windows unevenly and biases their lags by microseconds: measure it on the whole span.
         a_all, b_all = banded[i], np.roll(banded[j], shift)
