@@ -168,8 +168,9 @@ def stored_gnss_quality(iq_store: IQStore, session_key: str, receiver_id: str) -
     body = iq_store.get(metadata_object_key(session_key, receiver_id))
     if body is None:
         return None
-    stamps, model, untimed_reason, samples, details = stored_timing(json.loads(body))
-    return gnss_quality(stamps, model, untimed_reason, samples, imported_untimed=bool(details.get(UNTIMED_IMPORT_DETAIL)))
+    stamps, model, untimed_reason, samples, rate, details = stored_timing(json.loads(body))
+    return gnss_quality(stamps, model, untimed_reason, samples, rate,
+                        imported_untimed=bool(details.get(UNTIMED_IMPORT_DETAIL)))
 
 
 @asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
@@ -177,7 +178,8 @@ def stored_gnss_quality(iq_store: IQStore, session_key: str, receiver_id: str) -
                          "fixes, stale-frame fraction, rejected timestamps (all-zero, jumps of hours, outliers), "
                          "longest gap between fixes, timing rms, sample-rate spread. ERROR: TDoA leaves the capture "
                          "out by name (untimed, or a figure beyond its error threshold); WARN: kept, figures shown "
-                         "(also a file imported --untimed). Thresholds: docs/tdoa.md.")
+                         "(also a file imported --untimed); a capture shorter than 1.5 s is no use to TDoA and passes "
+                         "untimed. Thresholds: docs/tdoa.md.")
 def raw_iq_gnss_quality(context: AssetCheckExecutionContext, iq_store: IQStore) -> AssetCheckResult:
     figures: dict[str, dict] = {}
     for session_key, receiver_ids in run_partitions(context).items():

@@ -32,6 +32,7 @@ WARN_FIX_GAP_S, ERROR_FIX_GAP_S = 3.0, 10.0
 WARN_TIMING_RMS_NS, ERROR_TIMING_RMS_NS = 1_000.0, 5_000.0
 WARN_RATE_SPREAD_PPM, ERROR_RATE_SPREAD_PPM = 1.0, 10.0  # the KiwiSDR tracks its clock within +-1 ppm
 ERROR_REJECTED_FRACTION = 0.5  # of the tags that claim a solution
+SHORT_CAPTURE_S = 1.5  # shorter captures are of no use to TDoA (3 windows of 0.5 s): untimed is no fault
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,21 +81,24 @@ def _jumps(stamps: Sequence[GpsTimestamp], model: TimeModel) -> int:
 
 
 def gnss_quality(timestamps: Sequence[GpsTimestamp], model: TimeModel | None, untimed_reason: str | None,
-                 n_samples: int, *, imported_untimed: bool = False) -> GnssQuality:
+                 n_samples: int, sample_rate_hz: float, *, imported_untimed: bool = False) -> GnssQuality:
     """The figures and verdict of one capture from its frame tags and its fitted time model (or the
-    reason it has none)."""
+    reason it has none). Untimed: an error, but a warning for a file imported untimed and ok for a
+    capture shorter than SHORT_CAPTURE_S (no use to TDoA whatever its timing)."""
     frames = len(timestamps)
     # the stream's first frame carries no time by design (rx_sound.cpp: gps_init): not a rejection
     zeros = sum(1 for s in timestamps if (s.gps_seconds, s.gps_nanoseconds) == (0, 0) and s.sample_index > 0)
     if model is None:
         fresh = sum(1 for s in timestamps if is_fresh(s))
         stale = 1.0 - fresh / frames if frames else 1.0
+        short = n_samples / sample_rate_hz < SHORT_CAPTURE_S
         reason = ("imported untimed (recorded without GNSS): metrics only" if imported_untimed
                   else f"untimed: {untimed_reason}")
+        severity = "warn" if imported_untimed else "ok" if short else "error"
         return GnssQuality(frames=frames, fresh_fixes=fresh, stale_frame_fraction=stale, zero_timestamps=zeros,
                            jumped_timestamps=0, outlier_fixes=0, longest_fix_gap_s=None, timing_rms_ns=None,
-                           rate_spread_ppm=None, severity="warn" if imported_untimed else "error",
-                           problems=(reason,), untimed_reason=reason)
+                           rate_spread_ppm=None, severity=severity, problems=() if severity == "ok" else (reason,),
+                           untimed_reason=reason)
     jumps = _jumps(timestamps, model)
     all_frames = model.fresh_fixes + model.stale_or_missing_frames
     stale = model.stale_or_missing_frames / all_frames if all_frames else 0.0

@@ -62,7 +62,7 @@ def timed_capture(receiver: Receiver, capture: Capture) -> TimedCapture:
                                    len(capture.samples))
         except UntimedCaptureError as exc:
             reason = str(exc)
-    quality = gnss_quality(capture.gps_timestamps, model, reason, len(capture.samples),
+    quality = gnss_quality(capture.gps_timestamps, model, reason, len(capture.samples), capture.sample_rate_hz,
                            imported_untimed=imported_untimed)
     return TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude), longitude=float(receiver.longitude),
                         samples=capture.samples, time_model=model, untimed_reason=quality.untimed_reason, gnss=quality)

@@ -122,7 +122,7 @@ def _stamps(n_frames, fresh_every=1, rate=12000.0, jitter_ns=20.0, zero_at=(), j
 
 def _quality(stamps, n_frames):
     model = fit_time_model(stamps, 12000.0, T0, n_frames * 512)
-    return gnss_quality(stamps, model, None, n_frames * 512)
+    return gnss_quality(stamps, model, None, n_frames * 512, 12000.0)
 
 
 def test_gnss_quality_of_a_clean_capture_is_ok():
@@ -148,6 +148,7 @@ def test_gnss_quality_long_gap_between_fixes_is_an_error():
 def test_gnss_quality_of_an_untimed_capture():
     stamps = [GpsTimestamp(sample_index=i * 512, gps_seconds=0, gps_nanoseconds=0, has_solution=False, fix_age_s=255)
               for i in range(10)]
-    assert gnss_quality(stamps, None, "0 fresh GNSS fix(es)", 5120).severity == "error"
-    imported = gnss_quality(stamps, None, None, 5120, imported_untimed=True)
+    assert gnss_quality(stamps, None, "0 fresh GNSS fix(es)", 51200, 12000.0).severity == "error"
+    assert gnss_quality(stamps, None, "0 fresh GNSS fix(es)", 5120, 12000.0).severity == "ok"  # 0.4 s: no use to TDoA
+    imported = gnss_quality(stamps, None, None, 51200, 12000.0, imported_untimed=True)
     assert imported.severity == "warn" and "imported untimed" in imported.untimed_reason
