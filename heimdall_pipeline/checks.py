@@ -17,6 +17,10 @@ from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
 from heimdall_pipeline.partitions import session_receiver_partitions, split_key
 from heimdall_pipeline.resources import HeimdallDatabase
+from heimdall_pipeline.storage.iq_format import stored_timing
+from heimdall_pipeline.storage.layout import metadata_object_key
+from heimdall_pipeline.dsp.gnss_quality import GnssQuality, gnss_quality
+from heimdall_pipeline.sources.capture import UNTIMED_IMPORT_DETAIL
 
 IQ_FRAME_SAMPLES = 512  # one KiwiSDR frame: the tolerance on the sample count
 SNR_BOUNDS_DB = (-20.0, 80.0)
@@ -156,3 +160,44 @@ def receiver_metrics_rows(context: AssetCheckExecutionContext, iq_store: IQStore
         problems.update(row_problems(iq_store, engine, session_key, receiver_ids))
     return AssetCheckResult(passed=not problems, metadata={"problems": MetadataValue.json(problems)},
                             description="; ".join(f"{k}: {v}" for k, v in problems.items())[:1000] or None)
+
+
+def stored_gnss_quality(iq_store: IQStore, session_key: str, receiver_id: str) -> GnssQuality | None:
+    """The GNSS quality of one stored capture from its SigMF metadata (None without a capture)."""
+    import json
+
+    body = iq_store.get(metadata_object_key(session_key, receiver_id))
+    if body is None:
+        return None
+    stamps, model, untimed_reason, samples, rate, details = stored_timing(json.loads(body))
+    return gnss_quality(stamps, model, untimed_reason, samples, rate,
+                        imported_untimed=bool(details.get(UNTIMED_IMPORT_DETAIL)))
+
+
+@asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
+             description="GNSS timing of each capture (figures from its stored frame tags and time model): fresh "
+                         "fixes, stale-frame fraction, rejected timestamps (all-zero, jumps of hours, outliers), "
+                         "longest gap between fixes, timing rms, sample-rate spread. ERROR: TDoA leaves the capture "
+                         "out by name (untimed, or a figure beyond its error threshold); WARN: kept, figures shown "
+                         "(also a file imported --untimed); a capture shorter than 1.5 s is no use to TDoA and passes "
+                         "untimed. Thresholds: docs/tdoa.md.")
+def raw_iq_gnss_quality(context: AssetCheckExecutionContext, iq_store: IQStore) -> AssetCheckResult:
+    figures: dict[str, dict] = {}
+    for session_key, receiver_ids in run_partitions(context).items():
+        for rid in receiver_ids:
+            quality = stored_gnss_quality(iq_store, session_key, rid)
+            if quality is not None:
+                figures[f"{rid}|{session_key}"] = quality.to_json()
+    worst = {"error": [], "warn": []}
+    for key, q in figures.items():
+        if q["severity"] in worst:
+            worst[q["severity"]].append(f"{key}: {'; '.join(q['problems'])}")
+    severity = AssetCheckSeverity.ERROR if worst["error"] else AssetCheckSeverity.WARN
+    summary = {key: {k: q[k] for k in ("severity", "fresh_fixes", "stale_frame_fraction", "rejected_timestamps",
+                                        "longest_fix_gap_s", "timing_rms_ns", "rate_spread_ppm")}
+               for key, q in figures.items()}
+    return AssetCheckResult(
+        passed=not (worst["error"] or worst["warn"]), severity=severity,
+        metadata={"captures": len(figures), "errors": len(worst["error"]), "warnings": len(worst["warn"]),
+                  "figures": MetadataValue.json(summary), "problems": MetadataValue.json(worst)},
+        description=("; ".join(worst["error"] + worst["warn"]))[:1000] or None)

@@ -205,9 +205,10 @@ def _session_import(args: argparse.Namespace) -> int:
     try:
         # every file is checked before anything is uploaded or stored
         recordings.plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
-                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver)
+                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver,
+                               untimed=args.untimed)
         store = recordings.bucket_store()
-        recordings.upload_batch(store, batch, paths, positions)
+        recordings.upload_batch(store, batch, paths, positions, untimed=args.untimed)
         session = recordings.import_batch(engine, store, batch, receiver_name=args.receiver,
                                           requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
     except recordings.RecordingImportError as exc:
@@ -344,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--receivers", help="positions file (receivers.json) for receivers not yet registered")
     imports.add_argument("--receiver", help="station name of a single file named without one (kiwirecorder's default)")
     imports.add_argument("--key", help="session key = upload batch name (default: generated)")
+    imports.add_argument("--untimed", action="store_true",
+                         help="accept files without GNSS time (last_gps_solution 255): stored and measured, marked "
+                              "untimed, refused by TDoA")
     imports.set_defaults(handler=_session_import)
     export = session_commands.add_parser("export", help="write a session's captures as kiwirecorder IQ files")
     export.add_argument("key")

@@ -1,7 +1,8 @@
 """Importing kiwirecorder IQ recordings as one `recording` session, and exporting sessions back.
 
 The one import path: the files of a batch are objects ``incoming/<batch>/`` in the bucket (the CLI
-uploads them there; anyone may), optionally with a positions file ``receivers.json``.
+uploads them there; anyone may), optionally with a positions file ``receivers.json`` and the
+marker ``_untimed`` (``--untimed``: files without GNSS time are accepted for metrics only).
 `import_batch` checks every file (a named KiwiWavError per bad file), registers the receivers the
 positions file adds and stores the session in one transaction; the normal graph then records
 ``raw_iq`` with the `recording` source (sources/kinds/recording.py), which reads the uploads.
@@ -43,6 +44,7 @@ from heimdall_pipeline.storage.layout import (
 
 POSITIONS_FILE = "receivers.json"
 COMPLETE_MARKER = "_complete"
+UNTIMED_MARKER = "_untimed"  # the batch accepts files without GNSS time (metrics only, refused by TDoA)
 ERRORS_FILE = "_import_errors.json"
 QUIET_PERIOD = timedelta(seconds=60)
 RECORDING_KIND = "recording"
@@ -161,10 +163,11 @@ def _outside_common_time(spans: Mapping[str, tuple[datetime, datetime]]) -> dict
 
 def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Receiver], *,
                 positions: bytes | None = None, receiver_name: str | None = None,
-                requested_by: str = "import") -> ImportPlan:
+                requested_by: str = "import", untimed: bool = False) -> ImportPlan:
     """Checks a batch (file name -> bytes) against the registry `receivers`; returns the plan or
     raises RecordingImportError with one named error per bad file. receiver_name: the station of a
-    single file whose name has none (kiwirecorder's default name)."""
+    single file whose name has none (kiwirecorder's default name). untimed: accept files without
+    GNSS time (stored and measured, marked untimed, refused by TDoA)."""
     problems: list[KiwiWavError] = []
     try:
         batch = validate_key_part(batch, field="batch")
@@ -175,7 +178,7 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
     decoded: dict[str, KiwiWavRecording] = {}
     for file_name, data in sorted(files.items()):
         try:
-            recording = decode_kiwi_wav(data, file_name)
+            recording = decode_kiwi_wav(data, file_name, allow_untimed=untimed)
         except KiwiWavError as exc:
             problems.append(exc)
             continue
@@ -246,7 +249,8 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
             session_key=batch, center_frequency_hz=frequency, duration_s=(end - start).total_seconds(),
             sample_rate_hz=max(header_rates), receiver_ids=sorted(chosen), source_kind=RECORDING_KIND,
             requested_by=requested_by, scheduled_for=start,
-            recordings={"batch": batch, "files": dict(sorted(by_receiver.items()))},
+            recordings={"batch": batch, "files": dict(sorted(by_receiver.items())),
+                        **({"untimed": True} if untimed else {})},
             receivers=[*receivers, *new.values()])
     except InvalidSessionRequestError as exc:
         raise RecordingImportError(batch, [KiwiWavError(batch, str(exc))]) from None
@@ -283,13 +287,17 @@ def batch_is_complete(objects: Sequence[Mapping[str, Any]], now: datetime) -> bo
     return newest is not None and now - newest >= QUIET_PERIOD
 
 
-def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | None = None) -> None:
-    """Uploads files (and a positions file) under incoming/<batch>/, the marker last."""
+def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | None = None,
+                 untimed: bool = False) -> None:
+    """Uploads files (and a positions file, and the untimed marker) under incoming/<batch>/, the
+    complete marker last."""
     for path in paths:
         data = path.read_bytes()
         store.put(upload_key(INCOMING_ROOT, batch, path.name), data, "audio/wav", {})
     if positions is not None:
         store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions.read_bytes(), "application/json", {})
+    if untimed:
+        store.put(upload_key(INCOMING_ROOT, batch, UNTIMED_MARKER), b"", "text/plain", {})
     store.put(upload_key(INCOMING_ROOT, batch, COMPLETE_MARKER), b"", "text/plain", {})
 
 
@@ -324,15 +332,17 @@ def import_batch(engine: sa.Engine, store, batch: str, *, receiver_name: str | N
     if existing is not None and (existing.recordings or {}).get("batch") == batch:
         return existing
     files: dict[str, bytes] = {}
-    positions = None
+    positions, untimed = None, False
     for entry in batch_objects(store, INCOMING_ROOT, batch):
         name = entry["Key"].rsplit("/", 1)[-1]
         if name.lower().endswith(".wav"):
             files[name] = store.get(entry["Key"])
         elif name == POSITIONS_FILE:
             positions = store.get(entry["Key"])
+        elif name == UNTIMED_MARKER:
+            untimed = True
     plan = plan_import(batch, files, list_receivers(engine), positions=positions, receiver_name=receiver_name,
-                       requested_by=requested_by)
+                       requested_by=requested_by, untimed=untimed)
     return insert_import(engine, plan.session, plan.new_receivers)
 
 
@@ -365,7 +375,7 @@ def finish_batch(store, session: Session) -> bool:
         stored = store.get(iq_object_key(session.session_key, receiver_id))
         if data is None or stored is None:
             return False
-        recording = decode_kiwi_wav(data, file_name)
+        recording = decode_kiwi_wav(data, file_name, allow_untimed=bool(session.recordings.get("untimed")))
         if hashlib.sha256(stored).hexdigest() != expected_npy_sha256(recording):
             return False
     client = store.client()

@@ -310,7 +310,8 @@ def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> 
 
 
 def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
-    """The recording files of a `recording` session (and of no other): a batch and one file per receiver."""
+    """The recording files of a `recording` session (and of no other): a batch and one file per
+    receiver, and whether files without GNSS time were accepted (``untimed``)."""
     if source_kind != "recording":
         if value:
             raise InvalidSessionRequestError("recordings", "only recording sessions name recording files")
@@ -326,7 +327,7 @@ def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
         if not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name:
             raise InvalidSessionRequestError("recordings", f"file {file_name!r} of {receiver_id!r} must be a bare file name")
         files[str(receiver_id)] = file_name
-    return {"batch": batch, "files": files}
+    return {"batch": batch, "files": files, **({"untimed": True} if value.get("untimed") else {})}
 
 
 def default_receivers(receivers: Sequence[Receiver], source_kind: str) -> list[Receiver]:

@@ -116,19 +116,21 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
 
 
 def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> "TdoaResult":
-    """TDoA over the session's stored captures. Real receivers (any source but the simulator) carry
-    a systematic timing uncertainty their lag scatter cannot show (KIWISDR_TIMING_SIGMA_S)."""
+    """TDoA over the session's stored captures. Real receivers (any source but the simulator) are
+    in the KiwiSDR timing class: a systematic offset per receiver their lag scatter cannot show
+    (tdoa/allowance.py, docs/tdoa.md)."""
     from heimdall_pipeline.tdoa import TdoaResult, localize_tdoa
-    from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ, KIWISDR_TIMING_SIGMA_S
+    from heimdall_pipeline.tdoa.allowance import REAL_RECEIVER_CLASS, SIMULATED_CLASS
+    from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ
 
     too_long = sorted(row.receiver_id for row in rows if row.samples_count > MAX_TDOA_SAMPLES)
     if too_long:
         return TdoaResult(localized=False, reason=f"not localizable by TDoA: the captures of {', '.join(too_long)} "
                                                   f"exceed {MAX_TDOA_SAMPLES} samples per receiver")
     captures = timed_captures_of(record.session_key, rows, registry, iq_store)
-    timing_sigma = 0.0 if simulated_receivers(record, registry) else KIWISDR_TIMING_SIGMA_S
+    timing_class = SIMULATED_CLASS if simulated_receivers(record, registry) else REAL_RECEIVER_CLASS
     max_offset = max(DEFAULT_MAX_FREQUENCY_OFFSET_HZ, TUNING_SPREAD_PPM * 1e-6 * record.center_frequency_hz)
-    return localize_tdoa(captures, receiver_timing_sigma_s=timing_sigma, max_frequency_offset_hz=max_offset,
+    return localize_tdoa(captures, timing_class=timing_class, max_frequency_offset_hz=max_offset,
                          truth=known_transmitter(record, iq_store))
 
 
@@ -145,6 +147,28 @@ def pair_table(result: "TdoaResult") -> str:
         if with_truth:
             line += f" {p['true_lag_s'] * 1e6:+.2f} | {p['lag_error_s'] * 1e6:+.2f} |"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def receiver_timing_table(result: "TdoaResult") -> str:
+    """Each receiver's GNSS quality, timing allowance and (with 4+ receivers) estimated offset."""
+    offsets = (result.cross_check or {}).get("receiver_offsets_us", {})
+    lines = ["| receiver | GNSS quality | fresh fixes | stale frames | longest fix gap s | allowance µs (1σ) | "
+             "estimated offset µs |", "|---|---|---|---|---|---|---|"]
+
+    def figure(value, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
+    for r in result.receivers:
+        q, a = r.get("gnss_quality") or {}, r.get("timing_allowance") or {}
+        verdict = q.get("severity", "—") + (": " + "; ".join(q["problems"]) if q.get("problems") else "")
+        if r.get("left_out"):
+            verdict += f" (left out: {r['left_out']})"
+        offset = offsets.get(r["receiver_id"])
+        offset_text = "—" if offset is None else f"{offset['estimate']:+.1f} ± {offset['sd']:.1f}"
+        lines.append(f"| {r['receiver_id']} | {verdict} | {figure(q.get('fresh_fixes'), 'd')} | "
+                     f"{figure(q.get('stale_frame_fraction'), '.0%')} | {figure(q.get('longest_fix_gap_s'), '.2f')} | "
+                     f"{figure(a.get('sigma_s') and a['sigma_s'] * 1e6, '.1f')} | {offset_text} |")
     return "\n".join(lines)
 
 
@@ -167,6 +191,9 @@ def tdoa_metadata(result: "TdoaResult", iq_store: IQStore, session_key: str) -> 
         "tdoa_pairs": MetadataValue.md(pair_table(result)),
         "signal_band_hz": f"{result.band_hz[0]:.0f} .. {result.band_hz[1]:.0f}",
         "common_span_s": result.common_span_s,
+        "timing_assumed": result.timing_model,
+        "cross_check": result.cross_check["text"],
+        "receiver_timing": MetadataValue.md(receiver_timing_table(result)),
         "map": _map_metadata(iq_store, session_key, plot_tdoa_localization(result, truth)),
     }
     if result.error_km is not None:
@@ -238,6 +265,8 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
             by_method["rss"] += result.localizable
             metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
             metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
+            if tdoa.left_out:
+                metadata["tdoa_left_out"] = "; ".join(f"{rid}: {why}" for rid, why in tdoa.left_out.items())
             context.log.info(f"session {session_key}: {tdoa.reason}; received power: " + (
                 f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
                 f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"

@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+# Capture.details flag of a recording imported untimed (`heimdall session import --untimed`): no
+# GNSS time by request; metrics only, refused by TDoA.
+UNTIMED_IMPORT_DETAIL = "imported_untimed"
+
 
 @dataclasses.dataclass(frozen=True)
 class GpsTimestamp:

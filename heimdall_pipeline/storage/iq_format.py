@@ -151,6 +151,17 @@ def time_model_of(metadata: Mapping[str, Any]) -> TimeModel | None:
     return None if stored is None else TimeModel.from_json(stored)
 
 
+def stored_timing(metadata: Mapping[str, Any]) -> tuple[tuple[GpsTimestamp, ...], TimeModel | None, str | None, int,
+                                                        float, dict]:
+    """What a capture's SigMF metadata says of its timing, without its samples: the frame tags,
+    the time model (or the reason it has none), the sample count and rate, the source's details."""
+    glob = metadata["global"]
+    ns = HEIMDALL_NAMESPACE
+    stamps = tuple(_gps_timestamp(row) for row in glob.get(f"{ns}:gps_timestamps", []))
+    return (stamps, time_model_of(metadata), glob.get(f"{ns}:untimed_reason"), int(glob.get(f"{ns}:samples", 0)),
+            float(glob["core:sample_rate"]), dict(glob.get(f"{ns}:details", {})))
+
+
 def _fix_annotations(capture: Capture, model: TimeModel | None) -> list[dict[str, Any]]:
     if model is None:
         return []

@@ -89,7 +89,7 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
     assert "![spectrum](" in metadata["spectrum"].value and len(metadata["sha256"].value) == 64
     # Every check of the run was evaluated and passed.
     for asset, check in (("raw_iq", "raw_iq_integrity"), ("raw_iq", "raw_iq_captured"),
-                         ("receiver_metrics", "receiver_metrics_rows")):
+                         ("raw_iq", "raw_iq_gnss_quality"), ("receiver_metrics", "receiver_metrics_rows")):
         history = instance.event_log_storage.get_asset_check_execution_history(
             AssetCheckKey(AssetKey(asset), check), limit=1)
         assert history and history[0].run_id in result.session_run_ids
