@@ -8,8 +8,10 @@ import shlex
 import sys
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.services import manager
 from heimdall_pipeline.services.common import ServiceError, run_until_signalled
+from heimdall_pipeline.text import clip_lines, shown
 
 
 def _services(args: argparse.Namespace) -> int:
@@ -135,7 +137,7 @@ def _session_run(args: argparse.Namespace) -> int:
         with DagsterInstance.get() as instance:
             result = run_session(instance, engine, args.key)
     except (InvalidTransitionError, UnknownSessionError) as exc:  # e.g. already launched: nothing was run
-        print(f"heimdall session run: refused: {exc}", file=sys.stderr)
+        print(f"heimdall session run: refused: {clip_lines(exc)}", file=sys.stderr)
         return 2
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
@@ -152,6 +154,9 @@ def _session_run(args: argparse.Namespace) -> int:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
         print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
+    if result.status != "succeeded" and result.outage:  # a service was lost under the runs
+        print(f"heimdall: {result.outage}", file=sys.stderr)
+        return 2
     return 0 if result.status == "succeeded" else 1
 
 
@@ -165,23 +170,24 @@ def _session_import(args: argparse.Namespace) -> int:
     from heimdall_pipeline.sessions import new_session_key
 
     engine = _engine()
-    paths = [Path(p) for p in args.files]
-    positions = Path(args.receivers) if args.receivers else None
     batch = args.key or new_session_key(prefix="imp")
     try:
         # every file is checked before anything is uploaded or stored
-        recordings.plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
-                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver)
+        files, positions = recordings.read_import_files([Path(p) for p in args.files],
+                                                        Path(args.receivers) if args.receivers else None, batch)
+        recordings.plan_import(batch, files, list_receivers(engine), positions=positions, receiver_name=args.receiver)
         store = recordings.bucket_store()
-        recordings.upload_batch(store, batch, paths, positions)
+        recordings.upload_batch(store, batch, files, positions)
         session = recordings.import_batch(engine, store, batch, receiver_name=args.receiver,
                                           requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
     except recordings.RecordingImportError as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {clip_lines(exc)}", file=sys.stderr)
         return 2
     print(f"session {session.session_key}: {len(session.receiver_ids)} recording(s) of "
           f"{session.center_frequency_hz:g} Hz from {session.scheduled_for.isoformat()}, batch incoming/{batch}/")
     code = _session_run(argparse.Namespace(key=session.session_key))
+    if code == 2:  # refused, or a service went down: said in one line already
+        return code
     if recordings.finish_batch(store, get_session(engine, session.session_key)):
         print(f"  uploads verified against the stored captures (SHA-256) and moved to imported/{batch}/")
     else:
@@ -201,7 +207,7 @@ def _session_export(args: argparse.Namespace) -> int:
     engine = _engine()
     session = get_session(engine, args.key)
     if session is None:
-        print(f"heimdall: unknown session {args.key!r}", file=sys.stderr)
+        print(f"heimdall: unknown session {shown(args.key)}", file=sys.stderr)
         return 2
     directory = Path(args.kiwi_wav)
     directory.mkdir(parents=True, exist_ok=True)
@@ -360,8 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {outage(exc) or clip_lines(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a service down or dying mid-command: one line, never a traceback
+        message = outage(exc)
+        if message is None:
+            raise
+        print(f"heimdall: {message}", file=sys.stderr)
+        return 2
+
+
+def outage(exc: BaseException) -> str | None:
+    """The one-line outage message of an error (service and reason), from the configured endpoints."""
+    return outage_message(exc, s3_endpoint=os.environ.get("HEIMDALL_S3_ENDPOINT_URL"),
+                          bucket=os.environ.get("HEIMDALL_S3_BUCKET"))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
     store = recordings.bucket_store()
-    recordings.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
+    recordings.upload_batch(store, session_key, *recordings.read_import_files(sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json"))
     session = recordings.import_batch(engine, store, session_key)
     assert session.source_kind == "recording"
     assert run_session_in_process(defs, instance, engine, session_key).success
