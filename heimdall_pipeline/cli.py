@@ -10,7 +10,7 @@ import sys
 from heimdall_pipeline import settings
 from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.services import manager
-from heimdall_pipeline.services.common import ServiceError, run_until_signalled
+from heimdall_pipeline.services.common import PRIVATE_UMASK, ServiceError, run_until_signalled
 from heimdall_pipeline.text import clip_lines, shown
 
 
@@ -247,13 +247,23 @@ def _main_job(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    """dagster dev (webserver + daemon) on the embedded instance."""
+    """dagster dev (webserver + daemon) on the embedded instance. Its temporary files (the code
+    servers' unix sockets) go to a private folder of the runtime folder, removed when it stops."""
+    import shutil
+    import tempfile
+
     services = manager.up()
-    env = {**os.environ, **services.env}
+    scratch = services.home / "tmp"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix="dev-", dir=scratch)
+    env = {**os.environ, **services.env, "TMPDIR": temp}
     cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
            str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
     print("starting: " + " ".join(cmd), flush=True)
-    return run_until_signalled(cmd, env, "dagster dev")
+    try:
+        return run_until_signalled(cmd, env, "dagster dev")
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:
@@ -363,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "services":
         settings.load_embedded_env()
+    if args.handler is not _session_export:  # exported files are the user's; the rest is the runtime folder's
+        os.umask(PRIVATE_UMASK)  # what the command and its Dagster processes write: owner only
     try:
         return args.handler(args)
     except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
