@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
@@ -38,9 +39,14 @@ def _services(args: argparse.Namespace) -> int:
 
 
 def _engine():
+    """The database, checked first: a server that is down is reported at once (the Dagster
+    instance, opened after it, would retry its own connection for seconds first)."""
     from heimdall_pipeline.resources import build_resources
 
-    return build_resources(os.environ)["database"].engine()
+    engine = build_resources(os.environ)["database"].engine()
+    with engine.connect():
+        pass
+    return engine
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -373,8 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "services":
         settings.load_embedded_env()
-    if args.handler is not _session_export:  # exported files are the user's; the rest is the runtime folder's
-        os.umask(PRIVATE_UMASK)  # what the command and its Dagster processes write: owner only
+    # Libraries' warnings (dagster-postgres retrying a lost server) are not the command's output:
+    # an outage is said once, in the command's own line.
+    logging.getLogger().setLevel(logging.ERROR)
+    # What the command and its Dagster processes write is owner only (exported files are the user's).
+    previous_umask = os.umask(PRIVATE_UMASK)
+    if args.handler is _session_export:
+        os.umask(previous_umask)
     try:
         return args.handler(args)
     except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
@@ -386,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"heimdall: {message}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(previous_umask)
 
 
 def outage(exc: BaseException) -> str | None:

@@ -3,15 +3,14 @@
 The default run launcher cannot check a run worker's health: a worker that died (killed, or
 cut off from PostgreSQL so it could not even record its failure) leaves its run STARTED until run
 monitoring's max runtime. So each session run names its worker in the run tag `heimdall/worker`:
-the host, and the processes that execute it (the step process and the run worker that started
-it; `heimdall session run` itself for the runs it executes), each as pid@start-time so a pid
+the host and the process that executes its steps (the code location's executor is in-process:
+the run worker the daemon started, or `heimdall session run` itself), as pid@start-time so a pid
 reused by another program never counts. The reconciler (sensors.reconcile_sessions) fails a run
-whose processes on this host are all gone. No Dagster here.
+whose worker on this host is gone. No Dagster here.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import socket
 from pathlib import Path
@@ -33,19 +32,14 @@ def process_identity(pid: int) -> str:
     return f"{pid}@{_start_time(pid) or 0}"
 
 
-def current_worker(*, with_parent: bool = False) -> str:
-    """`host:pid@start[,ppid@start]` of this process (with_parent: also the process that started
-    it, when this one is a multiprocessing child, e.g. a step process of a run worker)."""
-    processes = [process_identity(os.getpid())]
-    parent = multiprocessing.parent_process()
-    if with_parent and parent is not None and parent.pid:
-        processes.append(process_identity(parent.pid))
-    return f"{socket.gethostname()}:{','.join(processes)}"
+def current_worker() -> str:
+    """`host:pid@start` of this process."""
+    return f"{socket.gethostname()}:{process_identity(os.getpid())}"
 
 
 def worker_gone(tag: str) -> bool:
     """True when the tag names processes of THIS host and none of them is alive (another host's
-    workers are not judged here)."""
+    workers are not judged here; the tag may name several, comma-separated)."""
     host, _, processes = tag.rpartition(":")
     if host != socket.gethostname() or not processes:
         return False

@@ -96,13 +96,18 @@ def runs_outage(instance: DagsterInstance, run_ids) -> str | None:
     return None
 
 
-def _fail_launch(engine, session_key: str, launch_id: str, reason: str) -> None:
-    """Fails the session of this launch with the reason, if the database answers and the launch
-    still holds it; otherwise the reconciler heals it later (its runs name their worker)."""
+def _fail_launch(engine, session_key: str, launch_id: str, reason: str) -> bool:
+    """Fails the session of this launch with the reason if the launch still holds it; False when
+    the database does not answer (the reconciler heals it later: its runs name their worker)."""
+    import sqlalchemy as sa
+
     try:
         transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
-    except Exception:  # noqa: BLE001 - InvalidTransitionError (moved meanwhile) or the database is down
+    except InvalidTransitionError:  # moved meanwhile: that status stands
         pass
+    except sa.exc.DBAPIError:
+        return False
+    return True
 
 
 def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
@@ -119,7 +124,7 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
     runs = session_runs(instance, engine, session_key, launch_id)
     claim_launch(engine, session_key, launch_id)
     worker = {WORKER_TAG: current_worker()}  # this process executes the runs: if it dies, they are failed
-    run_ids, success = [], True
+    run_ids, success, database_lost = [], True, False
     try:
         for job_name, tags in runs:
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
@@ -130,15 +135,19 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
         outage = outage_message(exc)
         if outage is None:
             raise
-        _fail_launch(engine, session_key, launch_id, outage)
+        database_lost = not _fail_launch(engine, session_key, launch_id, outage)
         raise
     finally:
-        try:
-            reconcile_sessions(instance, engine)
-            if not launch_runs(instance, launch_id):  # nothing started: the claim must not keep the session launched
-                _fail_launch(engine, session_key, launch_id, "`heimdall session run` ended before its first run started")
-        except Exception:  # noqa: BLE001 - a service is down: the error that stopped the runs is what to report
-            pass
+        # With the database gone there is nothing to reconcile with: the error is said at once, and
+        # the reconciler heals the session once the database is back.
+        if not database_lost:
+            try:
+                reconcile_sessions(instance, engine)
+                if not launch_runs(instance, launch_id):  # nothing started: the claim must not keep it launched
+                    _fail_launch(engine, session_key, launch_id,
+                                 "`heimdall session run` ended before its first run started")
+            except Exception:  # noqa: BLE001 - a service is down: the error that stopped the runs is what to report
+                pass
     session = get_session(engine, session_key)
     return SessionRunResult(session_key, tuple(run_ids[:-1]), run_ids[-1], success, session.status,
                             session.status_reason, None if success else runs_outage(instance, run_ids))

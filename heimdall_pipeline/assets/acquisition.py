@@ -47,9 +47,9 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
     from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
     from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
 
-    # The processes running this run (this step and its run worker): if they die without ending
-    # the run, the reconciler fails it (run_workers.py) instead of leaving it STARTED.
-    context.instance.add_run_tags(context.run_id, {WORKER_TAG: current_worker(with_parent=True)})
+    # The process running this run (the executor is in-process): if it dies without ending the
+    # run, the reconciler fails it (run_workers.py) instead of leaving it STARTED.
+    context.instance.add_run_tags(context.run_id, {WORKER_TAG: current_worker()})
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     partition_keys = context.partition_keys  # Dagster expands the range on every access

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heimdall_pipeline.services.common import (
-    PRIVATE_UMASK, ServiceError, new_secret, read_pid, require_free_ports, run, stop_pid, wait_until,
+    PRIVATE_UMASK, ServiceError, make_private, new_secret, read_pid, require_free_ports, run, stop_pid, wait_until,
 )
 from heimdall_pipeline.storage.object_store import ensure_bucket, s3_client
 
@@ -146,6 +146,8 @@ class SeaweedFS:
             tail = self.log_file.read_text(errors="replace")[-2000:]
             self.stop()
             raise ServiceError(f"SeaweedFS did not become ready; last log lines:\n{tail}")
+        # Loading a volume rewrites its .vif with mode 0644 whatever the umask: private again.
+        make_private(self.data_dir)
         return True
 
     def check(self, timeout_s: float = 30.0) -> None:
