@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from heimdall_pipeline.services.common import pid_alive, port_is_free
 
 VENV_BIN = Path(sys.executable).parent
@@ -78,3 +80,15 @@ def wait_gone(pids: set[int], timeout_s: float) -> set[int]:
     while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.2)
     return {p for p in pids if pid_alive(p)}
+
+
+def wait_until(what: str, probe, timeout_s: float = 600, every_s: float = 3.0):
+    """Polls probe() until it returns something truthy; fails the test naming `what` and the last value
+    (the default time is generous for runs on 2 loaded cores, never asserted on)."""
+    deadline, value = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {value!r}")
