@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.services import manager
-from heimdall_pipeline.services.common import ServiceError, run_until_signalled
+from heimdall_pipeline.services.common import PRIVATE_UMASK, ServiceError, run_until_signalled
+from heimdall_pipeline.text import clip_lines, shown
 
 
 def _services(args: argparse.Namespace) -> int:
@@ -36,9 +39,14 @@ def _services(args: argparse.Namespace) -> int:
 
 
 def _engine():
+    """The database, checked first: a server that is down is reported at once (the Dagster
+    instance, opened after it, would retry its own connection for seconds first)."""
     from heimdall_pipeline.resources import build_resources
 
-    return build_resources(os.environ)["database"].engine()
+    engine = build_resources(os.environ)["database"].engine()
+    with engine.connect():
+        pass
+    return engine
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -165,7 +173,7 @@ def _session_run(args: argparse.Namespace) -> int:
         with DagsterInstance.get() as instance:
             result = run_session(instance, engine, args.key)
     except (InvalidTransitionError, UnknownSessionError) as exc:  # e.g. already launched: nothing was run
-        print(f"heimdall session run: refused: {exc}", file=sys.stderr)
+        print(f"heimdall session run: refused: {clip_lines(exc)}", file=sys.stderr)
         return 2
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
@@ -186,6 +194,9 @@ def _session_run(args: argparse.Namespace) -> int:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
         print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
+    if result.status != "succeeded" and result.outage:  # a service was lost under the runs
+        print(f"heimdall: {result.outage}", file=sys.stderr)
+        return 2
     return 0 if result.status == "succeeded" else 1
 
 
@@ -199,24 +210,25 @@ def _session_import(args: argparse.Namespace) -> int:
     from heimdall_pipeline.sessions import new_session_key
 
     engine = _engine()
-    paths = [Path(p) for p in args.files]
-    positions = Path(args.receivers) if args.receivers else None
     batch = args.key or new_session_key(prefix="imp")
     try:
         # every file is checked before anything is uploaded or stored
-        recordings.plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
-                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver,
+        files, positions = recordings.read_import_files([Path(p) for p in args.files],
+                                                        Path(args.receivers) if args.receivers else None, batch)
+        recordings.plan_import(batch, files, list_receivers(engine), positions=positions, receiver_name=args.receiver,
                                untimed=args.untimed)
         store = recordings.bucket_store()
-        recordings.upload_batch(store, batch, paths, positions, untimed=args.untimed)
+        recordings.upload_batch(store, batch, files, positions, untimed=args.untimed)
         session = recordings.import_batch(engine, store, batch, receiver_name=args.receiver,
                                           requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
     except recordings.RecordingImportError as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {clip_lines(exc)}", file=sys.stderr)
         return 2
     print(f"session {session.session_key}: {len(session.receiver_ids)} recording(s) of "
           f"{session.center_frequency_hz:g} Hz from {session.scheduled_for.isoformat()}, batch incoming/{batch}/")
     code = _session_run(argparse.Namespace(key=session.session_key))
+    if code == 2:  # refused, or a service went down: said in one line already
+        return code
     if recordings.finish_batch(store, get_session(engine, session.session_key)):
         print(f"  uploads verified against the stored captures (SHA-256) and moved to imported/{batch}/")
     else:
@@ -236,7 +248,7 @@ def _session_export(args: argparse.Namespace) -> int:
     engine = _engine()
     session = get_session(engine, args.key)
     if session is None:
-        print(f"heimdall: unknown session {args.key!r}", file=sys.stderr)
+        print(f"heimdall: unknown session {shown(args.key)}", file=sys.stderr)
         return 2
     directory = Path(args.kiwi_wav)
     directory.mkdir(parents=True, exist_ok=True)
@@ -276,13 +288,23 @@ def _main_job(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    """dagster dev (webserver + daemon) on the embedded instance."""
+    """dagster dev (webserver + daemon) on the embedded instance. Its temporary files (the code
+    servers' unix sockets) go to a private folder of the runtime folder, removed when it stops."""
+    import shutil
+    import tempfile
+
     services = manager.up()
-    env = {**os.environ, **services.env}
+    scratch = services.home / "tmp"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix="dev-", dir=scratch)
+    env = {**os.environ, **services.env, "TMPDIR": temp}
     cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
            str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
     print("starting: " + " ".join(cmd), flush=True)
-    return run_until_signalled(cmd, env, "dagster dev")
+    try:
+        return run_until_signalled(cmd, env, "dagster dev")
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:
@@ -395,11 +417,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "services":
         settings.load_embedded_env()
+    # Libraries' warnings (dagster-postgres retrying a lost server) are not the command's output:
+    # an outage is said once, in the command's own line.
+    logging.getLogger().setLevel(logging.ERROR)
+    # What the command and its Dagster processes write is owner only (exported files are the user's).
+    previous_umask = os.umask(PRIVATE_UMASK)
+    if args.handler is _session_export:
+        os.umask(previous_umask)
     try:
         return args.handler(args)
     except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {outage(exc) or clip_lines(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a service down or dying mid-command: one line, never a traceback
+        message = outage(exc)
+        if message is None:
+            raise
+        print(f"heimdall: {message}", file=sys.stderr)
+        return 2
+    finally:
+        os.umask(previous_umask)
+
+
+def outage(exc: BaseException) -> str | None:
+    """The one-line outage message of an error (service and reason), from the configured endpoints."""
+    return outage_message(exc, s3_endpoint=os.environ.get("HEIMDALL_S3_ENDPOINT_URL"),
+                          bucket=os.environ.get("HEIMDALL_S3_BUCKET"))
 
 
 if __name__ == "__main__":

@@ -280,6 +280,8 @@ def run(args) -> int:
     settings.load_embedded_env()
     resources = build_resources(os.environ)
     engine = resources["database"].engine()
+    with engine.connect():  # the database first: a lost server is reported before the instance retries
+        pass
     with DagsterInstance.get() as instance:
         if args.session_command == "archive":
             days = args.older_than_days

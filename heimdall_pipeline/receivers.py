@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from heimdall_pipeline.text import shown
+
 # A receiver id becomes a Dagster partition key and part of an S3 key (websdr_{id}.npy).
 RECEIVER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -60,14 +62,14 @@ class Receiver:
         """Returns self if every field is acceptable, else raises InvalidReceiverError."""
         if not isinstance(self.id, str) or not RECEIVER_ID_PATTERN.fullmatch(self.id):
             raise InvalidReceiverError(
-                "id", f"{self.id!r} must be 1-40 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+                "id", f"{shown(self.id)} must be 1-40 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
             )
         if not self.name or len(self.name) > 200:
             raise InvalidReceiverError("name", "must be 1-200 characters")
         for field in ("name", "location_name", "url"):
             if has_control_characters(getattr(self, field) or ""):
                 # ESC, newline and the like would rewrite a terminal that lists the registry
-                raise InvalidReceiverError(field, f"{getattr(self, field)!r} contains control characters")
+                raise InvalidReceiverError(field, f"{shown(getattr(self, field))} contains control characters")
         registry = _registry()
         try:
             source = registry.get_source(self.kind)

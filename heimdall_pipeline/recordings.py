@@ -41,6 +41,7 @@ from heimdall_pipeline.storage.kiwi_wav import (
 from heimdall_pipeline.storage.layout import (
     IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, upload_key, upload_prefix, validate_key_part,
 )
+from heimdall_pipeline.text import clip
 
 POSITIONS_FILE = "receivers.json"
 COMPLETE_MARKER = "_complete"
@@ -75,6 +76,14 @@ class DuplicateReceiverError(KiwiWavError):
 
 class BadPositionsFileError(KiwiWavError):
     """The positions file is not the expected JSON, or a receiver in it is not valid."""
+
+
+class MissingFileError(KiwiWavError):
+    """A path given to the import is not a readable file."""
+
+
+class DuplicateFileError(KiwiWavError):
+    """The same recording (the same bytes) is given more than once."""
 
 
 class RecordingImportError(ValueError):
@@ -257,6 +266,41 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
     return ImportPlan(session=session, new_receivers=tuple(new.values()), recordings=chosen)
 
 
+def read_import_files(paths: Sequence[Path], positions: Path | None = None,
+                      batch: str = "import") -> tuple[dict[str, bytes], bytes | None]:
+    """The files of a local import (file name -> bytes) and the positions file's bytes; raises
+    RecordingImportError naming every clash, before anything is stored: a path that is not a
+    file, the same recording given twice (same bytes, under any name), and two different files
+    with one name (one receiver, one start time: the batch keeps one file per name)."""
+    problems: list[KiwiWavError] = []
+    files: dict[str, bytes] = {}
+    origin: dict[str, Path] = {}
+    by_digest: dict[str, Path] = {}
+    for path in [*paths, *([positions] if positions is not None else [])]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(MissingFileError(clip(path, 200), f"cannot be read ({exc.strerror or exc})"))
+            continue
+        if path is positions:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in by_digest:
+            same = "given twice" if by_digest[digest].resolve() == path.resolve() else f"has the same bytes as {by_digest[digest]}"
+            problems.append(DuplicateFileError(clip(path, 200), f"{same}: each recording is imported once"))
+            continue
+        by_digest[digest] = path
+        if path.name in files:
+            problems.append(DuplicateReceiverError(
+                clip(path, 200), f"has the same name as {origin[path.name]} but other contents: one receiver "
+                                 "cannot have recorded two different files from the same start"))
+            continue
+        files[path.name], origin[path.name] = data, path
+    if problems:
+        raise RecordingImportError(batch, problems)
+    return files, positions.read_bytes() if positions is not None else None
+
+
 # ----------------------------------------------------------------------------- the bucket
 
 
@@ -287,15 +331,14 @@ def batch_is_complete(objects: Sequence[Mapping[str, Any]], now: datetime) -> bo
     return newest is not None and now - newest >= QUIET_PERIOD
 
 
-def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | None = None,
+def upload_batch(store, batch: str, files: Mapping[str, bytes], positions: bytes | None = None,
                  untimed: bool = False) -> None:
-    """Uploads files (and a positions file, and the untimed marker) under incoming/<batch>/, the
-    complete marker last."""
-    for path in paths:
-        data = path.read_bytes()
-        store.put(upload_key(INCOMING_ROOT, batch, path.name), data, "audio/wav", {})
+    """Uploads files (name -> bytes, read_import_files), a positions file and the untimed marker
+    under incoming/<batch>/, the complete marker last."""
+    for name, data in files.items():
+        store.put(upload_key(INCOMING_ROOT, batch, name), data, "audio/wav", {})
     if positions is not None:
-        store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions.read_bytes(), "application/json", {})
+        store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions, "application/json", {})
     if untimed:
         store.put(upload_key(INCOMING_ROOT, batch, UNTIMED_MARKER), b"", "text/plain", {})
     store.put(upload_key(INCOMING_ROOT, batch, COMPLETE_MARKER), b"", "text/plain", {})

@@ -20,10 +20,18 @@ from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, e
 # function for it (RunRequest(partition_key=...) resolves it only inside a sensor or schedule).
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
+from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.partitions import receiver_partitions, session_partitions
+from heimdall_pipeline.run_workers import WORKER_TAG, current_worker
 from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
+
+
+# The runs' event logs stay in the instance (the UI shows them); the console gets only what the
+# command prints itself: the session's status, or one line naming a service that went down.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class SessionRunResult:
     success: bool  # every run succeeded (Dagster's view)
     status: str = ""  # the session's status afterwards: what a caller reports
     status_reason: str | None = None
+    outage: str | None = None  # a failed run's error was a service outage: which service, and why
 
     @property
     def session_run_id(self) -> str:
@@ -74,30 +83,71 @@ def location_job(job_name: str) -> JobDefinition:
     return defs.resolve_job_def(job_name)
 
 
+def runs_outage(instance: DagsterInstance, run_ids) -> str | None:
+    """The outage (service and reason, outages.py) that failed one of these runs, if one did."""
+    from dagster import DagsterEventType
+
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}):
+            error = getattr(record.dagster_event.event_specific_data, "error", None)
+            message = outage_message(error) if error is not None else None
+            if message:
+                return message
+    return None
+
+
+def _fail_launch(engine, session_key: str, launch_id: str, reason: str) -> bool:
+    """Fails the session of this launch with the reason if the launch still holds it; False when
+    the database does not answer (the reconciler heals it later: its runs name their worker)."""
+    import sqlalchemy as sa
+
+    try:
+        transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
+    except InvalidTransitionError:  # moved meanwhile: that status stands
+        pass
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
 def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
-    """Claims the session (SessionAlreadyLaunchedError, before anything runs, if another launch
-    holds it), runs it, and reconciles its status with how the runs ended."""
+    """Reconciles first (a session whose runs have all ended is marked from what is stored, so it
+    can be run again when allowed), claims the session (SessionAlreadyLaunchedError, before
+    anything runs, if another launch holds it), runs it, and reconciles its status with how the
+    runs ended. A service outage that stops a run is raised after the session is failed with it
+    (or left to the reconciler when the database itself is gone)."""
     if not instance.is_persistent:
         raise ValueError("run_session needs a persistent Dagster instance (DAGSTER_HOME); "
                          "tests run the jobs with execute_in_process over session_runs instead")
+    reconcile_sessions(instance, engine)
     launch_id = f"cli:{uuid.uuid4().hex}"
     runs = session_runs(instance, engine, session_key, launch_id)
     claim_launch(engine, session_key, launch_id)
-    run_ids, success = [], True
+    worker = {WORKER_TAG: current_worker()}  # this process executes the runs: if it dies, they are failed
+    run_ids, success, database_lost = [], True, False
     try:
         for job_name, tags in runs:
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
-            with execute_job(job, instance, tags=tags) as result:
+            with execute_job(job, instance, tags={**tags, **worker}, run_config=QUIET_CONSOLE) as result:
                 run_ids.append(result.run_id)
                 success = success and result.success
+    except Exception as exc:
+        outage = outage_message(exc)
+        if outage is None:
+            raise
+        database_lost = not _fail_launch(engine, session_key, launch_id, outage)
+        raise
     finally:
-        reconcile_sessions(instance, engine)
-        if not run_ids:  # nothing started: the claim must not keep the session launched
+        # With the database gone there is nothing to reconcile with: the error is said at once, and
+        # the reconciler heals the session once the database is back.
+        if not database_lost:
             try:
-                transition(engine, session_key, "failed", reason="`heimdall session run` ended before its "
-                           "first run started", if_run_id=launch_id)
-            except InvalidTransitionError:
+                reconcile_sessions(instance, engine)
+                if not launch_runs(instance, launch_id):  # nothing started: the claim must not keep it launched
+                    _fail_launch(engine, session_key, launch_id,
+                                 "`heimdall session run` ended before its first run started")
+            except Exception:  # noqa: BLE001 - a service is down: the error that stopped the runs is what to report
                 pass
     session = get_session(engine, session_key)
     return SessionRunResult(session_key, tuple(run_ids[:-1]), run_ids[-1], success, session.status,
-                            session.status_reason)
+                            session.status_reason, None if success else runs_outage(instance, run_ids))

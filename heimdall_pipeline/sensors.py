@@ -19,6 +19,7 @@ from heimdall_pipeline.partitions import (
 )
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.run_workers import WORKER_TAG, worker_gone
 
 MAX_SESSIONS_PER_TICK = 100
 # Ids are handed out when a request's transaction starts, so one that commits late can appear
@@ -77,10 +78,27 @@ def run_failure_reason(instance, run) -> str:
     return f"run {run.run_id} {run.status.value}" + (f": {messages[-1]}" if messages and messages[-1] else "")
 
 
+def fail_runs_of_dead_workers(instance) -> list[str]:
+    """Fails every unfinished run whose worker processes on this host are all gone (its
+    `heimdall/worker` tag, run_workers.py): such a run would otherwise stay STARTED until run
+    monitoring's max runtime. Returns their run ids."""
+    failed = []
+    unfinished = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    for run in instance.get_runs(RunsFilter(statuses=unfinished), limit=MAX_RECONCILED_RUNS):
+        worker = run.tags.get(WORKER_TAG)
+        if worker and worker_gone(worker):
+            instance.report_run_failed(run, message=(
+                f"its worker ({worker}) is gone: the process ended without finishing the run (killed, or "
+                "it lost PostgreSQL or S3 mid-run); failed by the reconciler"))
+            failed.append(run.run_id)
+    return failed
+
+
 def reconcile_sessions(instance, engine, *, since: datetime | None = None,
                        now: datetime | None = None) -> dict[str, str]:
     """Makes each session's status the truth once its runs have ended; returns {session: new status}.
 
+    - runs whose worker is gone are failed first (fail_runs_of_dead_workers);
     - launched: when every run of its launch has ended — succeeded or failed from what is stored
       if they all succeeded (the summary may not have run), else failed with the run's reason; a
       launch without any run after LAUNCH_GRACE is failed;
@@ -94,6 +112,7 @@ def reconcile_sessions(instance, engine, *, since: datetime | None = None,
 
     now = now or datetime.now(timezone.utc)
     changed: dict[str, str] = {}
+    fail_runs_of_dead_workers(instance)
 
     def move(session_key: str, status: str | None, reason: str = "", launch_id: str | None = None) -> None:
         try:

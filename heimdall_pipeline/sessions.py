@@ -21,6 +21,7 @@ from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.propagation import PropagationModel, haversine_km, path_loss_db, thermal_noise_power_dbm
 from heimdall_pipeline.sources.simulator import MODULATIONS
 from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
+from heimdall_pipeline.text import shown
 
 if TYPE_CHECKING:
     from heimdall_pipeline.sources.base import Source
@@ -157,13 +158,16 @@ def _receiver_ids(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        items = [part for part in re.split(r"[\s,]+", value.strip()) if part]
+        items = [part.strip() for part in value.split(",")] if value.strip(" ,") else []
         if not items:  # a given list that names nobody is a mistake, not "every active receiver"
-            raise InvalidSessionRequestError("receiver_ids", f"{value!r} names no receiver id")
+            raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} names no receiver id")
+        if "" in items:  # "a,,b": a name left out is a typo to point at, not one to drop silently
+            raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} has an empty receiver id at position "
+                                                             f"{items.index('') + 1}")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise InvalidSessionRequestError("receiver_ids", f"{value!r} must be a list of receiver ids")
+        raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} must be a list of receiver ids")
     seen: list[str] = []
     for item in items:
         try:
@@ -171,7 +175,7 @@ def _receiver_ids(value: Any) -> tuple[str, ...]:
         except InvalidKeyError as exc:
             raise InvalidSessionRequestError("receiver_ids", str(exc)) from None
         if item in seen:
-            raise InvalidSessionRequestError("receiver_ids", f"receiver {item!r} is listed twice")
+            raise InvalidSessionRequestError("receiver_ids", f"receiver {shown(item)} is listed twice")
         seen.append(item)
     return tuple(seen)
 
@@ -414,9 +418,9 @@ def validate_session_request(
         for rid in ids:
             if rid not in by_id:
                 known = ", ".join(sorted(by_id)) or "none"
-                raise InvalidSessionRequestError("receiver_ids", f"unknown receiver {rid!r} (known: {known})")
+                raise InvalidSessionRequestError("receiver_ids", f"unknown receiver {shown(rid)} (known: {known})")
             if not by_id[rid].is_active:
-                raise InvalidSessionRequestError("receiver_ids", f"receiver {rid!r} is inactive")
+                raise InvalidSessionRequestError("receiver_ids", f"receiver {shown(rid)} is inactive")
             selected.append(by_id[rid])
     else:
         selected = default_receivers(receivers, source_kind)

@@ -10,23 +10,26 @@ from heimdall_pipeline.partitions import (
 )
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.run_workers import WORKER_TAG, current_worker
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
 
 
-class SessionRefusedError(Exception):
-    """The session cannot be recorded as requested (nothing was recorded)."""
-
-
-def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reason: str, run_id: str) -> Failure:
-    """Ends a claimed session `failed` with the reason before anything is recorded: each requested
-    receiver gets a 'failed' outcome naming it, then the status; returns the step's Failure."""
+def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reason: str, run_id: str, *,
+                   errors: dict[str, BaseException | str]) -> Failure:
+    """Ends a claimed session `failed` with the reason before anything is recorded: each receiver
+    in `errors` gets its own error as its outcome, every other requested receiver one saying it
+    was not recorded because the session was refused (the reason is the session's, said once);
+    then the status; returns the step's Failure."""
     from heimdall_pipeline.db.captures_repo import failed_outcome, record_outcomes  # the database layer loads with the first run, not the code location
-    from heimdall_pipeline.db.sessions_repo import transition
+    from heimdall_pipeline.db.sessions_repo import REFUSED_ERROR_TYPE, transition
 
-    record_outcomes(engine, [failed_outcome(session_key, rid, reason, error_type=SessionRefusedError.__name__,
-                                            run_id=run_id) for rid in receiver_ids])
+    record_outcomes(engine, [
+        failed_outcome(session_key, rid, errors[rid], run_id=run_id) if rid in errors else
+        failed_outcome(session_key, rid, f"not recorded: the session was refused because of {', '.join(errors)}",
+                       error_type=REFUSED_ERROR_TYPE, run_id=run_id)
+        for rid in receiver_ids])
     transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
     return Failure(reason)
 
@@ -44,6 +47,9 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
     from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
     from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
 
+    # The process running this run (the executor is in-process): if it dies without ending the
+    # run, the reconciler fails it (run_workers.py) instead of leaving it STARTED.
+    context.instance.add_run_tags(context.run_id, {WORKER_TAG: current_worker()})
     engine = database.engine()
     registry = {receiver.id: receiver for receiver in list_receivers(engine)}
     partition_keys = context.partition_keys  # Dagster expands the range on every access
@@ -70,13 +76,15 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
         unknown = [rid for rid in requested if rid not in registry]
         if unknown:
             raise refuse_session(engine, session_key, requested, launch_id,
-                                 f"session {session_key}: receivers {unknown} are not registered", context.run_id)
+                                 f"session {session_key}: receivers {unknown} are not registered", context.run_id,
+                                 errors=dict.fromkeys(unknown, "not registered"))
         targets = [registry[rid] for rid in requested]
         # Refuse before recording anything: a live receiver cannot re-record the past.
         try:
             check_live_window(session, targets)
         except LiveWindowClosedError as exc:
-            raise refuse_session(engine, session_key, requested, launch_id, str(exc), context.run_id) from exc
+            raise refuse_session(engine, session_key, requested, launch_id, str(exc), context.run_id,
+                                 errors={exc.receiver_id: exc}) from exc
         acquisition = receiver_network.acquire(session, targets)
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "

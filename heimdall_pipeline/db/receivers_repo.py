@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import sessions, websdrs
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
+from heimdall_pipeline.text import shown
 
 RECEIVER_FIELDS = tuple(f.name for f in dataclasses.fields(Receiver))
 
@@ -28,7 +29,7 @@ class UnknownReceiverError(KeyError):
         super().__init__(receiver_id)
 
     def __str__(self) -> str:
-        return f"unknown receiver {self.receiver_id!r}: it is not in the websdrs registry"
+        return f"unknown receiver {shown(self.receiver_id)}: it is not in the websdrs registry"
 
 
 class DuplicateReceiverError(ValueError):

@@ -19,6 +19,7 @@ from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import SESSION_STATUSES, sessions
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import REQUEST_FIELDS, Session
+from heimdall_pipeline.text import shown
 
 FINISHED_STATUSES = ("succeeded", "failed")
 
@@ -29,7 +30,7 @@ class UnknownSessionError(KeyError):
         super().__init__(session_key)
 
     def __str__(self) -> str:
-        return f"unknown session {self.session_key!r}: no such session_key in the sessions table"
+        return f"unknown session {shown(self.session_key)}: no such session_key in the sessions table"
 
 
 class DuplicateSessionError(ValueError):
@@ -252,6 +253,11 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
         return _insert_requested(conn, session)
 
 
+# The outcome error type of a receiver not recorded because its session was refused as a whole
+# (assets/acquisition.refuse_session).
+REFUSED_ERROR_TYPE = "SessionRefusedError"
+
+
 def session_outcome(engine: sa.Engine, session: Session) -> tuple[str, str]:
     """(status, reason) of a recorded session from what is stored: succeeded when at least one
     requested receiver has a measurements row; the reason counts them and names each missing
@@ -265,9 +271,15 @@ def session_outcome(engine: sa.Engine, session: Session) -> tuple[str, str]:
     missing = [rid for rid in requested if rid not in measured]
     status = "succeeded" if len(missing) < len(requested) else "failed"
     reason = f"{len(requested) - len(missing)} of {len(requested)} receivers measured"
-    if missing:
+    # Receivers not recorded because the whole session was refused are counted once, beside the
+    # receiver(s) that caused the refusal with their own error.
+    refused = [rid for rid in missing if rid in outcomes and outcomes[rid].error_type == REFUSED_ERROR_TYPE]
+    named = [rid for rid in missing if rid not in refused]
+    if named:
         reason += "; " + "; ".join(
-            f"{rid}: {outcomes[rid].reason if rid in outcomes else 'no capture stored'}" for rid in missing)
+            f"{rid}: {outcomes[rid].reason if rid in outcomes else 'no capture stored'}" for rid in named)
+    if refused:
+        reason += f"; {len(refused)} other receiver(s) not recorded: the session was refused"
     return status, reason
 
 

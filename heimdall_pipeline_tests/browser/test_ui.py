@@ -8,19 +8,18 @@ session gives the graph and the partition page something to show.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from heimdall_pipeline_tests.dev_server import wait_until
+
 pytestmark = pytest.mark.browser
 
 LOCATION = "heimdall_pipeline"
 RECEIVERS = ["f5len", "ph0m", "hb9q"]
-# The machine has 2 cores and each run starts a process per step: generous, never asserted on.
-RUN_TIMEOUT_S = 600
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 # Shared between the tests of this module (set by the launchpad test).
@@ -36,17 +35,6 @@ def gql(base_url: str, query: str, **variables) -> dict:
         body = json.load(response)
     assert not body.get("errors"), body["errors"]
     return body["data"]
-
-
-def wait_until(what: str, probe, timeout_s: float = RUN_TIMEOUT_S, every_s: float = 3.0):
-    """Polls probe() until it returns something truthy; fails naming `what` and the last value."""
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every_s)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {value!r}")
 
 
 RUNS_QUERY = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
@@ -182,7 +170,8 @@ def test_asset_graph_shows_lineage_partitions_and_checks(page, dagster_ui, artif
 # -- d. a raw_iq partition: S3 key, sha256, presigned link, spectrum picture -------------------
 def test_raw_iq_partition_page_shows_storage_metadata_and_spectrum(page, dagster_ui, artifacts):
     if "session_key" not in state:
-        pytest.skip("needs the session recorded by the launchpad test")
+        pytest.fail("needs the session recorded by the launchpad test (run the module in file order; "
+                    "that test failed or was deselected)")
     session_key = state["session_key"]
     partition = f"{RECEIVERS[0]}|{session_key}"
     open_ui(page, f"{dagster_ui}/assets/raw_iq?view=partitions&partition={urllib.request.quote(partition)}",

@@ -73,7 +73,6 @@ def private_services():
 
     s3_port, base, pg_port = _free_port_set()
     home = Path(tempfile.mkdtemp(prefix="heimdall-faults-"))
-    os.chmod(home, 0o755)  # the postgres OS user must reach the cluster folder
     override = {"HEIMDALL_HOME": str(home), "HEIMDALL_S3_PORT": str(s3_port),
                 "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}
     with _env(override):

@@ -83,17 +83,36 @@ def test_session_run_reports_the_sessions_status_and_exit_code(private_services,
 # ----------------------------------------------------------------------------- 2. refused early
 def test_a_session_refused_before_recording_ends_failed_with_its_reason(private_services, private_engine,
                                                                         fresh_instance):
-    rid = f"live{new_key()[-6:]}"
+    """One live receiver among simulated ones makes a session of the past refused: its capture row
+    carries its own error, the others say they were not recorded, and the reason says it once."""
+    # ids next to each other (receivers are in id order): one block of receivers, so one run that
+    # is refused as a whole
+    prefix = f"rf{new_key()[-6:]}"
+    rid = f"{prefix}0live"
     dead_receiver(private_engine, rid)
+    simulated = [add_receiver(private_engine, Receiver(
+        id=f"{prefix}{i + 1}sim", name="sim", url="sim://refused", kind="simulated", location_name="x",
+        latitude=47.0 + i, longitude=8.0, is_active=False)).id for i in range(3)]
     past = datetime.now(timezone.utc) - timedelta(days=1)  # a live receiver cannot record the past
-    record = request_only(private_engine, rid, scheduled_for=past)
+    for receiver in (rid, *simulated):
+        set_receiver_active(private_engine, receiver, True)
+    try:
+        record = request(private_engine, receivers=[rid, *simulated], scheduled_for=past)
+    finally:
+        for receiver in (rid, *simulated):
+            set_receiver_active(private_engine, receiver, False)
     result = run_session_in_process(build_defs(private_services.env), fresh_instance, private_engine,
                                     record.session_key)
     assert not result.success
     session = get_session(private_engine, record.session_key)
     assert session.status == "failed" and "backfill receiver_metrics" in session.status_reason
-    outcome = outcomes_for_session(private_engine, record.session_key)[rid]
-    assert (outcome.status, outcome.error_type) == ("failed", "SessionRefusedError")
+    assert session.status_reason.count("cannot re-record") == 1, session.status_reason
+    outcomes = outcomes_for_session(private_engine, record.session_key)
+    assert (outcomes[rid].status, outcomes[rid].error_type) == ("failed", "LiveWindowClosedError")
+    assert "cannot re-record" in outcomes[rid].error_message
+    for other in simulated:
+        assert (outcomes[other].status, outcomes[other].error_type) == ("failed", "SessionRefusedError")
+        assert "cannot re-record" not in outcomes[other].error_message and rid in outcomes[other].error_message
 
 
 def test_runs_that_failed_before_claiming_fail_their_sessions_and_starve_nobody(private_services, private_engine,

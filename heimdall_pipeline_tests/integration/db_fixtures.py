@@ -15,8 +15,8 @@ afterwards. `scratch_database(timescaledb=...)` is the context manager behind it
 which the app role cannot create it. TimescaleDB 2.x is a *trusted* extension, so a database owner
 may create it; the plain database is therefore owned by the admin, and the app role only gets
 CONNECT/TEMP on it and USAGE/CREATE on schema public (enough for the migrations, not for
-CREATE EXTENSION). Tests are skipped (not failed) when the embedded PostgreSQL is not configured
-or not running.
+CREATE EXTENSION). Without the embedded PostgreSQL (not configured or not running) the tests fail
+with the reason: they never skip.
 """
 
 from __future__ import annotations
@@ -39,16 +39,16 @@ def _app_url() -> sa.URL:
     settings.load_embedded_env()
     url = os.environ.get("HEIMDALL_DATABASE_URL")
     if not url:
-        pytest.skip("HEIMDALL_DATABASE_URL is not set: run `heimdall services up`")
+        pytest.fail("HEIMDALL_DATABASE_URL is not set: run `heimdall services up`")
     return make_url(url).set(drivername="postgresql+psycopg")
 
 
 def admin_url(database: str = "postgres") -> sa.URL:
-    """Superuser URL of the embedded server (skips the test when no admin password is known)."""
+    """Superuser URL of the embedded server (fails the test when no admin password is known)."""
     settings.load_embedded_env()
     password = os.environ.get("HEIMDALL_PG_ADMIN_PASSWORD")
     if not password:
-        pytest.skip("HEIMDALL_PG_ADMIN_PASSWORD is not set: these tests need the embedded PostgreSQL "
+        pytest.fail("HEIMDALL_PG_ADMIN_PASSWORD is not set: these tests need the embedded PostgreSQL "
                     "(`heimdall services up`)")
     app = _app_url()
     return sa.URL.create("postgresql+psycopg", username="postgres", password=password,
@@ -84,7 +84,7 @@ def scratch_database(*, timescaledb: bool = True, prefix: str = "heimdall_test")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"embedded PostgreSQL is not reachable: {exc.orig}")
+        pytest.fail(f"embedded PostgreSQL is not reachable: {exc.orig}")
     finally:
         admin.dispose()
     url = app.set(database=name)

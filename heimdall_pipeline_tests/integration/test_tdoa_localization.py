@@ -93,7 +93,7 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
     store = recordings.bucket_store()
-    recordings.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
+    recordings.upload_batch(store, session_key, *recordings.read_import_files(sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json"))
     session = recordings.import_batch(engine, store, session_key)
     assert session.source_kind == "recording"
     assert run_session_in_process(defs, instance, engine, session_key).success
@@ -161,7 +161,7 @@ def test_untimed_recordings_are_measured_on_request_and_refused_by_tdoa(defs, in
     assert "HB9ODP" in refused.value.problems[0].file_name and "--untimed" in str(refused.value)
 
     store = recordings.bucket_store()
-    recordings.upload_batch(store, session_key, files, DCF77 / "receivers.json", untimed=True)
+    recordings.upload_batch(store, session_key, data, positions, untimed=True)
     session = recordings.import_batch(engine, store, session_key)
     assert session.recordings["untimed"] is True
     assert run_session_in_process(defs, instance, engine, session_key).success
