@@ -15,7 +15,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
-from heimdall_pipeline.partitions import session_receiver_partitions, split_key
+from heimdall_pipeline.partitions import capture_key, capture_partitions, split_capture_key
 from heimdall_pipeline.resources import HeimdallDatabase
 
 IQ_FRAME_SAMPLES = 512  # one KiwiSDR frame: the tolerance on the sample count
@@ -26,7 +26,7 @@ def run_partitions(context: AssetCheckExecutionContext) -> dict[str, list[str]]:
     """Receiver ids of this run's partitions, by session."""
     by_session: dict[str, list[str]] = defaultdict(list)
     for key in context.op_execution_context.partition_keys:
-        session_key, receiver_id = split_key(key)
+        session_key, receiver_id = split_capture_key(key)
         by_session[session_key].append(receiver_id)
     return by_session
 
@@ -56,7 +56,7 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
         except ValueError as exc:  # IntegrityError names the object key
             return exc
 
-    keys = [f"{rid}|{record.session_key}" for rid in receiver_ids]
+    keys = [capture_key(record.session_key, rid) for rid in receiver_ids]
     for key, capture in read_ahead(load, keys, iq_store.read_ahead):
         if isinstance(capture, ValueError):
             problems[key] = str(capture)
@@ -65,15 +65,15 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
             continue  # no capture: reported by raw_iq_captured
         found = capture_problems(capture, record)
         if found:
-            problems[key] = f"{iq_store.bucket}/{record.session_key}/{split_key(key)[1]}: " + "; ".join(found)
+            problems[key] = f"{iq_store.bucket}/{record.session_key}/{split_capture_key(key)[1]}: " + "; ".join(found)
         verified += 1
     return problems, verified
 
 
 def missing_captures(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> list[str]:
     """Partition keys of requested receivers of one session without a stored capture."""
-    return [f"{rid}|{record.session_key}" for rid in receiver_ids
-            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{record.session_key}")]
+    return [capture_key(record.session_key, rid) for rid in receiver_ids
+            if rid in record.receiver_ids and not iq_store.has_capture(capture_key(record.session_key, rid))]
 
 
 def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequence[str]) -> dict[str, str]:
@@ -83,7 +83,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
     problems: dict[str, str] = {}
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
     for rid in receiver_ids:
-        key = f"{rid}|{session_key}"
+        key = capture_key(session_key, rid)
         row = rows.get(rid)
         if row is None:
             if iq_store.has_capture(key):
@@ -103,7 +103,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
     return problems
 
 
-@asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
+@asset_check(asset=raw_iq, blocking=True, partitions_def=capture_partitions,
              description="Object and metadata exist, SHA-256 matches, complex64, finite, sample count = rate × duration.")
 def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
                      database: HeimdallDatabase) -> AssetCheckResult:
@@ -121,7 +121,7 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
         description="; ".join(problems.values())[:1000] or None)
 
 
-@asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
+@asset_check(asset=raw_iq, partitions_def=capture_partitions,
              description="Every receiver requested for the session has a stored capture. Dagster marks "
                          "every partition of a run's range materialized, a failed capture's too "
                          "(dagster-io/dagster#17836): this check fails (ERROR) naming each failed "
@@ -136,7 +136,7 @@ def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
     for session_key, receiver_ids in run_partitions(context).items():
         outcomes = outcomes_for_session(engine, session_key)
         for key in missing_captures(iq_store, get_session(engine, session_key), receiver_ids):
-            rid = split_key(key)[1]
+            rid = split_capture_key(key)[1]
             reasons[key] = outcomes[rid].reason if rid in outcomes else "no capture stored"
     return AssetCheckResult(passed=not reasons, severity=AssetCheckSeverity.ERROR,
                             metadata={"missing_captures": MetadataValue.json(list(reasons)),
@@ -145,7 +145,7 @@ def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
                             if reasons else None)
 
 
-@asset_check(asset=receiver_metrics, partitions_def=session_receiver_partitions,
+@asset_check(asset=receiver_metrics, partitions_def=capture_partitions,
              description="A row per captured partition, values finite and within physical bounds.")
 def receiver_metrics_rows(context: AssetCheckExecutionContext, iq_store: IQStore,
                           database: HeimdallDatabase) -> AssetCheckResult:

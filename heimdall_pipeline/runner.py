@@ -1,9 +1,9 @@
 """Running a requested session through Dagster in this process (`heimdall main`, `heimdall
 session run`, the benchmark).
 
-It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
-receiver_metrics per contiguous block of the session's receivers, then the session analysis
-(summary, localization) — with the code location's definitions, recorded in the given persistent instance
+It does what the sensors and the daemon do — add the partitions, one run of raw_iq →
+receiver_metrics over the session's captures, then the session analysis (summary, localization;
+the capture run is tagged so the analysis sensor leaves it) — with the code location's definitions, recorded in the given persistent instance
 so the UI shows the runs afterwards. The runs go through ``execute_job``, the API a run worker
 uses: each step's output is released once its IO manager has stored it (``execute_in_process``,
 Dagster's testing API, keeps every output until the run ends; the tests use it through
@@ -20,16 +20,17 @@ from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, e
 # function for it (RunRequest(partition_key=...) resolves it only inside a sensor or schedule).
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
-from heimdall_pipeline.partitions import receiver_partitions, session_partitions
-from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
+from heimdall_pipeline.partitions import SESSION_TAG, PartitionOrderError, add_session_partitions
+from heimdall_pipeline.sensors import (
+    ANALYSIS_OF_TAG, ANALYSIS_TAG, reconcile_sessions, sensor_launch_id, session_run_request,
+)
 
 
 @dataclass(frozen=True)
 class SessionRunResult:
     session_key: str
-    session_run_ids: tuple[str, ...]  # one per contiguous block of the session's receivers
+    session_run_ids: tuple[str, ...]  # the session's capture run (one per session)
     analysis_run_id: str
     success: bool  # every run succeeded (Dagster's view)
     status: str = ""  # the session's status afterwards: what a caller reports
@@ -40,31 +41,21 @@ class SessionRunResult:
         return self.session_run_ids[0]
 
 
-def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiver_ids: list[str]) -> list[str]:
-    """Adds missing session and receiver partitions; returns the receiver keys in partition order."""
-    known = instance.get_dynamic_partitions(receiver_partitions.name)
-    missing = [rid for rid in receiver_ids if rid not in known]
-    if missing:
-        instance.add_dynamic_partitions(receiver_partitions.name, missing)
-    known_sessions = set(instance.get_dynamic_partitions(session_partitions.name))
-    new_sessions = [key for key in session_keys if key not in known_sessions]
-    if new_sessions:
-        instance.add_dynamic_partitions(session_partitions.name, new_sessions)
-    return list(known) + missing
-
-
 def session_runs(instance: DagsterInstance, engine, session_key: str,
                  launch_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
-    """The runs that record a session, in order, as (job name, run tags): raw_iq → receiver_metrics
-    per block of its receivers (the sensor's run requests), then the session analysis. Adds the
-    partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
+    """The runs of a session, in order, as (job name, run tags): raw_iq → receiver_metrics over its
+    captures (the sensor's run request, tagged as analysed by its launcher), then the session
+    analysis. Adds the partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
     session = get_session(engine, session_key)
     if session is None:
         raise ValueError(f"session {session_key!r} is not in the sessions table")
-    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
-    requests = session_run_requests(session, receiver_keys, launch_id or sensor_launch_id(session_key))
-    return ([("session_job", dict(request.tags)) for request in requests]
-            + [("session_analysis_job", {PARTITION_NAME_TAG: session_key})])
+    ranges, problems = add_session_partitions(instance, {session_key: session.receiver_ids})
+    if problems:
+        raise PartitionOrderError(problems[session_key])
+    request = session_run_request(session, ranges[session_key], launch_id or sensor_launch_id(session_key),
+                                  extra_tags={ANALYSIS_TAG: "inline"})
+    return [("session_job", dict(request.tags)),
+            ("session_analysis_job", {PARTITION_NAME_TAG: session_key, SESSION_TAG: session_key})]
 
 
 def location_job(job_name: str) -> JobDefinition:
@@ -87,6 +78,8 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
     try:
         for job_name, tags in runs:
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
+            if run_ids:  # the analysis names the capture run it follows
+                tags = {**tags, ANALYSIS_OF_TAG: run_ids[0]}
             with execute_job(job, instance, tags=tags) as result:
                 run_ids.append(result.run_id)
                 success = success and result.success

@@ -180,8 +180,7 @@ def session_figure(b: Bench) -> Figure:
     from heimdall_pipeline.db.measurements_repo import upsert_measurements
     from heimdall_pipeline.db.sessions_repo import get_session
     from heimdall_pipeline.definitions import defs
-    from heimdall_pipeline.runner import ensure_partitions
-    from heimdall_pipeline.sensors import sensor_launch_id, session_run_requests
+    from heimdall_pipeline.runner import session_runs
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
@@ -195,16 +194,11 @@ def session_figure(b: Bench) -> Figure:
     with DagsterInstance.ephemeral() as instance:
         def dagster_session() -> None:
             key = pending.pop()
-            record = get_session(b.engine, key)
-            receiver_keys = ensure_partitions(instance, [key], sorted(b.registry))
-            # one run per block of the session's receivers in partition order (one, unless other
-            # receivers registered in this database sit between them)
-            for request in session_run_requests(record, receiver_keys, sensor_launch_id(key)):
-                result = job.execute_in_process(instance=instance, tags=request.tags, raise_on_error=True,
-                                                run_config=QUIET_LOGGERS)
-                if not result.success:
-                    raise RuntimeError(f"bench session {key} failed")
-                steps.append(_step_durations(instance, result.run_id))
+            [(_, tags), _analysis] = session_runs(instance, b.engine, key)  # one capture run per session
+            result = job.execute_in_process(instance=instance, tags=tags, raise_on_error=True, run_config=QUIET_LOGGERS)
+            if not result.success:
+                raise RuntimeError(f"bench session {key} failed")
+            steps.append(_step_durations(instance, result.run_id))
 
         def plain_session() -> None:
             key = pending.pop()
@@ -293,6 +287,7 @@ class _StubOutputContext:
 
 
 def io_figure(b: Bench) -> Figure:
+    from heimdall_pipeline.partitions import capture_key
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.storage.iq_format import encode_capture
     from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
@@ -309,7 +304,7 @@ def io_figure(b: Bench) -> Figure:
 
     def io_write() -> None:
         key = pending.pop()
-        items = {f"{c.receiver_id}|{key}": ReceiverCapture(b.registry[c.receiver_id], c) for c in captures_for(key)}
+        items = {capture_key(key, c.receiver_id): ReceiverCapture(b.registry[c.receiver_id], c) for c in captures_for(key)}
         t0 = time.perf_counter()
         manager.handle_output(_StubOutputContext(), items)
         timings.append(time.perf_counter() - t0)
@@ -472,9 +467,7 @@ def backfill_figure(b: Bench) -> Figure:
 
     from heimdall_pipeline.db.measurements_repo import count_measurements
     from heimdall_pipeline.definitions import defs
-    from heimdall_pipeline.partitions import (
-        partition_key_for, receiver_partitions, session_partitions, session_receiver_partitions,
-    )
+    from heimdall_pipeline.partitions import add_session_partitions, capture_key, capture_partitions
     from heimdall_pipeline.storage.iq_format import encode_capture
     from heimdall_pipeline.storage.layout import iq_dataset_name, iq_object_key, metadata_object_key
 
@@ -499,18 +492,16 @@ def backfill_figure(b: Bench) -> Figure:
     setup_s = time.perf_counter() - t0
 
     job = define_asset_job("bench_receiver_metrics_backfill", selection=AssetSelection.assets("receiver_metrics"),
-                           partitions_def=session_receiver_partitions)
+                           partitions_def=capture_partitions)
     bench_defs = Definitions.merge(defs, Definitions(jobs=[job]))
     job_def = bench_defs.get_job_def("bench_receiver_metrics_backfill")
     n_partitions = n_sessions * len(receivers)
-    all_keys = [partition_key_for(s, r) for s in sessions for r in receivers]
+    all_keys = [capture_key(s, r) for s in sessions for r in receivers]
     per_runs = b.sizes.backfill_per_partition_runs
 
     with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(receiver_partitions.name, receivers)
-        instance.add_dynamic_partitions(session_partitions.name, sessions)
-        tags = {ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(sessions[0], receivers[0])),
-                ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(sessions[-1], receivers[-1]))}
+        add_session_partitions(instance, {s: receivers for s in sessions})
+        tags = {ASSET_PARTITION_RANGE_START_TAG: all_keys[0], ASSET_PARTITION_RANGE_END_TAG: all_keys[-1]}
 
         def single_run() -> None:
             result = job_def.execute_in_process(instance=instance, tags=tags, run_config=QUIET_LOGGERS)

@@ -234,6 +234,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
         f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",
     )),
+    # Captures are partitions only for the receivers a session asked for (partitions.py), and the
+    # table follows: the 'not_requested' rows of the sessions × registry product go. Every capture
+    # of one receiver stays one indexed query. A run records several receivers, so a receiver's
+    # channels are held as leases here rather than by one run tag per receiver.
+    Migration(8, "session_captures: requested receivers only, indexed by receiver and time; receiver channel leases", (
+        "DELETE FROM session_captures WHERE status = 'not_requested'",
+        "ALTER TABLE session_captures DROP CONSTRAINT session_captures_status",
+        "ALTER TABLE session_captures ADD CONSTRAINT session_captures_status CHECK (status IN ('stored', 'failed'))",
+        "CREATE INDEX session_captures_receiver_time_idx ON session_captures (receiver_id, start_time)",
+        """
+        CREATE TABLE receiver_leases (
+            receiver_id text NOT NULL REFERENCES websdrs (id) ON DELETE CASCADE,
+            run_id text NOT NULL,
+            session_key text NOT NULL,
+            acquired_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL,
+            CONSTRAINT receiver_leases_pkey PRIMARY KEY (receiver_id, run_id)
+        )
+        """,
+    )),
 )
 
 SCHEMA_MIGRATIONS_DDL = """
