@@ -34,9 +34,10 @@ def capture_key(session_key: str, receiver_id: str) -> str:
 
 
 def split_capture_key(partition_key: str) -> tuple[str, str]:
-    """(session, receiver) of a capture key."""
+    """(session, receiver) of a capture key (each part is checked where it names storage:
+    storage/layout.py)."""
     session_key, separator, receiver_id = str(partition_key).partition(CAPTURE_KEY_SEPARATOR)
-    if not separator or not session_key or not receiver_id:
+    if not separator:
         raise ValueError(f"{partition_key!r} is not a capture key ('<session>.<receiver>')")
     return session_key, receiver_id
 
