@@ -66,21 +66,24 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 stamp=$venv/.heimdall-installed
 # "pyc": the environment is installed with its bytecode compiled (see below); older ones are redone.
-want=$(sha256sum "$repo/setup.py" | cut -c1-13)pyc-$repo
+want=$(sha256sum "$repo/setup.py" | cut -c1-13)pyc2-$repo
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  installed_for=$(sed -n 's/^[0-9a-f]\{13,16\}\(pyc\)\{0,1\}-//p' "$stamp" 2>/dev/null || true)
+  installed_for=$(sed -n 's/^[0-9a-f]\{13,16\}\(pyc[0-9]*\)\{0,1\}-//p' "$stamp" 2>/dev/null || true)
   if [ -n "$installed_for" ] && [ "$installed_for" != "$repo" ]; then
     log "HEIMDALL_VENV=$venv was installed for $installed_for: it now runs $repo instead"
   fi
   log "installing Python dependencies into $venv"
-  # Bytecode compiled at install: uv leaves none by default, and where PYTHONDONTWRITEBYTECODE is
-  # set nothing writes it later, so every `heimdall` process and Dagster run would compile
-  # Dagster, scipy and botocore from source again (~50 s of a `heimdall session run` measured).
   if command -v uv >/dev/null 2>&1; then
-    uv pip install -q --compile-bytecode --python "$venv/bin/python" -e "$repo[test]"
+    uv pip install -q --python "$venv/bin/python" -e "$repo[test]"
   else
     "$venv/bin/python" -m pip install -q -e "$repo[test]"
   fi
+  # Bytecode compiled once here: uv writes none, and where PYTHONDONTWRITEBYTECODE is set nothing
+  # writes it later, so every `heimdall` process and Dagster run would compile Dagster, scipy and
+  # botocore from source again (~50 s of one `heimdall session run` measured, docs/benchmark.md).
+  log "compiling the environment's bytecode"
+  "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    "$repo/heimdall_pipeline" >/dev/null || true
   echo "$want" > "$stamp"
 fi
 echo "$venv"

@@ -172,18 +172,49 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
     return out
 
 
-def session_figure(b: Bench) -> Figure:
-    from dagster import DagsterInstance
-
+def plain_session_parts(b: Bench, key: str) -> dict[str, float]:
+    """One requested session's work as plain calls, no Dagster (the baseline of session_end_to_end
+    and session_cli): seconds per part."""
     from heimdall_pipeline.assets.metrics import measurement_row
     from heimdall_pipeline.checks import integrity_problems, missing_captures, row_problems
     from heimdall_pipeline.db.measurements_repo import upsert_measurements
     from heimdall_pipeline.db.sessions_repo import get_session
-    from heimdall_pipeline.definitions import defs
-    from heimdall_pipeline.runner import session_runs
     from heimdall_pipeline.sources.capture import ReceiverCapture
     from heimdall_pipeline.sources.kinds.simulated import transmitter_for
     from heimdall_pipeline.sources.simulator import simulate_capture
+
+    t0 = time.perf_counter()
+    record = get_session(b.engine, key)
+    tx = transmitter_for(record)
+    items = [ReceiverCapture(b.registry[rid], simulate_capture(
+        key, b.registry[rid], tx, record.center_frequency_hz, record.sample_rate_hz, record.duration_s,
+        record.scheduled_for)) for rid in record.receiver_ids]
+    t1 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
+        list(pool.map(b.store.store_capture, items))
+    for item in items:  # raw_iq renders the spectrum picture beside each capture
+        b.store.store_spectrum(item.capture)
+    t2 = time.perf_counter()
+    rows = [measurement_row(item.capture, b.store.bucket) for item in items]
+    t3 = time.perf_counter()
+    upsert_measurements(b.engine, rows)
+    t4 = time.perf_counter()
+    # the three checks' work, through the functions the asset checks call
+    problems = {**integrity_problems(b.store, record, record.receiver_ids)[0],
+                **dict.fromkeys(missing_captures(b.store, record, record.receiver_ids), "missing"),
+                **row_problems(b.store, b.engine, key, record.receiver_ids)}
+    if problems:
+        raise RuntimeError(f"bench session {key} failed its checks: {problems}")
+    t5 = time.perf_counter()
+    return {"simulate": t1 - t0, "store (encode, put, PNG)": t2 - t1, "metrics": t3 - t2,
+            "upsert": t4 - t3, "checks (read back + SHA-256, HEAD, rows)": t5 - t4}
+
+
+def session_figure(b: Bench) -> Figure:
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.definitions import defs
+    from heimdall_pipeline.runner import session_runs
 
     duration = b.sizes.session_duration_s
     job = defs.get_job_def("session_job")
@@ -201,32 +232,7 @@ def session_figure(b: Bench) -> Figure:
             steps.append(_step_durations(instance, result.run_id))
 
         def plain_session() -> None:
-            key = pending.pop()
-            t0 = time.perf_counter()
-            record = get_session(b.engine, key)
-            tx = transmitter_for(record)
-            items = [ReceiverCapture(b.registry[rid], simulate_capture(
-                key, b.registry[rid], tx, record.center_frequency_hz, record.sample_rate_hz, record.duration_s,
-                record.scheduled_for)) for rid in record.receiver_ids]
-            t1 = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=b.store.parallel_transfers) as pool:
-                list(pool.map(b.store.store_capture, items))
-            for item in items:  # raw_iq renders the spectrum picture beside each capture
-                b.store.store_spectrum(item.capture)
-            t2 = time.perf_counter()
-            rows = [measurement_row(item.capture, b.store.bucket) for item in items]
-            t3 = time.perf_counter()
-            upsert_measurements(b.engine, rows)
-            t4 = time.perf_counter()
-            # the three checks' work, through the functions the asset checks call
-            problems = {**integrity_problems(b.store, record, record.receiver_ids)[0],
-                        **dict.fromkeys(missing_captures(b.store, record, record.receiver_ids), "missing"),
-                        **row_problems(b.store, b.engine, key, record.receiver_ids)}
-            if problems:
-                raise RuntimeError(f"bench session {key} failed its checks: {problems}")
-            t5 = time.perf_counter()
-            plain_parts.append({"simulate": t1 - t0, "store (encode, put, PNG)": t2 - t1, "metrics": t3 - t2,
-                                "upsert": t4 - t3, "checks (read back + SHA-256, HEAD, rows)": t5 - t4})
+            plain_parts.append(plain_session_parts(b, pending.pop()))
 
         def setup() -> None:
             pending.append(b.request(duration, "s"))
@@ -260,6 +266,56 @@ def session_figure(b: Bench) -> Figure:
         notes="session_summary (a separate run) is not included. Both sides run the checks' work; receiver_metrics "
               "in Dagster reads every capture back from S3 (its input), the plain side computes metrics on the "
               "captures in memory.")
+
+
+# ---------------------------------------------------------------------------------------------
+# 2b. `heimdall session run` as a user waits for it
+# ---------------------------------------------------------------------------------------------
+SESSION_CLI_IMPORT = "import dagster, heimdall_pipeline.definitions, heimdall_pipeline.runner"
+
+
+def session_cli_figure(b: Bench) -> Figure:
+    """Wall time of `heimdall session run KEY` in a fresh process (7 simulated receivers), against
+    the same session's work as plain calls in this (warm) process."""
+    duration = b.sizes.session_duration_s
+    command = [sys.executable, "-m", "heimdall_pipeline.cli", "session", "run"]
+    cli_times: list[float] = []
+    plain: list[float] = []
+    imports: list[float] = []
+    startup: list[float] = []
+    plain_session_parts(b, b.request(duration, "p"))  # warm-up of the in-process side (imports, clients)
+    for _ in range(b.n):  # interleaved, so both see the same machine load
+        key = b.request(duration, "c")
+        t0 = time.perf_counter()
+        out = subprocess.run([*command, key], capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+        cli_times.append(time.perf_counter() - t0)
+        if out.returncode != 0:
+            raise RuntimeError(f"heimdall session run {key} exited {out.returncode}: {(out.stdout + out.stderr)[-2000:]}")
+        parts = plain_session_parts(b, b.request(duration, "p"))
+        plain.append(sum(parts.values()))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True, timeout=60)
+        startup.append(time.perf_counter() - t0)
+        imports.append(import_seconds(SESSION_CLI_IMPORT))
+    value, base = Stat("s", cli_times), Stat("s", plain)
+    ratio = value.median / base.median
+    fresh = Stat("s", imports).median + Stat("s", startup).median
+    return Figure(
+        id="session_cli", title="`heimdall session run` of one 7-receiver simulated session, fresh process "
+        "(start-up, imports, instance, capture run + analysis run on the embedded PostgreSQL instance)",
+        size=f"7 receivers x {duration:g} s at 12 kS/s", value=value, baseline=base,
+        baseline_label="the same session's work as plain calls in a warm process (plain_session_parts: simulate, "
+                       "store + PNG, metrics, upsert, the checks' reads)",
+        ratio=ratio, ratio_meaning="CLI wall time / in-process plain time",
+        targets=[Target("time", "<=", 5.0, value.median, " s"), Target("ratio to baseline", "<=", 2.0, ratio, "x")],
+        extra={"fresh_process_s": round(fresh, 2),
+               "interpreter_start_s": Stat("s", startup).as_dict(),
+               "imports_s": Stat("s", imports).as_dict(),
+               "cli_minus_fresh_process_s": round(value.median - fresh, 2),
+               "ratio_without_fresh_process": round((value.median - fresh) / base.median, 2)},
+        notes=f"fresh_process_s: a bare interpreter plus `{SESSION_CLI_IMPORT}` (what every new process pays "
+              "before it records anything; the CLI also imports scipy and matplotlib when it measures and draws). "
+              "The session's runs use one pooled connection to the instance database (runner.run_session).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -630,7 +686,7 @@ def rss_figure(b: Bench) -> Figure:
               "(heimdall main / session run): execute_job on a persistent instance, as a run worker executes them.")
 
 
-ALL_FIGURES = ("metrics_short", "metrics_nominal", "metrics_long", "session_end_to_end", "io_manager_write",
+ALL_FIGURES = ("metrics_short", "metrics_nominal", "metrics_long", "session_end_to_end", "session_cli", "io_manager_write",
                "upsert_rows", "backfill_single_run", "session_peak_rss", "import_time", "tdoa_real", "tdoa_sim")
 
 
