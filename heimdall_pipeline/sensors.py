@@ -276,8 +276,12 @@ def needs_analysis(run) -> bool:
     return bool(selection.intersection(CAPTURE_ASSETS)) and AssetKey("session_summary") not in selection
 
 
-def read_analysis_cursor(cursor: str | None, now: datetime) -> datetime:
-    return datetime.fromisoformat(cursor) if cursor else now - ANALYSIS_FIRST_LOOKBACK
+def read_analysis_cursor(cursor: str | None, now: datetime) -> tuple[datetime, bool]:
+    """(update time of the newest run handled, whether that tick read a full page of runs)."""
+    if not cursor:
+        return now - ANALYSIS_FIRST_LOOKBACK, False
+    state = json.loads(cursor)
+    return datetime.fromisoformat(state["since"]), bool(state["full"])
 
 
 @sensor(job=session_analysis_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
@@ -286,9 +290,12 @@ def read_analysis_cursor(cursor: str | None, now: datetime) -> datetime:
                     "session it recorded.")
 def session_analysis_sensor(context: SensorEvaluationContext) -> SensorResult:
     now = datetime.now(timezone.utc)
-    since = read_analysis_cursor(context.cursor, now)
+    since, full = read_analysis_cursor(context.cursor, now)
+    # Looking back a little catches a run whose update committed late; after a full page it would
+    # read the same page again, so the next page starts right after it.
     records = context.instance.get_run_records(
-        RunsFilter(statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE], updated_after=since - ANALYSIS_OVERLAP),
+        RunsFilter(statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+                   updated_after=since if full else since - ANALYSIS_OVERLAP),
         limit=MAX_ANALYSED_RUNS_PER_TICK, order_by="update_timestamp", ascending=True)
     ordered: list[str] | None = None
 
@@ -308,4 +315,5 @@ def session_analysis_sensor(context: SensorEvaluationContext) -> SensorResult:
                                        tags={SESSION_TAG: session_key, ANALYSIS_OF_TAG: run.run_id}))
     newest = max((record.update_timestamp for record in records), default=None)
     cursor = max(since, newest.astimezone(timezone.utc)) if newest is not None else since
-    return SensorResult(run_requests=requests, cursor=cursor.isoformat())
+    return SensorResult(run_requests=requests, cursor=json.dumps(
+        {"since": cursor.isoformat(), "full": len(records) >= MAX_ANALYSED_RUNS_PER_TICK}))
