@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
 # The run tag of a partition ("dagster/partition"): Dagster exports no public constant or
@@ -76,6 +77,7 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
     # as dagster-webserver does (a no-op for other storages).
     instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     launch_id = f"cli:{uuid.uuid4().hex}"
+    started = datetime.now(timezone.utc)
     runs = session_runs(instance, engine, session_key, launch_id)
     claim_launch(engine, session_key, launch_id)
     run_ids, success = [], True
@@ -88,7 +90,8 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
                 run_ids.append(result.run_id)
                 success = success and result.success
     finally:
-        reconcile_sessions(instance, engine)
+        # the failed runs of this call only (the sensor looks at the whole history)
+        reconcile_sessions(instance, engine, since=started - timedelta(minutes=1))
         if not run_ids:  # nothing started: the claim must not keep the session launched
             try:
                 transition(engine, session_key, "failed", reason="`heimdall session run` ended before its "
