@@ -46,7 +46,7 @@ run_coordinator:
     dequeue_use_threads: true
     dequeue_num_workers: 4
     tag_concurrency_limits:
-      - {key: "heimdall/session", value: {applyLimitPerUniqueValue: true}, limit: 1}
+      - {{key: "heimdall/session", value: {{applyLimitPerUniqueValue: true}}, limit: 1}}
 """
 
 
