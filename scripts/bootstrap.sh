@@ -81,9 +81,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # Bytecode compiled once here: uv writes none, and where PYTHONDONTWRITEBYTECODE is set nothing
   # writes it later, so every `heimdall` process and Dagster run would compile Dagster, scipy and
   # botocore from source again (~50 s of one `heimdall session run` measured, docs/benchmark.md).
-  log "compiling the environment's bytecode"
-  "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    "$repo/heimdall_pipeline" >/dev/null || true
+  # HEIMDALL_COMPILE_BYTECODE=0 skips it (tests that only check which environment is used).
+  if [ "${HEIMDALL_COMPILE_BYTECODE:-1}" != 0 ]; then
+    log "compiling the environment's bytecode"
+    "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+      "$repo/heimdall_pipeline" >/dev/null || true
+  fi
   echo "$want" > "$stamp"
 fi
 echo "$venv"
