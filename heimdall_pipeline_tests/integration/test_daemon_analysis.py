@@ -86,7 +86,8 @@ def test_a_sensor_launched_session_ends_like_a_cli_session(embedded_services, s3
                 while True:
                     assert daemon.poll() is None, (home / "daemon.log").read_text()[-3000:]
                     runs = analysis_runs(by_sensor)
-                    ticks = instance.get_ticks(*_sensor_origin(instance, "session_analysis_sensor"), limit=50)
+                    origin = _sensor_origin(instance, "session_analysis_sensor")  # None until its first tick
+                    ticks = instance.get_ticks(*origin, limit=50) if origin else []
                     ticked_after_cli = any(t.timestamp > cli_ended + 1 and t.status.value in ("SUCCESS", "SKIPPED")
                                            for t in ticks)
                     if runs and all(run.is_finished for run in runs) and ticked_after_cli \
@@ -114,7 +115,7 @@ def test_a_sensor_launched_session_ends_like_a_cli_session(embedded_services, s3
         assert "localization.png" in " ".join(sensor_shape["objects"])
 
 
-def _sensor_origin(instance, name: str) -> tuple[str, str]:
-    """(origin id, selector id) of a sensor known to the instance (what get_ticks takes)."""
-    state = next(s for s in instance.all_instigator_state() if s.name == name)
-    return state.instigator_origin_id, state.selector_id
+def _sensor_origin(instance, name: str) -> tuple[str, str] | None:
+    """(origin id, selector id) of a sensor the daemon has ticked (what get_ticks takes), else None."""
+    state = next((s for s in instance.all_instigator_state() if s.name == name), None)
+    return None if state is None else (state.instigator_origin_id, state.selector_id)
