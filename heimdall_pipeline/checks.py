@@ -15,7 +15,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.resources.iq_store import IQStore, read_ahead
-from heimdall_pipeline.partitions import session_receiver_partitions, split_key
+from heimdall_pipeline.partitions import capture_key, capture_partitions, split_capture_key
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.storage.iq_format import stored_timing
 from heimdall_pipeline.storage.layout import metadata_object_key
@@ -30,7 +30,7 @@ def run_partitions(context: AssetCheckExecutionContext) -> dict[str, list[str]]:
     """Receiver ids of this run's partitions, by session."""
     by_session: dict[str, list[str]] = defaultdict(list)
     for key in context.op_execution_context.partition_keys:
-        session_key, receiver_id = split_key(key)
+        session_key, receiver_id = split_capture_key(key)
         by_session[session_key].append(receiver_id)
     return by_session
 
@@ -61,7 +61,7 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
         except ValueError as exc:  # IntegrityError names the object key
             return exc
 
-    keys = [f"{rid}|{record.session_key}" for rid in receiver_ids]
+    keys = [capture_key(record.session_key, rid) for rid in receiver_ids]
     for key, capture in read_ahead(load, keys, iq_store.read_ahead):
         if isinstance(capture, ValueError):
             problems[key] = str(capture)
@@ -70,15 +70,15 @@ def integrity_problems(iq_store: IQStore, record, receiver_ids: Sequence[str]) -
             continue  # no capture: reported by raw_iq_captured
         found = capture_problems(capture, record)
         if found:
-            problems[key] = f"{iq_store.bucket}/{record.session_key}/{split_key(key)[1]}: " + "; ".join(found)
+            problems[key] = f"{iq_store.bucket}/{record.session_key}/{split_capture_key(key)[1]}: " + "; ".join(found)
         verified += 1
     return problems, verified
 
 
 def missing_captures(iq_store: IQStore, record, receiver_ids: Sequence[str]) -> list[str]:
     """Partition keys of requested receivers of one session without a stored capture."""
-    return [f"{rid}|{record.session_key}" for rid in receiver_ids
-            if rid in record.receiver_ids and not iq_store.has_capture(f"{rid}|{record.session_key}")]
+    return [capture_key(record.session_key, rid) for rid in receiver_ids
+            if rid in record.receiver_ids and not iq_store.has_capture(capture_key(record.session_key, rid))]
 
 
 def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequence[str]) -> dict[str, str]:
@@ -88,7 +88,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
     problems: dict[str, str] = {}
     rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
     for rid in receiver_ids:
-        key = f"{rid}|{session_key}"
+        key = capture_key(session_key, rid)
         row = rows.get(rid)
         if row is None:
             if iq_store.has_capture(key):
@@ -108,7 +108,7 @@ def row_problems(iq_store: IQStore, engine, session_key: str, receiver_ids: Sequ
     return problems
 
 
-@asset_check(asset=raw_iq, blocking=True, partitions_def=session_receiver_partitions,
+@asset_check(asset=raw_iq, blocking=True, partitions_def=capture_partitions,
              description="Object and metadata exist, SHA-256 matches, complex64 (float32 for audio), finite, sample count = rate × duration.")
 def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
                      database: HeimdallDatabase) -> AssetCheckResult:
@@ -126,7 +126,7 @@ def raw_iq_integrity(context: AssetCheckExecutionContext, iq_store: IQStore,
         description="; ".join(problems.values())[:1000] or None)
 
 
-@asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
+@asset_check(asset=raw_iq, partitions_def=capture_partitions,
              description="Every receiver requested for the session has a stored capture. Dagster marks "
                          "every partition of a run's range materialized, a failed capture's too "
                          "(dagster-io/dagster#17836): this check fails (ERROR) naming each failed "
@@ -141,7 +141,7 @@ def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
     for session_key, receiver_ids in run_partitions(context).items():
         outcomes = outcomes_for_session(engine, session_key)
         for key in missing_captures(iq_store, get_session(engine, session_key), receiver_ids):
-            rid = split_key(key)[1]
+            rid = split_capture_key(key)[1]
             reasons[key] = outcomes[rid].reason if rid in outcomes else "no capture stored"
     return AssetCheckResult(passed=not reasons, severity=AssetCheckSeverity.ERROR,
                             metadata={"missing_captures": MetadataValue.json(list(reasons)),
@@ -150,7 +150,7 @@ def raw_iq_captured(context: AssetCheckExecutionContext, iq_store: IQStore,
                             if reasons else None)
 
 
-@asset_check(asset=receiver_metrics, partitions_def=session_receiver_partitions,
+@asset_check(asset=receiver_metrics, partitions_def=capture_partitions,
              description="A row per captured partition, values finite and within physical bounds.")
 def receiver_metrics_rows(context: AssetCheckExecutionContext, iq_store: IQStore,
                           database: HeimdallDatabase) -> AssetCheckResult:
@@ -174,7 +174,7 @@ def stored_gnss_quality(iq_store: IQStore, session_key: str, receiver_id: str) -
                         imported_untimed=bool(details.get(UNTIMED_IMPORT_DETAIL)))
 
 
-@asset_check(asset=raw_iq, partitions_def=session_receiver_partitions,
+@asset_check(asset=raw_iq, partitions_def=capture_partitions,
              description="GNSS timing of each capture (figures from its stored frame tags and time model): fresh "
                          "fixes, stale-frame fraction, rejected timestamps (all-zero, jumps of hours, outliers), "
                          "longest gap between fixes, timing rms, sample-rate spread. ERROR: TDoA leaves the capture "
@@ -187,7 +187,7 @@ def raw_iq_gnss_quality(context: AssetCheckExecutionContext, iq_store: IQStore) 
         for rid in receiver_ids:
             quality = stored_gnss_quality(iq_store, session_key, rid)
             if quality is not None:
-                figures[f"{rid}|{session_key}"] = quality.to_json()
+                figures[capture_key(session_key, rid)] = quality.to_json()
     worst = {"error": [], "warn": []}
     for key, q in figures.items():
         if q["severity"] in worst:

@@ -56,7 +56,30 @@ def _db(args: argparse.Namespace) -> int:
     engine = _engine()
     print(migrate(engine).summary())
     print(f"default receivers added: {seed_default_receivers(engine)}")
-    return 0
+    return _upgrade_dagster_instance(engine)
+
+
+def _upgrade_dagster_instance(engine) -> int:
+    """Sessions stored before capture partitions, brought into them on the Dagster instance."""
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.lifecycle import upgrade_partitions
+    from heimdall_pipeline.resources import build_resources
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("Dagster instance: DAGSTER_HOME is not set, partitions not checked")
+        return 0
+    with DagsterInstance.get() as instance:
+        result = upgrade_partitions(instance, engine, build_resources(os.environ)["iq_store"])
+    if result is None:
+        print("Dagster instance: partitions up to date")
+        return 0
+    print(f"Dagster instance: {len(result.restored)} session(s) moved to capture partitions, "
+          f"{sum(result.moved.values())} materializations moved, {sum(result.reported.values())} re-reported "
+          "from S3/TimescaleDB")
+    for pkey, problem in result.problems.items():
+        print(f"NOT moved {pkey}: {problem}")
+    return 1 if result.problems else 0
 
 
 def _printable(text: str) -> str:
@@ -242,7 +265,7 @@ def _session_export(args: argparse.Namespace) -> int:
 
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
-    from heimdall_pipeline.partitions import partition_key_for
+    from heimdall_pipeline.partitions import capture_key
     from heimdall_pipeline.recordings import bucket_store, export_capture
 
     engine = _engine()
@@ -256,7 +279,7 @@ def _session_export(args: argparse.Namespace) -> int:
     registry = {r.id: r for r in list_receivers(engine)}
     scales = {}
     for receiver_id in session.receiver_ids:
-        capture = store.load_capture(str(partition_key_for(session.session_key, receiver_id)))
+        capture = store.load_capture(str(capture_key(session.session_key, receiver_id)))
         if capture is None:
             print(f"  {receiver_id}: no stored capture")
             continue

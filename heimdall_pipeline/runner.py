@@ -1,9 +1,9 @@
 """Running a requested session through Dagster in this process (`heimdall main`, `heimdall
 session run`, the benchmark).
 
-It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
-receiver_metrics per contiguous block of the session's receivers, then the session analysis
-(summary, localization) — with the code location's definitions, recorded in the given persistent instance
+It does what the sensors and the daemon do — add the partitions, one run of raw_iq →
+receiver_metrics over the session's captures, then the session analysis (summary, localization;
+the capture run is tagged so the analysis sensor leaves it) — with the code location's definitions, recorded in the given persistent instance
 so the UI shows the runs afterwards. The runs go through ``execute_job``, the API a run worker
 uses: each step's output is released once its IO manager has stored it (``execute_in_process``,
 Dagster's testing API, keeps every output until the run ends; the tests use it through
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
 # The run tag of a partition ("dagster/partition"): Dagster exports no public constant or
@@ -21,12 +22,13 @@ from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, e
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from heimdall_pipeline.assets.sessions import launch_runs
-from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
 from heimdall_pipeline.outages import outage_message
-from heimdall_pipeline.partitions import receiver_partitions, session_partitions
+from heimdall_pipeline.partitions import SESSION_TAG, PartitionOrderError, add_session_partitions
 from heimdall_pipeline.run_workers import WORKER_TAG, current_worker
-from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
+from heimdall_pipeline.sensors import (
+    ANALYSIS_OF_TAG, ANALYSIS_TAG, reconcile_sessions, sensor_launch_id, session_run_request,
+)
 
 
 # The runs' event logs stay in the instance (the UI shows them); the console gets only what the
@@ -37,7 +39,7 @@ QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 @dataclass(frozen=True)
 class SessionRunResult:
     session_key: str
-    session_run_ids: tuple[str, ...]  # one per contiguous block of the session's receivers
+    session_run_ids: tuple[str, ...]  # the session's capture run (one per session)
     analysis_run_id: str
     success: bool  # every run succeeded (Dagster's view)
     status: str = ""  # the session's status afterwards: what a caller reports
@@ -49,31 +51,21 @@ class SessionRunResult:
         return self.session_run_ids[0]
 
 
-def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiver_ids: list[str]) -> list[str]:
-    """Adds missing session and receiver partitions; returns the receiver keys in partition order."""
-    known = instance.get_dynamic_partitions(receiver_partitions.name)
-    missing = [rid for rid in receiver_ids if rid not in known]
-    if missing:
-        instance.add_dynamic_partitions(receiver_partitions.name, missing)
-    known_sessions = set(instance.get_dynamic_partitions(session_partitions.name))
-    new_sessions = [key for key in session_keys if key not in known_sessions]
-    if new_sessions:
-        instance.add_dynamic_partitions(session_partitions.name, new_sessions)
-    return list(known) + missing
-
-
 def session_runs(instance: DagsterInstance, engine, session_key: str,
                  launch_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
-    """The runs that record a session, in order, as (job name, run tags): raw_iq → receiver_metrics
-    per block of its receivers (the sensor's run requests), then the session analysis. Adds the
-    partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
+    """The runs of a session, in order, as (job name, run tags): raw_iq → receiver_metrics over its
+    captures (the sensor's run request, tagged as analysed by its launcher), then the session
+    analysis. Adds the partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
     session = get_session(engine, session_key)
     if session is None:
         raise ValueError(f"session {session_key!r} is not in the sessions table")
-    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
-    requests = session_run_requests(session, receiver_keys, launch_id or sensor_launch_id(session_key))
-    return ([("session_job", dict(request.tags)) for request in requests]
-            + [("session_analysis_job", {PARTITION_NAME_TAG: session_key})])
+    ranges, problems = add_session_partitions(instance, {session_key: session.receiver_ids})
+    if problems:
+        raise PartitionOrderError(problems[session_key])
+    request = session_run_request(session, ranges[session_key], launch_id or sensor_launch_id(session_key),
+                                  extra_tags={ANALYSIS_TAG: "inline"})
+    return [("session_job", dict(request.tags)),
+            ("session_analysis_job", {PARTITION_NAME_TAG: session_key, SESSION_TAG: session_key})]
 
 
 def location_job(job_name: str) -> JobDefinition:
@@ -120,7 +112,12 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
         raise ValueError("run_session needs a persistent Dagster instance (DAGSTER_HOME); "
                          "tests run the jobs with execute_in_process over session_runs instead")
     reconcile_sessions(instance, engine)
+    # Dagster's PostgreSQL storages open a connection per storage call (~470 for one 7-receiver
+    # session, each a TLS-less but SCRAM-authenticated connect): hold a small pool for these runs,
+    # as dagster-webserver does (a no-op for other storages).
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     launch_id = f"cli:{uuid.uuid4().hex}"
+    started = datetime.now(timezone.utc)
     runs = session_runs(instance, engine, session_key, launch_id)
     claim_launch(engine, session_key, launch_id)
     worker = {WORKER_TAG: current_worker()}  # this process executes the runs: if it dies, they are failed
@@ -128,6 +125,8 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
     try:
         for job_name, tags in runs:
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
+            if run_ids:  # the analysis names the capture run it follows
+                tags = {**tags, ANALYSIS_OF_TAG: run_ids[0]}
             with execute_job(job, instance, tags={**tags, **worker}, run_config=QUIET_CONSOLE) as result:
                 run_ids.append(result.run_id)
                 success = success and result.success
@@ -142,7 +141,8 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
         # the reconciler heals the session once the database is back.
         if not database_lost:
             try:
-                reconcile_sessions(instance, engine)
+                # the runs of this call only (the sensor looks at the whole history)
+                reconcile_sessions(instance, engine, since=started - timedelta(minutes=1))
                 if not launch_runs(instance, launch_id):  # nothing started: the claim must not keep it launched
                     _fail_launch(engine, session_key, launch_id,
                                  "`heimdall session run` ended before its first run started")

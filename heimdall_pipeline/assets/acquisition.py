@@ -2,11 +2,12 @@
 records each receiver's outcome in session_captures."""
 
 from collections import defaultdict
+from datetime import timedelta
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, asset
 
 from heimdall_pipeline.partitions import (
-    LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, session_receiver_partitions, split_key,
+    LAUNCH_TAG, PER_PARTITION_METADATA_LIMIT, capture_partitions, split_capture_key,
 )
 from heimdall_pipeline.resources import HeimdallDatabase, ReceiverNetwork
 from heimdall_pipeline.resources.iq_store import IQStore
@@ -14,6 +15,16 @@ from heimdall_pipeline.run_workers import WORKER_TAG, current_worker
 from heimdall_pipeline.sources.acquisition import AcquisitionFailure
 from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, check_live_window
+
+# How long a run waits for a channel of a receiver that other sessions hold all channels of; a
+# receiver still busy then fails with ReceiverBusyError naming them. A lease outlives the
+# recording by this allowance at most (a worker that died frees its channels then).
+CHANNEL_WAIT_S = 60.0
+LEASE_ALLOWANCE = timedelta(minutes=15)
+
+
+class ReceiverBusyError(Exception):
+    """Every channel of the receiver is held by other sessions."""
 
 
 def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reason: str, run_id: str, *,
@@ -35,16 +46,18 @@ def refuse_session(engine, session_key: str, receiver_ids, launch_id: str, reaso
 
 
 @asset(
-    partitions_def=session_receiver_partitions,
+    partitions_def=capture_partitions,
     io_manager_key="iq_io_manager",
     backfill_policy=BackfillPolicy.single_run(),
     group_name="heimdall",
     kinds={"s3", "numpy"},
-    description="IQ recorded by one receiver during one session (.npy complex64 + SigMF metadata in S3).",
+    description="IQ recorded by one receiver during one session (.npy complex64 + SigMF metadata in S3); "
+                "partition <session>.<receiver>, one per receiver the session asked for.",
 )
 def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_network: ReceiverNetwork,
            iq_store: IQStore) -> dict:
-    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db import leases_repo  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
 
     # The process running this run (the executor is in-process): if it dies without ending the
@@ -59,7 +72,7 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
     launch_id = context.run.tags.get(LAUNCH_TAG, context.run_id)
     receivers_by_session: dict[str, list[str]] = defaultdict(list)
     for key in partition_keys:
-        session_key, receiver_id = split_key(key)
+        session_key, receiver_id = split_capture_key(key)
         receivers_by_session[session_key].append(receiver_id)
 
     outcomes: dict[str, object] = {}
@@ -85,12 +98,21 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
         except LiveWindowClosedError as exc:
             raise refuse_session(engine, session_key, requested, launch_id, str(exc), context.run_id,
                                  errors={exc.receiver_id: exc}) from exc
-        acquisition = receiver_network.acquire(session, targets)
+        leases = leases_repo.acquire(engine, requested, run_id=context.run_id, session_key=session_key,
+                                     hold_for=timedelta(seconds=session.duration_s) + LEASE_ALLOWANCE,
+                                     wait_s=CHANNEL_WAIT_S)
+        try:
+            acquisition = receiver_network.acquire(session, [r for r in targets if r.id not in leases.busy])
+        finally:
+            leases_repo.release(engine, context.run_id, leases.held)
+        for rid, reason in leases.busy.items():
+            acquisition.errors[rid] = AcquisitionFailure(rid, ReceiverBusyError.__name__, f"receiver '{rid}': {reason}",
+                                                         attempts=0, transient=True)
         for failure in acquisition.errors.values():
             context.log.warning(f"session {session_key}: {failure.error_type}: {failure.message} "
                                 f"after {failure.attempts} attempt(s)")
         for key in partition_keys:
-            key_session, rid = split_key(key)
+            key_session, rid = split_capture_key(key)
             if key_session != session_key:
                 continue
             capture = acquisition.captures.get(rid)
@@ -104,5 +126,6 @@ def raw_iq(context: AssetExecutionContext, database: HeimdallDatabase, receiver_
             outcomes[str(key)] = ReceiverCapture(registry[rid], capture, ui_metadata=picture,
                                                  attempts=acquisition.attempts.get(rid, 1))
         context.log.info(f"session {session_key}: {len(acquisition.captures)} captured, "
-                         f"{len(acquisition.errors)} failed, {len(receiver_ids) - len(targets)} not requested")
+                         f"{len(acquisition.errors)} failed"
+                         + (f", {len(receiver_ids) - len(targets)} not requested" if len(targets) < len(receiver_ids) else ""))
     return outcomes

@@ -7,11 +7,10 @@ import json
 from typing import TYPE_CHECKING
 
 import numpy as np
-from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from heimdall_pipeline.assets.sessions import per_session
 from heimdall_pipeline.localization import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.partitions import partition_key_for, session_partitions
+from heimdall_pipeline.partitions import capture_key, captures_to_session, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.layout import localization_object_key
@@ -105,7 +104,7 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
     captures = []
     for row in rows:
         receiver = registry[row.receiver_id]
-        capture = iq_store.load_capture(partition_key_for(session_key, receiver.id))
+        capture = iq_store.load_capture(capture_key(session_key, receiver.id))
         if capture is None:
             captures.append(TimedCapture(receiver_id=receiver.id, latitude=float(receiver.latitude),
                                          longitude=float(receiver.longitude), samples=np.zeros(0, np.complex64),
@@ -223,9 +222,8 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
 
 @asset(
     partitions_def=session_partitions,
-    deps=[AssetDep("receiver_metrics", partition_mapping=per_session)],
+    deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
     backfill_policy=BackfillPolicy.single_run(),
-    automation_condition=AutomationCondition.eager(),
     group_name="heimdall",
     kinds={"timescaledb", "scipy"},
     description="Transmitter position with a 95 % region: by time difference of arrival (the stored captures "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from dagster import AssetExecutionContext, AssetIn, BackfillPolicy, MaterializeResult, asset
 
 from heimdall_pipeline.resources.iq_store import IQStore
-from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, session_receiver_partitions
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, capture_partitions, split_capture_key
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.sources.capture import Capture
 from heimdall_pipeline.storage.iq_format import capture_time_model
@@ -119,7 +119,7 @@ def measurement_row(capture: Capture, bucket: str) -> "MeasurementRow":
 
 
 @asset(
-    partitions_def=session_receiver_partitions,
+    partitions_def=capture_partitions,
     ins={"raw_iq": AssetIn()},
     backfill_policy=BackfillPolicy.single_run(),
     group_name="heimdall",
@@ -133,12 +133,14 @@ def receiver_metrics(context: AssetExecutionContext, raw_iq: Mapping, database: 
     for key, capture in raw_iq.items():
         if capture is None:
             if per_partition:
-                context.add_asset_metadata({"metrics_status": "no capture"}, partition_key=key)
+                context.add_asset_metadata({"receiver": split_capture_key(key)[1], "metrics_status": "no capture"},
+                                           partition_key=key)
             continue
         row = measurement_row(capture, iq_store.bucket)
         rows.append(row)
         if per_partition:
             context.add_asset_metadata({
+                "receiver": row.receiver_id,
                 "metrics_status": "stored",
                 "snr_db": row.snr_db if row.snr_db is not None else float("nan"),
                 "signal_detected": row.signal_detected,

@@ -3,17 +3,13 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 
 import math
 
-from dagster import (
-    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult,
-    MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
-)
+from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, RunsFilter, asset
 # Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from heimdall_pipeline.partitions import LAUNCH_TAG, session_partitions
+from heimdall_pipeline.partitions import LAUNCH_TAG, captures_to_session, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 
-per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
 RANGE_TAGS = (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
 
 
@@ -44,9 +40,8 @@ def _or_nan(value: float | None) -> float:
 
 @asset(
     partitions_def=session_partitions,
-    deps=[AssetDep("receiver_metrics", partition_mapping=per_session)],
+    deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
     backfill_policy=BackfillPolicy.single_run(),
-    automation_condition=AutomationCondition.eager(),
     group_name="heimdall",
     kinds={"timescaledb"},
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",

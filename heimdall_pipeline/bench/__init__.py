@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     bench = F.Bench(sizes, repeat_n, quick)
     results: list = []
     errors: dict[str, str] = {}
-    steps = [("metrics", F.metrics_figures), ("session", F.session_figure), ("io", F.io_figure),
+    steps = [("metrics", F.metrics_figures), ("session", F.session_figure), ("session_cli", F.session_cli_figure),
+             ("io", F.io_figure),
              ("upsert", F.upsert_figure), ("backfill", F.backfill_figure), ("rss", F.rss_figure),
              ("import", F.import_time_figure), ("tdoa_real", F.tdoa_real_figure), ("tdoa_sim", F.tdoa_sim_figure)]
     only = set(getattr(args, "only", None) or [])
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", action="store_true", help="partition-scale figures (1k/10k/50k sessions)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", action="append", metavar="FIGURE",
-                        help="measure only these figures (repeatable): metrics, session, io, upsert, backfill, "
+                        help="measure only these figures (repeatable): metrics, session, session_cli, io, upsert, backfill, "
                              "rss, import, tdoa_real, tdoa_sim")
     return parser
 

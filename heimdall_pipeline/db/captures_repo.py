@@ -1,4 +1,5 @@
-"""Per-receiver outcomes of sessions (table `session_captures`): stored / failed / not_requested.
+"""Per-receiver outcomes of sessions (table `session_captures`): stored / failed, one row per
+receiver the session asked for.
 
 Written by the step that stores a capture (the raw_iq IO manager, and raw_iq itself when it
 refuses a session before recording), read by session_summary, the raw_iq checks, restore and
@@ -44,15 +45,13 @@ class CaptureOutcome:
         if self.status not in CAPTURE_STATUSES:
             raise ValueError(f"capture status {self.status!r} is not one of {', '.join(CAPTURE_STATUSES)}")
         if self.status == "stored" and (self.bytes is None or not self.sha256):
-            raise ValueError(f"{self.receiver_id}|{self.session_key}: a stored capture needs its size and SHA-256")
+            raise ValueError(f"{self.session_key}.{self.receiver_id}: a stored capture needs its size and SHA-256")
 
     @property
     def reason(self) -> str:
         """Why there is no capture ('' for a stored one)."""
         if self.status == "stored":
             return ""
-        if self.status == "not_requested":
-            return "not requested"
         return f"{self.error_type}: {self.error_message}" if self.error_type else (self.error_message or "failed")
 
 
@@ -107,3 +106,17 @@ def capture_timing(outcomes: Iterable[CaptureOutcome]) -> dict[str, float | int 
     return {"captures_timed": len(spans),
             "first_sample_spread_ms": (max(starts) - min(starts)).total_seconds() * 1e3,
             "common_fraction": common_s / shortest_s if shortest_s > 0 else None}
+
+
+def captures_of_receiver(engine: sa.Engine, receiver_id: str, *, since: datetime | None = None,
+                         until: datetime | None = None) -> list[CaptureOutcome]:
+    """Every capture outcome of one receiver, oldest first (one query on the receiver/time index)."""
+    ensure_schema(engine)
+    stmt = sa.select(session_captures).where(session_captures.c.receiver_id == receiver_id)
+    if since is not None:
+        stmt = stmt.where(session_captures.c.start_time >= since)
+    if until is not None:
+        stmt = stmt.where(session_captures.c.start_time < until)
+    with engine.connect() as conn:
+        return [CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
+                for row in conn.execute(stmt.order_by(session_captures.c.start_time, session_captures.c.session_key))]

@@ -235,9 +235,29 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"ALTER TABLE localizations ADD CONSTRAINT localizations_method "
         f"CHECK (method IN ({', '.join(repr(m) for m in LOCALIZATION_METHODS)}))",
     )),
+    # Captures are partitions only for the receivers a session asked for (partitions.py), and the
+    # table follows: the 'not_requested' rows of the sessions × registry product go. Every capture
+    # of one receiver stays one indexed query. A run records several receivers, so a receiver's
+    # channels are held as leases here rather than by one run tag per receiver.
+    Migration(8, "session_captures: requested receivers only, indexed by receiver and time; receiver channel leases", (
+        "DELETE FROM session_captures WHERE status = 'not_requested'",
+        "ALTER TABLE session_captures DROP CONSTRAINT session_captures_status",
+        "ALTER TABLE session_captures ADD CONSTRAINT session_captures_status CHECK (status IN ('stored', 'failed'))",
+        "CREATE INDEX session_captures_receiver_time_idx ON session_captures (receiver_id, start_time)",
+        """
+        CREATE TABLE receiver_leases (
+            receiver_id text NOT NULL REFERENCES websdrs (id) ON DELETE CASCADE,
+            run_id text NOT NULL,
+            session_key text NOT NULL,
+            acquired_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL,
+            CONSTRAINT receiver_leases_pkey PRIMARY KEY (receiver_id, run_id)
+        )
+        """,
+    )),
     # Audio captures (OpenWebRX) in the same table: what was captured, the S-meter level, the
     # audio level (relative, after AGC) and the tone's audio frequency; existing rows are IQ.
-    Migration(10, "measurements of audio captures: capture_signal, smeter_dbfs, audio_level_dbfs, audio_frequency_hz", (
+    Migration(9, "measurements of audio captures: capture_signal, smeter_dbfs, audio_level_dbfs, audio_frequency_hz", (
         "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS capture_signal text NOT NULL DEFAULT 'iq'",
         "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS smeter_dbfs double precision",
         "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS audio_level_dbfs double precision",

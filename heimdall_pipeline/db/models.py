@@ -12,8 +12,10 @@ describe the same schema for queries, and an integration test checks the two agr
   when the extension is available, a plain table otherwise. The primary key includes `time`, as a
   hypertable requires.
 - localizations: one row per session and method (hypertable on `time` = session start, likewise).
-- session_captures: the outcome of each requested receiver of a session (stored / failed /
-  not_requested), written by the step that stores the capture (db/captures_repo.py).
+- session_captures: the outcome of each requested receiver of a session (stored / failed),
+  written by the step that stores the capture (db/captures_repo.py); indexed by receiver and time
+  for "every capture of receiver X".
+- receiver_leases: the channels of a receiver held by running sessions (db/leases_repo.py).
 
 The Measurement and Localization models are the one declaration of their columns: the row
 classes, the upserts and the value conversions in `rows.py` / `measurements_repo.py` derive
@@ -32,6 +34,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -44,7 +47,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
-CAPTURE_STATUSES = ("stored", "failed", "not_requested")
+CAPTURE_STATUSES = ("stored", "failed")
 
 TZ = DateTime(timezone=True)
 
@@ -154,9 +157,10 @@ class SessionCapture(Base):
     __tablename__ = "session_captures"
     __table_args__ = (
         PrimaryKeyConstraint("session_key", "receiver_id", name="session_captures_pkey"),
-        CheckConstraint("status IN ('stored', 'failed', 'not_requested')", name="session_captures_status"),
+        CheckConstraint("status IN ('stored', 'failed')", name="session_captures_status"),
         CheckConstraint("status <> 'stored' OR (bytes IS NOT NULL AND sha256 IS NOT NULL)",
                         name="session_captures_stored_has_object"),
+        Index("session_captures_receiver_time_idx", "receiver_id", "start_time"),
     )
 
     session_key: Mapped[str] = mapped_column(Text, nullable=False)
@@ -171,6 +175,20 @@ class SessionCapture(Base):
     end_time: Mapped[datetime | None] = mapped_column(TZ, nullable=True)    # after the last sample
     run_id: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+
+
+class ReceiverLease(Base):
+    """One channel of a receiver held by one run (a session's recording) until it releases it or
+    the lease expires (a worker that died frees its channels at expires_at)."""
+
+    __tablename__ = "receiver_leases"
+    __table_args__ = (PrimaryKeyConstraint("receiver_id", "run_id", name="receiver_leases_pkey"),)
+
+    receiver_id: Mapped[str] = mapped_column(Text, ForeignKey("websdrs.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[str] = mapped_column(Text, nullable=False)
+    session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TZ, nullable=False)
 
 
 class Measurement(Base):
@@ -276,4 +294,5 @@ sessions = Session.__table__
 measurements = Measurement.__table__
 localizations = Localization.__table__
 session_captures = SessionCapture.__table__
+receiver_leases = ReceiverLease.__table__
 schema_migrations = SchemaMigration.__table__

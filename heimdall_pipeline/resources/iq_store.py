@@ -19,7 +19,7 @@ from dagster import ConfigurableResource, MetadataValue
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
-from heimdall_pipeline.partitions import split_key
+from heimdall_pipeline.partitions import split_capture_key
 from heimdall_pipeline.sources.capture import Capture, ReceiverCapture
 from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.iq_format import IntegrityError, capture_from_stored, encode_capture
@@ -200,12 +200,12 @@ class IQStore(ConfigurableResource):
 
     def has_capture(self, partition_key: str) -> bool:
         """Whether a complete capture is stored (its metadata is written last)."""
-        session, receiver = split_key(partition_key)
+        session, receiver = split_capture_key(partition_key)
         return self.exists(metadata_object_key(session, receiver))
 
     def load_capture(self, partition_key: str) -> Capture | None:
         """The stored capture, None if the partition has none, IntegrityError if it is damaged."""
-        session, receiver = split_key(partition_key)
+        session, receiver = split_capture_key(partition_key)
         npy_key, meta_key = iq_object_key(session, receiver), metadata_object_key(session, receiver)
         metadata = self.get(meta_key)
         if metadata is None:

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
-from heimdall_pipeline.partitions import partition_key_for
+from heimdall_pipeline.partitions import capture_key
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.storage.layout import parse_object_key
 from heimdall_pipeline_tests.faults.conftest import (
@@ -75,7 +75,7 @@ def test_s3_killed_while_writing_then_restart_and_rerun(private_services, privat
     assert sorted(r.receiver_id for r in rows) == DEFAULT_IDS
     store = make_store(env)
     for rid in DEFAULT_IDS:
-        assert store.load_capture(str(partition_key_for(record.session_key, rid))) is not None
+        assert store.load_capture(capture_key(record.session_key, rid)) is not None
 
 
 class _Events:

@@ -16,12 +16,11 @@ from heimdall_pipeline.db.receivers_repo import (
     ReceiverInUseError, add_receiver, get_receiver, set_receiver_active, update_receiver,
 )
 from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
-from heimdall_pipeline.partitions import LAUNCH_TAG, SESSION_TAG
-from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.partitions import LAUNCH_TAG, SESSION_TAG, add_session_partitions, capture_key
+from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
-from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline.sensors import (
-    MAX_SESSIONS_PER_TICK, reconcile_sessions, session_request_sensor, session_run_requests,
+    MAX_SESSIONS_PER_TICK, reconcile_sessions, session_request_sensor, session_run_request,
 )
 from heimdall_pipeline_tests.faults.conftest import (
     build_defs, list_session_keys, new_key, partition_metadata, private_client, request,
@@ -128,7 +127,6 @@ def test_runs_that_failed_before_claiming_fail_their_sessions_and_starve_nobody(
         first = session_request_sensor(context)
     launched = {r.tags[SESSION_TAG] for r in first.run_requests}
     assert set(old) <= launched
-    ensure_partitions(fresh_instance, sorted(launched), ["f5len"])  # what the daemon does with the tick
     for run_request in first.run_requests:  # each run dies before raw_iq claims its session
         run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTING)
         fresh_instance.report_run_failed(run, "resource 'iq_store' could not start: bucket missing")
@@ -150,10 +148,10 @@ def test_a_launched_session_whose_run_ended_is_not_left_launched(private_service
     job = session_job(private_services.env)
     record = request(private_engine, receivers=["f5len"])
     key = record.session_key
-    [run_request] = session_run_requests(record, ["f5len"], "cli:worker-died")
+    ranges, _ = add_session_partitions(fresh_instance, {key: ["f5len"]})
+    run_request = session_run_request(record, ranges[key], "cli:worker-died")
     assert int(run_request.tags["dagster/max_runtime"]) >= record.duration_s
     claim_launch(private_engine, key, "cli:worker-died")
-    ensure_partitions(fresh_instance, [key], ["f5len"])
     run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTED)
     assert reconcile_sessions(fresh_instance, private_engine) == {}
     assert get_session(private_engine, key).status == "launched"
@@ -229,20 +227,20 @@ def test_editing_what_a_pending_session_needs_of_a_receiver_is_refused(private_e
 
 # ----------------------------------------------------------------------------- 6. requested receivers only
 def test_a_sessions_runs_hold_only_its_requested_receivers(private_services, private_engine, fresh_instance):
-    """Requested f5len and hb9q, not contiguous in partition order: one run per block, and no
-    partition of an unrequested receiver is materialized."""
+    """Requested f5len and hb9q, far apart in the registry: one run, and no partition of an
+    unrequested receiver exists or is materialized."""
     env = private_services.env
     record = request(private_engine, receivers=["f5len", "hb9q"])
     key = record.session_key
     result = run_session_in_process(build_defs(env), fresh_instance, private_engine, key)
     assert result.success and result.status == "succeeded"
-    receivers = fresh_instance.get_dynamic_partitions("receivers")
-    blocks = 1 if abs(receivers.index("f5len") - receivers.index("hb9q")) == 1 else 2
-    assert len(result.session_run_ids) == blocks
+    assert len(result.session_run_ids) == 1
     runs = [fresh_instance.get_run_by_id(run_id) for run_id in result.session_run_ids]
     assert len({run.tags[LAUNCH_TAG] for run in runs}) == 1
-    metadata = partition_metadata(fresh_instance, "raw_iq", [f"{rid}|{key}" for rid in receivers])
-    assert set(metadata) == {f"f5len|{key}", f"hb9q|{key}"}
+    assert [k for k in fresh_instance.get_dynamic_partitions("captures") if k.startswith(f"{key}.")] == [
+        capture_key(key, "f5len"), capture_key(key, "hb9q")]
+    metadata = partition_metadata(fresh_instance, "raw_iq", [capture_key(key, r.id) for r in DEFAULT_RECEIVERS])
+    assert set(metadata) == {capture_key(key, "f5len"), capture_key(key, "hb9q")}
     assert {m["capture_status"] for m in metadata.values()} == {"stored"}
     assert set(outcomes_for_session(private_engine, key)) == {"f5len", "hb9q"}
 

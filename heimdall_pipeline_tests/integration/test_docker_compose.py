@@ -160,6 +160,26 @@ def validate_instance_yaml(directory: Path) -> dict:
     return config
 
 
+# One run per session at a time, whatever the session; receivers are never named (their channels
+# are leases in the database: db/leases_repo.py).
+SESSION_LIMIT = {"key": "heimdall/session", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+def test_the_four_configs_limit_sessions_without_naming_receivers():
+    files = {"dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "docker/dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "deploy/dagster.production.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "deploy/helm/values.yaml": ("dagsterDaemon", "runCoordinator", "config", "queuedRunCoordinator",
+                                         "tagConcurrencyLimits")}
+    for name, path in files.items():
+        text = (settings.REPO_ROOT / name).read_text()
+        node = yaml.safe_load(text)
+        for part in path:
+            node = node[part]
+        assert SESSION_LIMIT in node, name
+        assert "heimdall/receiver" not in text, f"{name} still names receivers"
+
+
 def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     from dagster._core.errors import DagsterInvalidConfigError
 
@@ -171,13 +191,10 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_launcher"]["class"] == "DefaultRunLauncher"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
-    limits = {item["key"]: item["limit"] for item in config["run_coordinator"]["config"]["tag_concurrency_limits"]}
+    limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
     local = yaml.safe_load((settings.REPO_ROOT / "dagster.yaml").read_text())
-    local_limits = {item["key"]: item["limit"] for item in local["run_coordinator"]["config"]["tag_concurrency_limits"]}
-    assert limits == local_limits, "per-receiver channel limits differ from the local dagster.yaml"
-    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-
-    assert limits == {f"heimdall/receiver.{r.id}": r.max_channels for r in DEFAULT_RECEIVERS}
+    assert limits == local["run_coordinator"]["config"]["tag_concurrency_limits"], "limits differ from the local dagster.yaml"
+    assert limits == [SESSION_LIMIT]
 
     # The same validation refuses a broken file (so this test can fail).
     raw = yaml.safe_load((DOCKER / "dagster.yaml").read_text())

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from heimdall_pipeline.partitions import partition_key_for
+from heimdall_pipeline.partitions import capture_key
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
 from heimdall_pipeline.sources.capture import ReceiverCapture
 from heimdall_pipeline.sources.simulator import Transmitter, simulate_capture
@@ -32,5 +32,5 @@ def test_capture_round_trip(embedded_services, s3_client, duration_s, multipart_
     assert (stored["bytes"] > multipart_threshold_mb * 1024 * 1024) == (multipart_threshold_mb == 5)
     head = s3_client.head_object(Bucket=store.bucket, Key=stored["s3_key"].split("/", 3)[3])
     assert head["ContentLength"] == stored["bytes"] and head["Metadata"]["sha256"] == stored["sha256"]
-    back = store.load_capture(str(partition_key_for(session, receiver.id)))
+    back = store.load_capture(capture_key(session, receiver.id))
     assert np.array_equal(back.samples.view(np.uint64), capture.samples.view(np.uint64))

@@ -172,6 +172,7 @@ def test_bootstrap_keeps_one_environment_per_checkout(tmp_path):
     ignore = shutil.ignore_patterns(".heimdall", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
     env = {k: v for k, v in os.environ.items() if k != "HEIMDALL_VENV"}
     env["HEIMDALL_CACHE"] = str(tmp_path / "cache")
+    env["HEIMDALL_COMPILE_BYTECODE"] = "0"  # which environment is used is the point here, not its bytecode
 
     def bootstrap(checkout: Path) -> tuple[Path, str]:
         done = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,
