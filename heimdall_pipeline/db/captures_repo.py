@@ -17,7 +17,6 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import CAPTURE_STATUSES, session_captures
 
 MAX_ERROR_MESSAGE = 2000  # characters kept of an error message
@@ -73,7 +72,6 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
     rows = [{name: getattr(o, name) for name in FIELDS if name != "updated_at"} for o in outcomes]
     if not rows:
         return 0
-    ensure_schema(engine)
     stmt = pg_insert(session_captures).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=["session_key", "receiver_id"],
@@ -86,7 +84,6 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
 
 def outcomes_for_session(engine: sa.Engine, session_key: str) -> dict[str, CaptureOutcome]:
     """The session's outcomes by receiver id."""
-    ensure_schema(engine)
     stmt = sa.select(session_captures).where(session_captures.c.session_key == session_key)
     with engine.connect() as conn:
         return {row.receiver_id: CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
