@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ LEGACY_FINAL_VERSION = 6
 # pg_advisory_xact_lock key shared by every heimdall migrator ("HEIMDALL" in ASCII, as a bigint)
 MIGRATION_LOCK_KEY = 0x4845494D44414C4C
 MIGRATE_COMMAND = "heimdall db migrate"
+BASELINE_TABLES = ("websdrs", "sessions", "session_captures", "measurements", "localizations")
 
 
 class SchemaNotCurrentError(RuntimeError):
@@ -63,7 +64,6 @@ class SchemaReport:
     applied_revisions: list[str]  # applied by this call, oldest first (empty when already at head)
     timescale: TimescaleReport
     adopted_legacy_version: int | None = None  # the hand-written version adopted by this call
-    notes: list[str] = field(default_factory=list)
 
     @property
     def hypertables(self) -> list[str]:
@@ -124,7 +124,7 @@ def _adopt_legacy(conn: sa.Connection, config: Config) -> int | None:
     database = _database(conn)
     version = _legacy_version(conn)
     if version is None:
-        tables = set(sa.inspect(conn).get_table_names()) & set(_baseline_tables())
+        tables = set(sa.inspect(conn).get_table_names()) & set(BASELINE_TABLES)
         if tables:
             raise LegacySchemaError(
                 f"database {database} has Heimdall tables ({', '.join(sorted(tables))}) but no version table "
@@ -142,10 +142,6 @@ def _adopt_legacy(conn: sa.Connection, config: Config) -> int | None:
     return version
 
 
-def _baseline_tables() -> tuple[str, ...]:
-    return ("websdrs", "sessions", "session_captures", "measurements", "localizations")
-
-
 def migrate(engine: sa.Engine, settings: TimescaleSettings | None = None) -> SchemaReport:
     """Brings the schema to head (idempotent, safe concurrently); returns what it found and did."""
     settings = settings or TimescaleSettings.from_env()
@@ -153,7 +149,6 @@ def migrate(engine: sa.Engine, settings: TimescaleSettings | None = None) -> Sch
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         config = alembic_config(conn)
-        config.attributes["timescale_settings"] = settings
         adopted = _adopt_legacy(conn, config)
         before = current_revision(conn)
         command.upgrade(config, "head")

@@ -20,6 +20,7 @@ from heimdall_pipeline.db import measurements_repo as mrepo
 from heimdall_pipeline.db import sessions_repo as srepo
 from heimdall_pipeline.db.migrations import (
     BASELINE_REVISION,
+    BASELINE_TABLES,
     LegacySchemaError,
     SchemaNotCurrentError,
     alembic_config,
@@ -38,7 +39,6 @@ from heimdall_pipeline_tests.data import DATA_DIR
 from heimdall_pipeline_tests.integration.db_fixtures import scratch_database
 
 LEGACY_DUMP = DATA_DIR / "legacy_heimdall_v6.sql"
-TABLES = ("websdrs", "sessions", "session_captures", "measurements", "localizations")
 LEGACY_ROWS = {"websdrs": 7, "sessions": 1, "session_captures": 7, "measurements": 7, "localizations": 2}
 
 
@@ -64,14 +64,14 @@ def snapshot(engine: sa.Engine) -> dict[str, list[tuple]]:
     """Every row of every table, as the database returns them (jsonb as text, arrays as lists)."""
     with engine.connect() as conn:
         return {table: [tuple(row) for row in conn.execute(sa.text(
-            f"SELECT * FROM {table} ORDER BY 1, 2, 3"))] for table in TABLES}
+            f"SELECT * FROM {table} ORDER BY 1, 2, 3"))] for table in BASELINE_TABLES}
 
 
 def schema_shape(engine: sa.Engine) -> dict:
     """Columns (type, nullability, default), constraints and indexes of every table, order aside."""
     inspector = sa.inspect(engine)
     shape = {}
-    for table in TABLES:
+    for table in BASELINE_TABLES:
         shape[table] = {
             "columns": sorted((c["name"], str(c["type"]), c["nullable"], str(c["default"]))
                               for c in inspector.get_columns(table)),
