@@ -50,10 +50,13 @@ def _engine():
 
 
 def _db(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.db.engine import make_engine
     from heimdall_pipeline.db.migrations import migrate
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.resources import build_resources
 
-    engine = _engine()
+    # the one command that takes the database as it is (every other one checks it is at head)
+    engine = make_engine(build_resources(os.environ)["database"].url)
     print(migrate(engine).summary())
     print(f"default receivers added: {seed_default_receivers(engine)}")
     return _upgrade_dagster_instance(engine)
@@ -362,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=["up", "down", "status", "env"])
     services.set_defaults(handler=_services)
 
-    db = commands.add_parser("db", help="database schema")
+    db = commands.add_parser("db", help="database schema: migrate = upgrade to the head Alembic revision")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(handler=_db)
 

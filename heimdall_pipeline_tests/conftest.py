@@ -19,6 +19,7 @@ warnings.filterwarnings("ignore", category=Warning, module="dagster")
 @pytest.fixture(scope="session")
 def embedded_services():
     from heimdall_pipeline.services import manager
+    from heimdall_pipeline_tests.integration.db_fixtures import migrate_database
 
     try:
         before = manager.embedded_services()
@@ -28,6 +29,7 @@ def embedded_services():
     services = manager.up()
     for name, value in services.env.items():
         os.environ[name] = value
+    migrate_database(os.environ["HEIMDALL_DATABASE_URL"])
     yield services
     if not was_running and not os.environ.get("HEIMDALL_KEEP_SERVICES"):
         manager.down()

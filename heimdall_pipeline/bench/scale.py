@@ -97,14 +97,18 @@ def private_dagster_home(prefix: str = "heimdall_scale", *, run_coordinator: str
 
 @contextlib.contextmanager
 def scratch_heimdall_database(prefix: str = "heimdall_scale_app") -> Iterator[str]:
-    """SQLAlchemy URL of a fresh heimdall (TimescaleDB) database owned by the app role."""
+    """SQLAlchemy URL of a fresh heimdall (TimescaleDB) database owned by the app role, migrated."""
+    from heimdall_pipeline.db.engine import dispose_engine, make_engine
+    from heimdall_pipeline.db.migrations import migrate
+
     settings.load_embedded_env()
     app = make_url(os.environ["HEIMDALL_DATABASE_URL"])
     name = create_scratch_database(prefix, app.username, timescaledb=True)
     try:
-        yield app.set(database=name).render_as_string(hide_password=False)
+        url = app.set(database=name).render_as_string(hide_password=False)
+        migrate(make_engine(url))
+        yield url
     finally:
-        from heimdall_pipeline.db.engine import dispose_engine
 
         with contextlib.suppress(Exception):
             dispose_engine(app.set(database=name))

@@ -18,7 +18,6 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import CAPTURE_STATUSES, session_captures
 
 MAX_ERROR_MESSAGE = 2000  # characters kept of an error message
@@ -72,7 +71,6 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
     rows = [{name: getattr(o, name) for name in FIELDS if name != "updated_at"} for o in outcomes]
     if not rows:
         return 0
-    ensure_schema(engine)
     stmt = pg_insert(session_captures).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=["session_key", "receiver_id"],
@@ -85,7 +83,6 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
 
 def outcomes_for_session(engine: sa.Engine, session_key: str) -> dict[str, CaptureOutcome]:
     """The session's outcomes by receiver id."""
-    ensure_schema(engine)
     stmt = sa.select(session_captures).where(session_captures.c.session_key == session_key)
     with engine.connect() as conn:
         return {row.receiver_id: CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
@@ -111,7 +108,6 @@ def capture_timing(outcomes: Iterable[CaptureOutcome]) -> dict[str, float | int 
 def captures_of_receiver(engine: sa.Engine, receiver_id: str, *, since: datetime | None = None,
                          until: datetime | None = None) -> list[CaptureOutcome]:
     """Every capture outcome of one receiver, oldest first (one query on the receiver/time index)."""
-    ensure_schema(engine)
     stmt = sa.select(session_captures).where(session_captures.c.receiver_id == receiver_id)
     if since is not None:
         stmt = stmt.where(session_captures.c.start_time >= since)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import receiver_leases, websdrs
 
 
@@ -31,7 +30,6 @@ def try_acquire(engine: sa.Engine, receiver_ids: Sequence[str], *, run_id: str, 
     """One channel of each receiver that has one free, in one transaction (the receivers' registry
     rows are locked in id order, so concurrent runs serialise without deadlock). A receiver this
     run already holds stays held (a retried step)."""
-    ensure_schema(engine)
     ids = sorted(set(receiver_ids))
     held, busy = [], {}
     with engine.begin() as conn:
@@ -82,7 +80,6 @@ def acquire(engine: sa.Engine, receiver_ids: Sequence[str], *, run_id: str, sess
 
 def release(engine: sa.Engine, run_id: str, receiver_ids: Sequence[str] | None = None) -> int:
     """Gives back the run's leases (all of them, or those of `receiver_ids`); returns how many."""
-    ensure_schema(engine)
     stmt = receiver_leases.delete().where(receiver_leases.c.run_id == run_id)
     if receiver_ids is not None:
         stmt = stmt.where(receiver_leases.c.receiver_id.in_(list(receiver_ids)))

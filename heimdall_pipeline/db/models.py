@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 models of the metrics/registry database.
 
-The tables are created by the versioned migrations in `migrations.py` (explicit DDL); these models
-describe the same schema for queries, and an integration test checks the two agree.
+These models are the schema: a change is a model change plus an Alembic revision in
+`alembic/versions/` (`alembic revision --autogenerate`, reviewed), applied by `heimdall db migrate`;
+a test checks that autogenerate finds no difference between these models and the head revision.
 
 - websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
   `Receiver.validated()` so a row written by hand is held to the same rules, except `kind`: the
@@ -19,8 +20,7 @@ describe the same schema for queries, and an integration test checks the two agr
 
 The Measurement and Localization models are the one declaration of their columns: the row
 classes, the upserts and the value conversions in `rows.py` / `measurements_repo.py` derive
-from them. A new metric is one `SignalMetrics` field, one column here and one migration.
-- schema_migrations: applied migration versions.
+from them. A new metric is one `SignalMetrics` field, one column here and one Alembic revision.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ POWER_UNITS = ("dBm", "dBFS")
 LOCALIZATION_METHODS = ("rss", "tdoa")  # received power; time difference of arrival
 # The dBm columns hold dBm only: a dBm capture fills them (and no dBFS figure); a dBFS capture
 # fills its dBFS figures, and its dBm figures only together with the calibration that gave them.
-# Migration 2 creates the constraint from this text: change it only with a migration that replaces it.
+# The baseline revision creates the constraint from this text: change it only with a revision that replaces it.
 MEASUREMENT_POWER_FIGURES_RULE = (
     "(power_unit = 'dBm' AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL"
     " AND signal_power_dbfs IS NULL AND noise_power_dbfs IS NULL AND calibration_offset_db IS NULL)"
@@ -281,18 +281,9 @@ class Localization(Base):
     pair_lags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB, nullable=True)
 
 
-class SchemaMigration(Base):
-    __tablename__ = "schema_migrations"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    applied_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
-
-
 websdrs = WebSDR.__table__
 sessions = Session.__table__
 measurements = Measurement.__table__
 localizations = Localization.__table__
 session_captures = SessionCapture.__table__
 receiver_leases = ReceiverLease.__table__
-schema_migrations = SchemaMigration.__table__

@@ -15,7 +15,6 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import SESSION_STATUSES, sessions
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import REQUEST_FIELDS, Session
@@ -82,7 +81,6 @@ def _check_status(status: str) -> str:
 
 def insert_session(engine: sa.Engine, session: Session) -> Session:
     """Stores a (validated) session with status 'requested'; returns it as stored (id, time stamps)."""
-    ensure_schema(engine)
     with engine.begin() as conn:
         return _insert_requested(conn, session)
 
@@ -96,7 +94,6 @@ def _insert_requested(conn: sa.Connection, session: Session) -> Session:
 
 
 def get_session(engine: sa.Engine, session_key: str) -> Session | None:
-    ensure_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(sa.select(sessions).where(sessions.c.session_key == session_key)).first()
     return None if row is None else _to_session(row)
@@ -107,7 +104,6 @@ def requested_sessions(engine: sa.Engine, *, after_id: int = 0, since: datetime 
     """Sessions waiting to be launched (status 'requested', scheduled_for <= now), oldest id first,
     that are new to a caller who saw everything up to `after_id` at `since`: id > after_id, or
     requested or come due after `since`. Without `since`: every due session with id > after_id."""
-    ensure_schema(engine)
     new = sessions.c.id > after_id
     if since is not None:
         since = _utc(since)
@@ -151,7 +147,6 @@ def transition(engine: sa.Engine, session_key: str, status: str, *, reason: str 
     `if_run_id`, only if that launch is still the session's), in one UPDATE; returns the session.
     InvalidTransitionError (or SessionAlreadyLaunchedError) otherwise, UnknownSessionError if absent.
     """
-    ensure_schema(engine)
     if _check_status(status) not in ALLOWED_FROM or status == "archived":
         raise ValueError(f"transition() does not set {status!r}: use mark_archived / mark_restored")
     values: dict[str, Any] = {"status": status, "status_reason": reason}
@@ -191,7 +186,6 @@ def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = Non
                   limit: int | None = None) -> list[Session]:
     """Sessions ordered by id. `status`: one or several; `older_than`: scheduled_for before this
     instant (a timedelta means now - timedelta)."""
-    ensure_schema(engine)
     stmt = sa.select(sessions).order_by(sessions.c.id)
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
@@ -210,7 +204,6 @@ def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = Non
 
 def mark_archived(engine: sa.Engine, keys: Iterable[str]) -> int:
     """Finished (succeeded/failed) sessions -> archived, remembering their status; returns #changed."""
-    ensure_schema(engine)
     keys = list(keys)
     if not keys:
         return 0
@@ -224,7 +217,6 @@ def mark_archived(engine: sa.Engine, keys: Iterable[str]) -> int:
 
 def mark_restored(engine: sa.Engine, keys: Iterable[str]) -> int:
     """Archived sessions -> the status they had before archiving; returns #changed."""
-    ensure_schema(engine)
     keys = list(keys)
     if not keys:
         return 0
@@ -243,7 +235,6 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
     from heimdall_pipeline.db.models import websdrs
     from heimdall_pipeline.db.receivers_repo import DuplicateReceiverError, _row_values as receiver_row
 
-    ensure_schema(engine)
     with engine.begin() as conn:
         for receiver in new_receivers:
             added = conn.execute(pg_insert(websdrs).values(receiver_row(receiver))

@@ -53,11 +53,11 @@ def ui_env(embedded_services, tmp_path_factory):
 def ui_engine(ui_env):
     """The private Heimdall database: migrated, default receivers registered."""
     from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
+    from heimdall_pipeline.db.migrations import migrate
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
 
     engine = make_engine(ui_env["HEIMDALL_DATABASE_URL"])
-    ensure_schema(engine)
+    migrate(engine)
     seed_default_receivers(engine)
     yield engine
     engine.dispose()

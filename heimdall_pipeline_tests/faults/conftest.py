@@ -70,6 +70,7 @@ def private_services():
 
     Yields manager.EmbeddedServices (.s3 / .postgres with pid(), stop(), start(); .env)."""
     from heimdall_pipeline.services import manager
+    from heimdall_pipeline_tests.integration.db_fixtures import migrate_database
 
     s3_port, base, pg_port = _free_port_set()
     home = Path(tempfile.mkdtemp(prefix="heimdall-faults-"))
@@ -77,6 +78,7 @@ def private_services():
                 "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}
     with _env(override):
         services = manager.up()
+    migrate_database(services.env["HEIMDALL_DATABASE_URL"])
     pg_data = Path(services.env["HEIMDALL_PG_DATA"])
     try:
         yield services

@@ -14,8 +14,9 @@ import yaml
 from heimdall_pipeline import settings
 
 DOCKER = settings.REPO_ROOT / "docker"
-HEIMDALL_IMAGE_SERVICES = ("user_code", "webserver", "daemon")
-EXPECTED_SERVICES = {"minio", "minio_init", "timescaledb", *HEIMDALL_IMAGE_SERVICES}
+HEIMDALL_IMAGE_SERVICES = ("migrate", "user_code", "webserver", "daemon")
+ONE_SHOT_SERVICES = ("minio_init", "migrate")  # jobs: they exit, they have no health
+EXPECTED_SERVICES = {"minio", "timescaledb", *ONE_SHOT_SERVICES, *HEIMDALL_IMAGE_SERVICES}
 
 
 class _RecordingEnvironment(dict):
@@ -69,7 +70,9 @@ def test_services_present_with_healthchecks_and_pinned_images(compose):
         image = service.get("image", "")
         assert image, f"{name}: no image"
         assert not image.endswith(":latest") and ":" in image, f"{name}: image {image!r} is not pinned to a tag"
-        if name != "minio_init":  # one-shot job: it exits, it has no health
+        if name in ONE_SHOT_SERVICES:
+            assert service["restart"] == "no", f"{name}: a one-shot job must not restart"
+        else:
             assert "test" in service.get("healthcheck", {}), f"{name}: no healthcheck"
     for name in HEIMDALL_IMAGE_SERVICES:
         assert services[name]["build"]["dockerfile"] == "docker/Dockerfile"
@@ -134,6 +137,23 @@ def test_no_secret_in_the_compose_file(compose, env_example):
         for key, value in service_env(service).items():
             if re.search(r"PASSWORD|SECRET", key) and value:
                 assert value.startswith("${"), f"{name}.{key} is a literal, not a variable"
+
+
+def test_migration_runs_once_before_the_services_that_use_the_database(compose):
+    """Runs never migrate: the one-shot `migrate` service brings the schema to head, and what runs
+    code against the database starts only after it exited successfully."""
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["heimdall", "db", "migrate"]
+    assert migrate["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    assert set(env_vars_read_by_code()) <= set(service_env(migrate)), "migrate builds the same resources"
+    assert service_env(migrate)["HEIMDALL_DATABASE_URL"] == service_env(services["user_code"])["HEIMDALL_DATABASE_URL"]
+    for name in ("user_code", "webserver", "daemon"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+    from heimdall_pipeline.cli import build_parser
+
+    args = build_parser().parse_args(migrate["command"][1:])  # the command exists as written
+    assert (args.command, args.action) == ("db", "migrate")
 
 
 def test_bucket_init_script_creates_versioned_bucket():
