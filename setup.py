@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="Radio-signal acquisition from web-connected receivers, orchestrated with Dagster",
     packages=find_packages(exclude=["heimdall_pipeline_tests*"]),
+    # the Alembic environment and revisions are read by file path, not imported as a package
+    package_data={"heimdall_pipeline.db": ["alembic/*.py", "alembic/*.mako", "alembic/versions/*.py"]},
     python_requires=">=3.11,<3.14",
     install_requires=[
         "dagster>=1.13,<1.14",
@@ -16,6 +18,7 @@ setup(
         "aiohttp>=3.9,<4",
         "boto3>=1.34,<2",
         "sqlalchemy>=2.0,<3",
+        "alembic>=1.13,<2",
         "psycopg[binary]>=3.1,<4",
         "sigmf>=1.2,<2",
         "matplotlib>=3.8,<4",

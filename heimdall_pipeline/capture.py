@@ -15,6 +15,10 @@ import numpy as np
 
 from heimdall_pipeline.receivers import Receiver
 
+# Capture.details flag of a recording imported untimed (`heimdall session import --untimed`): no
+# GNSS time by request; metrics only, refused by TDoA.
+UNTIMED_IMPORT_DETAIL = "imported_untimed"
+
 
 @dataclasses.dataclass(frozen=True)
 class GpsTimestamp:
@@ -37,7 +41,7 @@ class GpsTimestamp:
 class Capture:
     """IQ samples with what is needed to interpret them.
 
-    samples: 1-D complex64, power in mW (see module docstring).
+    samples: 1-D complex64, power in mW (see module docstring); real float32 for audio (below).
     sample_rate_hz: the true rate (a KiwiSDR reports e.g. 12001.135, not the nominal 12000).
     center_frequency_hz: the frequency the receiver was tuned to.
     start_time: UTC time of the first sample.
@@ -48,6 +52,11 @@ class Capture:
         "frames"}; None where no calibration exists (the figures then stay in dBFS).
     details: JSON-serialisable source facts (server version, dropped frames, RSSI, ...).
     ground_truth: JSON-serialisable truth, only for simulated captures.
+    audio: None for IQ. For demodulated audio (an OpenWebRX receiver): the samples are real
+        float32 (int16 / 32768, after the receiver's AGC) and this says how audio maps to RF:
+        {"mode": "usb", "dial_frequency_hz", "passband_hz": [low, high], "agc": true,
+        "smeter": {"unit", "readings", "mean_db", ...} or null}; center_frequency_hz is the
+        requested frequency (the dial plus the passband's middle for USB).
     """
 
     session_key: str
@@ -62,6 +71,19 @@ class Capture:
     calibration: dict[str, Any] | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     ground_truth: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+
+    @property
+    def is_audio(self) -> bool:
+        return self.audio is not None
+
+    @property
+    def audio_untimed_reason(self) -> str | None:
+        """Why an audio capture can never be timed (None for IQ)."""
+        if self.audio is None:
+            return None
+        return (f"the {self.source_kind} source gives demodulated audio without timestamps "
+                "(no IQ, no GNSS time): not usable for TDoA")
 
     @property
     def duration_s(self) -> float:

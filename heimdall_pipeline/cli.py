@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.services import manager
-from heimdall_pipeline.services.common import ServiceError, run_until_signalled
+from heimdall_pipeline.services.common import PRIVATE_UMASK, ServiceError, run_until_signalled
+from heimdall_pipeline.text import clip_lines, shown
 
 
 def _services(args: argparse.Namespace) -> int:
@@ -41,18 +44,52 @@ def _resources() -> dict:
     return build_resources(os.environ)
 
 
+def _checked(engine):
+    """The database, checked first: a server that is down is reported at once (the Dagster
+    instance, opened after it, would retry its own connection for seconds first)."""
+    with engine.connect():
+        pass
+    return engine
+
+
 def _engine():
-    return _resources()["database"].engine()
+    return _checked(_resources()["database"].engine())
 
 
 def _db(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.db.engine import make_engine
     from heimdall_pipeline.db.migrations import migrate
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
+    from heimdall_pipeline.resources import build_resources
 
-    engine = _engine()
+    # the one command that takes the database as it is (every other one checks it is at head)
+    engine = make_engine(build_resources(os.environ)["database"].url)
     print(migrate(engine).summary())
     print(f"default receivers added: {seed_default_receivers(engine)}")
-    return 0
+    return _upgrade_dagster_instance(engine)
+
+
+def _upgrade_dagster_instance(engine) -> int:
+    """Sessions stored before capture partitions, brought into them on the Dagster instance."""
+    from dagster import DagsterInstance
+
+    from heimdall_pipeline.lifecycle import upgrade_partitions
+    from heimdall_pipeline.resources import build_resources
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("Dagster instance: DAGSTER_HOME is not set, partitions not checked")
+        return 0
+    with DagsterInstance.get() as instance:
+        result = upgrade_partitions(instance, engine, build_resources(os.environ)["iq_store"])
+    if result is None:
+        print("Dagster instance: partitions up to date")
+        return 0
+    print(f"Dagster instance: {len(result.restored)} session(s) moved to capture partitions, "
+          f"{sum(result.moved.values())} materializations moved, {sum(result.reported.values())} re-reported "
+          "from S3/TimescaleDB")
+    for pkey, problem in result.problems.items():
+        print(f"NOT moved {pkey}: {problem}")
+    return 1 if result.problems else 0
 
 
 def _printable(text: str) -> str:
@@ -66,6 +103,8 @@ def _receivers(args: argparse.Namespace) -> int:
     from heimdall_pipeline.db import receivers_repo as repo
     from heimdall_pipeline.receivers import Receiver
 
+    if args.action == "add" and args.kind == "openwebrx":
+        return _add_openwebrx(args)
     if args.action != "list" and not args.id:
         raise ValueError(f"receivers {args.action}: give the receiver id (heimdall receivers {args.action} ID ...)")
     if args.action == "add":
@@ -101,6 +140,36 @@ def _receivers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_openwebrx(args: argparse.Namespace) -> int:
+    """`receivers add --kind openwebrx --url URL [ID]`: name, position and frequency range from the
+    receiver's status.json where not given."""
+    import asyncio
+
+    from heimdall_pipeline.db import receivers_repo as repo
+    from heimdall_pipeline.sources.kinds.openwebrx import receiver_from_status
+    from heimdall_pipeline.sources.openwebrx import OpenWebRXError, fetch_status
+    from heimdall_pipeline.sources.registry import get_source
+    from heimdall_pipeline.validation import validate_receiver
+
+    if args.url is None:
+        raise ValueError("receivers add --kind openwebrx: missing --url (the receiver's page, e.g. http://host:8073/)")
+    try:
+        status = asyncio.run(fetch_status(args.url))
+    except OpenWebRXError as exc:
+        raise ValueError(f"receivers add: cannot read the status of {args.url}: {exc}") from exc
+    receiver = validate_receiver(receiver_from_status(args.url, status, id=args.id, name=args.name,
+                                                      location_name=args.location, latitude=args.lat,
+                                                      longitude=args.lon, altitude_m=args.alt,
+                                                      max_channels=args.channels))
+    engine = _engine()
+    repo.seed_default_receivers(engine)
+    receiver = repo.add_receiver(engine, receiver)
+    low, high = get_source(receiver.kind).frequency_range_hz(receiver)
+    print(_printable(f"added receiver {receiver.id}: {receiver.name} ({receiver.location_name}) at "
+                     f"{receiver.latitude:.4f}, {receiver.longitude:.4f}, {low / 1e6:g}-{high / 1e6:g} MHz"))
+    return 0
+
+
 def _session_fields(args: argparse.Namespace) -> dict:
     fields = {"center_frequency_hz": args.freq, "duration_s": args.duration, "sample_rate_hz": args.sample_rate,
               "receiver_ids": () if args.receivers is None else args.receivers, "source_kind": args.source}
@@ -128,6 +197,7 @@ def _session(args: argparse.Namespace) -> int:
 def _session_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
+    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
     from heimdall_pipeline.runner import run_session
     from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
@@ -139,7 +209,7 @@ def _session_run(args: argparse.Namespace) -> int:
         with DagsterInstance.get() as instance:
             result = run_session(instance, engine, args.key)
     except (InvalidTransitionError, UnknownSessionError) as exc:  # e.g. already launched: nothing was run
-        print(f"heimdall session run: refused: {exc}", file=sys.stderr)
+        print(f"heimdall session run: refused: {clip_lines(exc)}", file=sys.stderr)
         return 2
     rows = measurements_for_session(engine, args.key)
     bucket = settings.setting("HEIMDALL_S3_BUCKET")
@@ -150,12 +220,19 @@ def _session_run(args: argparse.Namespace) -> int:
     print(f"  S3 ({settings.setting('HEIMDALL_S3_ENDPOINT_URL')}, bucket {bucket}):")
     for row in rows:
         print(f"    {iq_object_key(args.key, row.receiver_id)}  +  {metadata_object_key(args.key, row.receiver_id)}")
+    timing = capture_timing(outcomes_for_session(engine, args.key).values())
+    if timing["first_sample_spread_ms"] is not None:
+        print(f"  first-sample spread {timing['first_sample_spread_ms']:.3f} ms over {timing['captures_timed']} "
+              f"captures; all of them cover {100 * timing['common_fraction']:.2f} % of the shortest")
     print(f"  TimescaleDB table measurements: {len(rows)} rows")
     print(f"    {'receiver':<8} {'SNR dB':>7} {'signal':>14} {'noise':>14} {'offset Hz':>10}")
     for row in rows:
         snr = f"{row.snr_db:7.1f}" if row.snr_db is not None else "   none"
         offset = f"{row.frequency_offset_hz:10.1f}" if row.frequency_offset_hz is not None else "         -"
         print(f"    {row.receiver_id:<8} {snr} {row.power_text('signal'):>14} {row.power_text('noise'):>14} {offset}")
+    if result.status != "succeeded" and result.outage:  # a service was lost under the runs
+        print(f"heimdall: {result.outage}", file=sys.stderr)
+        return 2
     return 0 if result.status == "succeeded" else 1
 
 
@@ -166,27 +243,29 @@ def _session_import(args: argparse.Namespace) -> int:
     from heimdall_pipeline.db.receivers_repo import list_receivers
     from heimdall_pipeline.db.sessions_repo import get_session
     from heimdall_pipeline.recordings import bucket, importer
-    from heimdall_pipeline.recordings.plan import RecordingImportError, plan_import
+    from heimdall_pipeline.recordings.plan import RecordingImportError, plan_import, read_import_files
     from heimdall_pipeline.sessions import new_session_key
 
     resources = _resources()
-    engine, store = resources["database"].engine(), resources["iq_store"]
-    paths = [Path(p) for p in args.files]
-    positions = Path(args.receivers) if args.receivers else None
+    engine, store = _checked(resources["database"].engine()), resources["iq_store"]
     batch = args.key or new_session_key(prefix="imp")
     try:
         # every file is checked before anything is uploaded or stored
-        plan_import(batch, {p.name: p.read_bytes() for p in paths}, list_receivers(engine),
-                               positions=positions.read_bytes() if positions else None, receiver_name=args.receiver)
-        bucket.upload_batch(store, batch, paths, positions)
+        files, positions = read_import_files([Path(p) for p in args.files],
+                                             Path(args.receivers) if args.receivers else None, batch)
+        plan_import(batch, files, list_receivers(engine), positions=positions, receiver_name=args.receiver,
+                    untimed=args.untimed)
+        bucket.upload_batch(store, batch, files, positions, untimed=args.untimed)
         session = importer.import_batch(engine, store, batch, receiver_name=args.receiver,
                                         requested_by=f"cli:{os.environ.get('USER', 'unknown')}")
     except RecordingImportError as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {clip_lines(exc)}", file=sys.stderr)
         return 2
     print(f"session {session.session_key}: {len(session.receiver_ids)} recording(s) of "
           f"{session.center_frequency_hz:g} Hz from {session.scheduled_for.isoformat()}, batch incoming/{batch}/")
     code = _session_run(argparse.Namespace(key=session.session_key))
+    if code == 2:  # refused, or a service went down: said in one line already
+        return code
     if bucket.finish_batch(store, get_session(engine, session.session_key)):
         print(f"  uploads verified against the stored captures (SHA-256) and moved to imported/{batch}/")
     else:
@@ -207,7 +286,7 @@ def _session_export(args: argparse.Namespace) -> int:
     engine, store = resources["database"].engine(), resources["iq_store"]
     session = get_session(engine, args.key)
     if session is None:
-        print(f"heimdall: unknown session {args.key!r}", file=sys.stderr)
+        print(f"heimdall: unknown session {shown(args.key)}", file=sys.stderr)
         return 2
     directory = Path(args.kiwi_wav)
     directory.mkdir(parents=True, exist_ok=True)
@@ -236,7 +315,7 @@ def _session_lifecycle(args: argparse.Namespace) -> int:
     from heimdall_pipeline.lifecycle import archive_sessions, restore_sessions
 
     resources = _resources()
-    engine = resources["database"].engine()
+    engine = _checked(resources["database"].engine())
     with DagsterInstance.get() as instance:
         if args.session_command == "archive":
             days = args.older_than_days
@@ -274,13 +353,23 @@ def _main_job(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    """dagster dev (webserver + daemon) on the embedded instance."""
+    """dagster dev (webserver + daemon) on the embedded instance. Its temporary files (the code
+    servers' unix sockets) go to a private folder of the runtime folder, removed when it stops."""
+    import shutil
+    import tempfile
+
     services = manager.up()
-    env = {**os.environ, **services.env}
+    scratch = services.home / "tmp"
+    scratch.mkdir(mode=0o700, exist_ok=True)
+    temp = tempfile.mkdtemp(prefix="dev-", dir=scratch)
+    env = {**os.environ, **services.env, "TMPDIR": temp}
     cmd = [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-w",
            str(settings.REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(getattr(args, "port", 3000))]
     print("starting: " + " ".join(cmd), flush=True)
-    return run_until_signalled(cmd, env, "dagster dev")
+    try:
+        return run_until_signalled(cmd, env, "dagster dev")
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:
@@ -315,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=["up", "down", "status", "env"])
     services.set_defaults(handler=_services)
 
-    db = commands.add_parser("db", help="database schema")
+    db = commands.add_parser("db", help="database schema: migrate = upgrade to the head Alembic revision")
     db.add_argument("action", choices=["migrate"])
     db.set_defaults(handler=_db)
 
@@ -343,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--receivers", help="positions file (receivers.json) for receivers not yet registered")
     imports.add_argument("--receiver", help="station name of a single file named without one (kiwirecorder's default)")
     imports.add_argument("--key", help="session key = upload batch name (default: generated)")
+    imports.add_argument("--untimed", action="store_true",
+                         help="accept files without GNSS time (last_gps_solution 255): stored and measured, marked "
+                              "untimed, refused by TDoA")
     imports.set_defaults(handler=_session_import)
     export = session_commands.add_parser("export", help="write a session's captures as kiwirecorder IQ files")
     export.add_argument("key")
@@ -390,11 +482,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "services":
         settings.load_embedded_env()
+    # Libraries' warnings (dagster-postgres retrying a lost server) are not the command's output:
+    # an outage is said once, in the command's own line.
+    logging.getLogger().setLevel(logging.ERROR)
+    # What the command and its Dagster processes write is owner only (exported files are the user's).
+    previous_umask = os.umask(PRIVATE_UMASK)
+    if args.handler is _session_export:
+        os.umask(previous_umask)
     try:
         return args.handler(args)
     except (ServiceError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"heimdall: {exc}", file=sys.stderr)
+        print(f"heimdall: {outage(exc) or clip_lines(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a service down or dying mid-command: one line, never a traceback
+        message = outage(exc)
+        if message is None:
+            raise
+        print(f"heimdall: {message}", file=sys.stderr)
+        return 2
+    finally:
+        os.umask(previous_umask)
+
+
+def outage(exc: BaseException) -> str | None:
+    """The one-line outage message of an error (service and reason), from the configured endpoints."""
+    return outage_message(exc, s3_endpoint=os.environ.get("HEIMDALL_S3_ENDPOINT_URL"),
+                          bucket=os.environ.get("HEIMDALL_S3_BUCKET"))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
 from pydantic import Field
 
-from heimdall_pipeline.partitions import session_partitions, session_receiver_partitions
+from heimdall_pipeline.partitions import session_partitions, capture_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.sessions import DEFAULT_SAMPLE_RATE_HZ
@@ -12,7 +12,7 @@ from heimdall_pipeline.sources.registry import source_kinds
 session_job = define_asset_job(
     "session_job",
     selection=AssetSelection.assets("raw_iq", "receiver_metrics"),
-    partitions_def=session_receiver_partitions,
+    partitions_def=capture_partitions,
     description="Records one session from its receivers and measures every capture.",
 )
 
@@ -20,7 +20,8 @@ session_analysis_job = define_asset_job(
     "session_analysis_job",
     selection=AssetSelection.assets("session_summary", "session_localization"),
     partitions_def=session_partitions,
-    description="Cross-receiver analysis of sessions: summary and localization (also kept fresh by automation).",
+    description="Cross-receiver analysis of sessions: summary and localization (launched by session_analysis_sensor "
+                "after each capture run).",
 )
 
 

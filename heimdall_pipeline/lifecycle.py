@@ -4,13 +4,15 @@ The logic only: `heimdall session archive|restore` (cli.py) and the archive job
 
 Archive (`heimdall session archive --older-than-days N`, the `archive_sessions_job`): finished
 sessions (succeeded / failed) scheduled more than N days ago lose their `sessions` dynamic
-partition — and so every raw_iq / receiver_metrics / session_summary partition of that session —
-and are marked 'archived' in the sessions table. NOTHING is deleted: the IQ objects stay in S3,
+partition and their `captures` partitions — so every raw_iq / receiver_metrics / session_summary
+partition of that session — and are marked 'archived' in the sessions table. NOTHING is deleted: the IQ objects stay in S3,
 the rows stay in TimescaleDB, and Dagster's event log keeps the materialization events
 (`delete_dynamic_partition` only removes the key from the dynamic partitions table). A session
 with a run that is not finished (queued, starting, started, canceling...) is never archived.
 
-Restore (`heimdall session restore KEY...`): adds the partitions back. Where the event log still
+Restore (`heimdall session restore KEY...`): adds the partitions back (a session's capture keys
+together, partitions.add_session_partitions). It also brings sessions stored before capture
+partitions existed (keys "receiver|session" of the sessions × receivers product) into them. Where the event log still
 holds the materializations (same instance), re-adding the key is enough: Dagster computes the
 status from those events again. Where it does not (a new instance, a wiped event log, a session
 recorded elsewhere), the status is re-reported from what is stored, through
@@ -39,7 +41,10 @@ from heimdall_pipeline.db.measurements_repo import measurements_for_session
 from heimdall_pipeline.db.sessions_repo import (
     FINISHED_STATUSES, UnknownSessionError, get_session, list_sessions, mark_archived, mark_restored,
 )
-from heimdall_pipeline.partitions import partition_key_for, receiver_partitions, session_partitions
+from heimdall_pipeline.partitions import (
+    CAPTURE_KEY_SEPARATOR, add_session_partitions, capture_key, capture_partitions, remove_session_partitions,
+    session_partitions, split_capture_key,
+)
 from heimdall_pipeline.storage.captures import has_capture, load_capture
 from heimdall_pipeline.storage.iq_format import CaptureIntegrityError, metadata_sha256
 from heimdall_pipeline.storage.layout import iq_object_key, metadata_object_key
@@ -72,6 +77,7 @@ class RestoreResult:
     from_event_log: dict[str, int] = dataclasses.field(default_factory=dict)   # session -> events kept
     reported: dict[str, int] = dataclasses.field(default_factory=dict)         # session -> events re-reported
     problems: dict[str, str] = dataclasses.field(default_factory=dict)         # partition -> why not restored
+    moved: dict[str, int] = dataclasses.field(default_factory=dict)            # session -> legacy events moved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,23 +92,26 @@ def busy_sessions(instance) -> set[str]:
     final = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, DagsterRunStatus.MANAGED}
     unfinished = [status for status in DagsterRunStatus if status not in final]
 
+    def session_of(key: str) -> str:  # a capture key or a session key
+        return split_capture_key(key)[0] if CAPTURE_KEY_SEPARATOR in key else key
+
     busy: set[str] = set()
-    ordered: list[str] | None = None
+    ordered: dict[str, list[str]] = {}
     for record in instance.get_run_records(RunsFilter(statuses=unfinished)):
         tags = record.dagster_run.tags
         if SESSION_TAG in tags:
             busy.add(tags[SESSION_TAG])
         if PARTITION_NAME_TAG in tags:
-            busy.add(tags[PARTITION_NAME_TAG].split("|")[-1])
+            busy.add(session_of(tags[PARTITION_NAME_TAG]))
         start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
         if start and end:
-            first, last = start.split("|")[-1], end.split("|")[-1]
-            busy.update((first, last))
-            if first != last:  # a range over sessions: every session between them in partition order
-                ordered = ordered if ordered is not None else list(instance.get_dynamic_partitions(session_partitions.name))
-                if first in ordered and last in ordered:
-                    i, j = sorted((ordered.index(first), ordered.index(last)))
-                    busy.update(ordered[i:j + 1])
+            busy.update((session_of(start), session_of(end)))
+            if session_of(start) != session_of(end):  # a range over sessions: every key between them in partition order
+                name = capture_partitions.name if CAPTURE_KEY_SEPARATOR in start else session_partitions.name
+                keys = ordered.setdefault(name, list(instance.get_dynamic_partitions(name)))
+                if start in keys and end in keys:
+                    i, j = sorted((keys.index(start), keys.index(end)))
+                    busy.update(session_of(key) for key in keys[i:j + 1])
     return busy
 
 
@@ -131,9 +140,9 @@ def archive_sessions(instance, engine: sa.Engine, older_than_days: float, *, dry
     # Sessions table first: an 'archived' session is never launched again by the sensor; then
     # the partitions (a crash in between is finished by the next archive, see `leftovers`).
     mark_archived(engine, keys)
+    receivers = {r.session_key: r.receiver_ids for r in list_sessions(engine, status="archived")}
     for key in keys:
-        if key in present:
-            instance.delete_dynamic_partition(session_partitions.name, key)
+        remove_session_partitions(instance, key, receivers.get(key, ()))
     result.archived = keys
     return result
 
@@ -141,17 +150,51 @@ def archive_sessions(instance, engine: sa.Engine, older_than_days: float, *, dry
 # ---------------------------------------------------------------------------------------------
 # Restore
 # ---------------------------------------------------------------------------------------------
-def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
-    """Which of these partition keys have a materialization in the event log."""
-    found: set[str] = set()
+def _latest_materializations(instance, asset: str, keys: list[str]) -> dict:
+    """The newest materialization record of each of these partition keys that has one."""
+    found: dict = {}
     cursor = None
-    while True:
+    while keys:
         result = instance.fetch_materializations(
             AssetRecordsFilter(asset_key=AssetKey(asset), asset_partitions=keys), limit=1000, cursor=cursor)
-        found.update(record.partition_key for record in result.records if record.partition_key)
-        if not result.has_more or found >= set(keys):
-            return found
+        for record in result.records:  # newest first
+            if record.partition_key:
+                found.setdefault(record.partition_key, record)
+        if not result.has_more or set(found) >= set(keys):
+            break
         cursor = result.cursor
+    return found
+
+
+def _materialized(instance, asset: str, keys: list[str]) -> set[str]:
+    """Which of these partition keys have a materialization in the event log."""
+    return set(_latest_materializations(instance, asset, keys))
+
+
+def legacy_capture_key(session_key: str, receiver_id: str) -> str:
+    """The raw_iq / receiver_metrics key of a capture before capture partitions existed (main
+    4ef43da: sessions × receivers, "receiver|session")."""
+    return f"{receiver_id}|{session_key}"
+
+
+def _move_legacy_materializations(instance, asset: str, session_key: str, receiver_ids: Iterable[str],
+                                  kept: set[str]) -> set[str]:
+    """Re-reports, under each capture key without a materialization, the newest one its legacy
+    key has: the same metadata, plus the legacy key and the run that made it (Dagster cannot move
+    an event to another partition; the old events stay where they are). Returns the keys done."""
+
+    legacy = {legacy_capture_key(session_key, rid): capture_key(session_key, rid)
+              for rid in receiver_ids if capture_key(session_key, rid) not in kept}
+    moved = set()
+    for old_key, record in _latest_materializations(instance, asset, list(legacy)).items():
+        materialization = record.asset_materialization
+        instance.report_runless_asset_event(AssetMaterialization(
+            asset_key=asset, partition=legacy[old_key],
+            metadata={**(materialization.metadata if materialization else {}), "migrated_from_partition": old_key,
+                      "migrated_from_run": record.run_id},
+            description=f"moved from partition {old_key} (sessions × receivers, before capture partitions)"))
+        moved.add(legacy[old_key])
+    return moved
 
 
 def _report(instance, asset: str, partition, metadata: dict) -> None:
@@ -176,24 +219,23 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
             raise UnknownSessionError(key)
         records[key] = record
     result = RestoreResult()
-    present = set(instance.get_dynamic_partitions(session_partitions.name))
-    missing = [k for k in keys if k not in present]
-    receivers = list(instance.get_dynamic_partitions(receiver_partitions.name))
-    known = set(receivers)
-    needed = [rid for r in records.values() for rid in r.receiver_ids if rid not in known]
-    if needed:
-        instance.add_dynamic_partitions(receiver_partitions.name, list(dict.fromkeys(needed)))
-        receivers += list(dict.fromkeys(needed))
-    if missing:
-        instance.add_dynamic_partitions(session_partitions.name, missing)
+    _ranges, unordered = add_session_partitions(instance, {key: record.receiver_ids for key, record in records.items()})
+    if unordered:
+        raise RuntimeError("; ".join(unordered.values()))
 
     for key in keys:
         record = records[key]
         was = record.archived_from_status or record.status
         # Only the receivers the session requested have partitions worth reporting.
-        pkeys = {rid: str(partition_key_for(key, rid)) for rid in record.receiver_ids}
+        pkeys = {rid: capture_key(key, rid) for rid in record.receiver_ids}
         kept_raw = _materialized(instance, "raw_iq", list(pkeys.values()))
         kept_metrics = _materialized(instance, "receiver_metrics", list(pkeys.values()))
+        moved_raw = _move_legacy_materializations(instance, "raw_iq", key, record.receiver_ids, kept_raw)
+        moved_metrics = _move_legacy_materializations(instance, "receiver_metrics", key, record.receiver_ids,
+                                                      kept_metrics)
+        result.moved[key] = len(moved_raw) + len(moved_metrics)
+        kept_raw |= moved_raw
+        kept_metrics |= moved_metrics
         kept_summary = _materialized(instance, "session_summary", [key])
         result.from_event_log[key] = len(kept_raw) + len(kept_metrics) + len(kept_summary)
         reported = 0
@@ -201,7 +243,7 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
         rows = {row.receiver_id: row for row in measurements_for_session(engine, key)} if ran else {}
         outcomes = outcomes_for_session(engine, key) if ran else {}
         for rid, pkey in pkeys.items():
-            partition = partition_key_for(key, rid)
+            partition = pkey
             outcome = outcomes.get(rid)
             if ran and pkey not in kept_raw:
                 if outcome is not None and outcome.status == "failed":  # the recorded cause, no S3 read
@@ -257,4 +299,30 @@ def restore_sessions(instance, engine: sa.Engine, keys: Iterable[str], iq_store=
         result.reported[key] = reported
         result.restored.append(key)
     mark_restored(engine, keys)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Upgrade: sessions stored before capture partitions
+# ---------------------------------------------------------------------------------------------
+LEGACY_RECEIVER_PARTITIONS = "receivers"  # the receivers dimension of sessions × receivers (main 4ef43da)
+
+
+def upgrade_partitions(instance, engine: sa.Engine, iq_store=None, *, log=print) -> RestoreResult | None:
+    """Brings the finished sessions of an instance made before capture partitions into them (run
+    by `heimdall db migrate`): their capture partitions are added and their raw_iq /
+    receiver_metrics materializations moved to them (restore_sessions). Once every session is
+    done, the old receivers dimension is removed. None when there is nothing to upgrade."""
+    legacy = instance.get_dynamic_partitions(LEGACY_RECEIVER_PARTITIONS)
+    if not legacy:
+        return None
+    finished = [r.session_key for r in list_sessions(engine, status=FINISHED_STATUSES)]
+    result = restore_sessions(instance, engine, finished, iq_store, log=log) if finished else RestoreResult()
+    launched = [r.session_key for r in list_sessions(engine, status="launched")]
+    if launched:
+        log(f"left for the next `heimdall db migrate`: {len(launched)} session(s) still launched "
+            f"({', '.join(launched[:5])}{' ...' if len(launched) > 5 else ''})")
+    elif not result.problems:
+        for receiver_id in legacy:
+            instance.delete_dynamic_partition(LEGACY_RECEIVER_PARTITIONS, receiver_id)
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+
 # A receiver id becomes a Dagster partition key and part of an S3 key (websdr_{id}.npy).
 RECEIVER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -39,6 +40,8 @@ class Receiver:
     longitude: float
     altitude_m: float = 0.0
     is_active: bool = True
+    # a capture attempt's time limit; a live source's attempt also gets its wait for the session's
+    # start instant and the recording itself (sources/dispatch.attempt_time_limit)
     timeout_seconds: float = 30.0
     retry_count: int = 3
     max_channels: int = 4

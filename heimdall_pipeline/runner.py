@@ -1,9 +1,9 @@
 """Running a requested session through Dagster in this process (`heimdall main`, `heimdall
 session run`, the benchmark).
 
-It does what the sensor and the daemon do — add the partitions, one run for raw_iq →
-receiver_metrics per contiguous block of the session's receivers, then the session analysis
-(summary, localization) — with the code location's definitions, recorded in the given persistent instance
+It does what the sensors and the daemon do — add the partitions, one run of raw_iq →
+receiver_metrics over the session's captures, then the session analysis (summary, localization;
+the capture run is tagged so the analysis sensor leaves it) — with the code location's definitions, recorded in the given persistent instance
 so the UI shows the runs afterwards. The runs go through ``execute_job``, the API a run worker
 uses: each step's output is released once its IO manager has stored it (``execute_in_process``,
 Dagster's testing API, keeps every output until the run ends; the tests use it through
@@ -14,56 +14,55 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from dagster import DagsterInstance, JobDefinition, build_reconstructable_job, execute_job
 
-from heimdall_pipeline.db.receivers_repo import list_receivers
+from heimdall_pipeline.assets.sessions import launch_runs
 from heimdall_pipeline.db.sessions_repo import InvalidTransitionError, claim_launch, get_session, transition
 from heimdall_pipeline.definitions import defs
-from heimdall_pipeline.partitions import receiver_partitions, session_partitions
-from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_requests
-from heimdall_pipeline.tags import PARTITION_NAME_TAG
+from heimdall_pipeline.outages import outage_message
+from heimdall_pipeline.partitions import PartitionOrderError, add_session_partitions
+from heimdall_pipeline.run_workers import WORKER_TAG, current_worker
+from heimdall_pipeline.sensors import reconcile_sessions, sensor_launch_id, session_run_request
+from heimdall_pipeline.tags import ANALYSIS_OF_TAG, ANALYSIS_TAG, PARTITION_NAME_TAG, SESSION_TAG
+
+
+# The runs' event logs stay in the instance (the UI shows them); the console gets only what the
+# command prints itself: the session's status, or one line naming a service that went down.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass(frozen=True)
 class SessionRunResult:
     session_key: str
-    session_run_ids: tuple[str, ...]  # one per contiguous block of the session's receivers
+    session_run_ids: tuple[str, ...]  # the session's capture run (one per session)
     analysis_run_id: str
     success: bool  # every run succeeded (Dagster's view)
     status: str = ""  # the session's status afterwards: what a caller reports
     status_reason: str | None = None
+    outage: str | None = None  # a failed run's error was a service outage: which service, and why
 
     @property
     def session_run_id(self) -> str:
         return self.session_run_ids[0]
 
 
-def ensure_partitions(instance: DagsterInstance, session_keys: list[str], receiver_ids: list[str]) -> list[str]:
-    """Adds missing session and receiver partitions; returns the receiver keys in partition order."""
-    known = instance.get_dynamic_partitions(receiver_partitions.name)
-    missing = [rid for rid in receiver_ids if rid not in known]
-    if missing:
-        instance.add_dynamic_partitions(receiver_partitions.name, missing)
-    known_sessions = set(instance.get_dynamic_partitions(session_partitions.name))
-    new_sessions = [key for key in session_keys if key not in known_sessions]
-    if new_sessions:
-        instance.add_dynamic_partitions(session_partitions.name, new_sessions)
-    return list(known) + missing
-
-
 def session_runs(instance: DagsterInstance, engine, session_key: str,
                  launch_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
-    """The runs that record a session, in order, as (job name, run tags): raw_iq → receiver_metrics
-    per block of its receivers (the sensor's run requests), then the session analysis. Adds the
-    partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
+    """The runs of a session, in order, as (job name, run tags): raw_iq → receiver_metrics over its
+    captures (the sensor's run request, tagged as analysed by its launcher), then the session
+    analysis. Adds the partitions. launch_id: the launch the runs belong to (default: the sensor's)."""
     session = get_session(engine, session_key)
     if session is None:
         raise ValueError(f"session {session_key!r} is not in the sessions table")
-    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
-    requests = session_run_requests(session, receiver_keys, launch_id or sensor_launch_id(session_key))
-    return ([("session_job", dict(request.tags)) for request in requests]
-            + [("session_analysis_job", {PARTITION_NAME_TAG: session_key})])
+    ranges, problems = add_session_partitions(instance, {session_key: session.receiver_ids})
+    if problems:
+        raise PartitionOrderError(problems[session_key])
+    request = session_run_request(session, ranges[session_key], launch_id or sensor_launch_id(session_key),
+                                  extra_tags={ANALYSIS_TAG: "inline"})
+    return [("session_job", dict(request.tags)),
+            ("session_analysis_job", {PARTITION_NAME_TAG: session_key, SESSION_TAG: session_key})]
 
 
 def location_job(job_name: str) -> JobDefinition:
@@ -71,30 +70,79 @@ def location_job(job_name: str) -> JobDefinition:
     return defs.resolve_job_def(job_name)
 
 
+def runs_outage(instance: DagsterInstance, run_ids) -> str | None:
+    """The outage (service and reason, outages.py) that failed one of these runs, if one did."""
+    from dagster import DagsterEventType
+
+    for run_id in run_ids:
+        for record in instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}):
+            error = getattr(record.dagster_event.event_specific_data, "error", None)
+            message = outage_message(error) if error is not None else None
+            if message:
+                return message
+    return None
+
+
+def _fail_launch(engine, session_key: str, launch_id: str, reason: str) -> bool:
+    """Fails the session of this launch with the reason if the launch still holds it; False when
+    the database does not answer (the reconciler heals it later: its runs name their worker)."""
+    import sqlalchemy as sa
+
+    try:
+        transition(engine, session_key, "failed", reason=reason, if_run_id=launch_id)
+    except InvalidTransitionError:  # moved meanwhile: that status stands
+        pass
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
 def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionRunResult:
-    """Claims the session (SessionAlreadyLaunchedError, before anything runs, if another launch
-    holds it), runs it, and reconciles its status with how the runs ended."""
+    """Reconciles first (a session whose runs have all ended is marked from what is stored, so it
+    can be run again when allowed), claims the session (SessionAlreadyLaunchedError, before
+    anything runs, if another launch holds it), runs it, and reconciles its status with how the
+    runs ended. A service outage that stops a run is raised after the session is failed with it
+    (or left to the reconciler when the database itself is gone)."""
     if not instance.is_persistent:
         raise ValueError("run_session needs a persistent Dagster instance (DAGSTER_HOME); "
                          "tests run the jobs with execute_in_process over session_runs instead")
+    reconcile_sessions(instance, engine)
+    # Dagster's PostgreSQL storages open a connection per storage call (~470 for one 7-receiver
+    # session, each a TLS-less but SCRAM-authenticated connect): hold a small pool for these runs,
+    # as dagster-webserver does (a no-op for other storages).
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     launch_id = f"cli:{uuid.uuid4().hex}"
+    started = datetime.now(timezone.utc)
     runs = session_runs(instance, engine, session_key, launch_id)
     claim_launch(engine, session_key, launch_id)
-    run_ids, success = [], True
+    worker = {WORKER_TAG: current_worker()}  # this process executes the runs: if it dies, they are failed
+    run_ids, success, database_lost = [], True, False
     try:
         for job_name, tags in runs:
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
-            with execute_job(job, instance, tags=tags) as result:
+            if run_ids:  # the analysis names the capture run it follows
+                tags = {**tags, ANALYSIS_OF_TAG: run_ids[0]}
+            with execute_job(job, instance, tags={**tags, **worker}, run_config=QUIET_CONSOLE) as result:
                 run_ids.append(result.run_id)
                 success = success and result.success
+    except Exception as exc:
+        outage = outage_message(exc)
+        if outage is None:
+            raise
+        database_lost = not _fail_launch(engine, session_key, launch_id, outage)
+        raise
     finally:
-        reconcile_sessions(instance, engine)
-        if not run_ids:  # nothing started: the claim must not keep the session launched
+        # With the database gone there is nothing to reconcile with: the error is said at once, and
+        # the reconciler heals the session once the database is back.
+        if not database_lost:
             try:
-                transition(engine, session_key, "failed", reason="`heimdall session run` ended before its "
-                           "first run started", if_run_id=launch_id)
-            except InvalidTransitionError:
+                # the runs of this call only (the sensor looks at the whole history)
+                reconcile_sessions(instance, engine, since=started - timedelta(minutes=1))
+                if not launch_runs(instance, launch_id):  # nothing started: the claim must not keep it launched
+                    _fail_launch(engine, session_key, launch_id,
+                                 "`heimdall session run` ended before its first run started")
+            except Exception:  # noqa: BLE001 - a service is down: the error that stopped the runs is what to report
                 pass
     session = get_session(engine, session_key)
     return SessionRunResult(session_key, tuple(run_ids[:-1]), run_ids[-1], success, session.status,
-                            session.status_reason)
+                            session.status_reason, None if success else runs_outage(instance, run_ids))

@@ -1,24 +1,27 @@
-"""session_request_sensor: turns stored session requests into partitions and runs, and reconciles
-the status of sessions whose runs have ended."""
+"""session_request_sensor: turns stored session requests into partitions and one run each, and
+reconciles the status of sessions whose runs have ended. session_analysis_sensor: one analysis
+run (session_summary + session_localization) per session whose capture run ended."""
 
 import json
 from datetime import datetime, timedelta, timezone
 
 from dagster import (
-    MAX_RUNTIME_SECONDS_TAG, AssetSelection, AutomationConditionSensorDefinition, DagsterEventType, DagsterRunStatus,
-    DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext, SensorResult, sensor,
+    MAX_RUNTIME_SECONDS_TAG, AssetKey, DagsterEventType, DagsterRunStatus, DefaultSensorStatus, RunRequest,
+    RunsFilter, SensorEvaluationContext, SensorResult, sensor,
 )
 
 from heimdall_pipeline.assets.sessions import launch_runs
-from heimdall_pipeline.jobs import session_job
+from heimdall_pipeline.jobs import session_analysis_job, session_job
+from heimdall_pipeline.partitions import add_session_partitions, capture_partitions, split_capture_key
 from heimdall_pipeline.recordings import bucket
 from heimdall_pipeline.recordings.plan import RecordingImportError
-from heimdall_pipeline.partitions import partition_key_for, receiver_blocks, receiver_partitions, session_partitions
 from heimdall_pipeline.resources import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
+from heimdall_pipeline.run_workers import WORKER_TAG, worker_gone
 from heimdall_pipeline.storage.layout import INCOMING_ROOT
 from heimdall_pipeline.tags import (
-    ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, LAUNCH_TAG, RECEIVER_TAG_PREFIX, SESSION_TAG,
+    ANALYSIS_OF_TAG, ANALYSIS_TAG, ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, LAUNCH_TAG,
+    PARTITION_NAME_TAG, SESSION_TAG,
 )
 
 MAX_SESSIONS_PER_TICK = 100
@@ -45,24 +48,25 @@ def sensor_launch_id(session_key: str) -> str:
     return f"sensor:{session_key}"
 
 
-def session_run_requests(session, receiver_keys: list[str], launch_id: str) -> list[RunRequest]:
-    """The runs that record a session: one per contiguous block of its receivers in partition
-    order (a run targets one range; receivers it did not request are never in it), all tagged
-    with the session and the launch, and each with the receivers it records so the run queue's
-    per-receiver channel limits hold across runs."""
+def session_run_request(session, capture_range: tuple[str, str], launch_id: str,
+                        extra_tags: dict[str, str] | None = None) -> RunRequest:
+    """The one run that records a session: raw_iq → receiver_metrics over its capture partitions
+    (first..last, contiguous: partitions.add_session_partitions), tagged with the session (one run
+    per session at a time in the run queue: dagster.yaml) and the launch. Each receiver's channels
+    are leases taken by the run itself (db/leases_repo.py)."""
+    first, last = capture_range
     max_runtime = int(RUN_TIME_ALLOWANCE_S + RUN_TIME_PER_SESSION_SECOND * session.duration_s)
-    return [RunRequest(
+    return RunRequest(
         run_key=f"{session.session_key}:{first}..{last}",
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session.session_key, first)),
-            ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session.session_key, last)),
+            ASSET_PARTITION_RANGE_START_TAG: first,
+            ASSET_PARTITION_RANGE_END_TAG: last,
             SESSION_TAG: session.session_key,
             LAUNCH_TAG: launch_id,
             MAX_RUNTIME_SECONDS_TAG: str(max_runtime),
-            **{f"{RECEIVER_TAG_PREFIX}{rid}": "1"
-               for rid in receiver_keys[receiver_keys.index(first):receiver_keys.index(last) + 1]},
+            **(extra_tags or {}),
         },
-    ) for first, last in receiver_blocks(receiver_keys, session.receiver_ids)]
+    )
 
 
 def run_failure_reason(instance, run) -> str:
@@ -77,10 +81,27 @@ def run_failure_reason(instance, run) -> str:
     return f"run {run.run_id} {run.status.value}" + (f": {messages[-1]}" if messages and messages[-1] else "")
 
 
+def fail_runs_of_dead_workers(instance) -> list[str]:
+    """Fails every unfinished run whose worker processes on this host are all gone (its
+    `heimdall/worker` tag, run_workers.py): such a run would otherwise stay STARTED until run
+    monitoring's max runtime. Returns their run ids."""
+    failed = []
+    unfinished = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+    for run in instance.get_runs(RunsFilter(statuses=unfinished), limit=MAX_RECONCILED_RUNS):
+        worker = run.tags.get(WORKER_TAG)
+        if worker and worker_gone(worker):
+            instance.report_run_failed(run, message=(
+                f"its worker ({worker}) is gone: the process ended without finishing the run (killed, or "
+                "it lost PostgreSQL or S3 mid-run); failed by the reconciler"))
+            failed.append(run.run_id)
+    return failed
+
+
 def reconcile_sessions(instance, engine, *, since: datetime | None = None,
                        now: datetime | None = None) -> dict[str, str]:
     """Makes each session's status the truth once its runs have ended; returns {session: new status}.
 
+    - runs whose worker is gone are failed first (fail_runs_of_dead_workers);
     - launched: when every run of its launch has ended — succeeded or failed from what is stored
       if they all succeeded (the summary may not have run), else failed with the run's reason; a
       launch without any run after LAUNCH_GRACE is failed;
@@ -94,6 +115,7 @@ def reconcile_sessions(instance, engine, *, since: datetime | None = None,
 
     now = now or datetime.now(timezone.utc)
     changed: dict[str, str] = {}
+    fail_runs_of_dead_workers(instance)
 
     def move(session_key: str, status: str | None, reason: str = "", launch_id: str | None = None) -> None:
         try:
@@ -142,11 +164,10 @@ def write_cursor(after_id: int, tick: datetime) -> str:
 
 
 @sensor(job=session_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
-        description="Launches each requested session once (its partition and one run per block of its "
-                    "receivers) and reconciles the status of sessions whose runs have ended.")
+        description="Launches each requested session once (its partitions, one per requested receiver, and "
+                    "one run) and reconciles the status of sessions whose runs have ended.")
 def session_request_sensor(context: SensorEvaluationContext, database: HeimdallDatabase) -> SensorResult:
-    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer (SQLAlchemy) loads with the first tick, not the code location
-    from heimdall_pipeline.db.sessions_repo import requested_sessions
+    from heimdall_pipeline.db.sessions_repo import requested_sessions, transition  # the database layer (SQLAlchemy) loads with the first tick, not the code location
 
     engine = database.engine()
     # The cursor bounds the query to what is new since the last tick: sessions with a higher id,
@@ -162,25 +183,17 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
         context.log.info("reconciled: " + ", ".join(f"{key} {status}" for key, status in reconciled.items()))
     pending = requested_sessions(engine, after_id=after_id, now=now, limit=MAX_SESSIONS_PER_TICK,
                                  since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
-    registered = [receiver.id for receiver in list_receivers(engine)]
-    known = context.instance.get_dynamic_partitions(receiver_partitions.name)
-    new_receivers = [rid for rid in registered if rid not in known]
-    receiver_keys = list(known) + new_receivers
-    known_sessions = set(context.instance.get_dynamic_partitions(session_partitions.name))
-    new_sessions = [session.session_key for session in pending if session.session_key not in known_sessions]
-    requests = []
-    if new_receivers:
-        requests.append(receiver_partitions.build_add_request(new_receivers))
-    if new_sessions:
-        requests.append(session_partitions.build_add_request(new_sessions))
-    runs = [request for session in pending
-            for request in session_run_requests(session, receiver_keys, sensor_launch_id(session.session_key))]
+    ranges, problems = add_session_partitions(context.instance, {s.session_key: s.receiver_ids for s in pending})
+    for session_key, problem in problems.items():
+        context.log.error(problem)
+        transition(engine, session_key, "failed", reason=problem)
+    runs = [session_run_request(session, ranges[session.session_key], sensor_launch_id(session.session_key))
+            for session in pending if session.session_key in ranges]
     if pending:
         context.log.info(f"{len(pending)} session request(s): {', '.join(s.session_key for s in pending)}")
     # A tick cut short by the limit hands over the lowest ids; the rest have higher ids than the
     # cursor and come next tick.
-    return SensorResult(run_requests=runs, dynamic_partitions_requests=requests,
-                        cursor=write_cursor(max([after_id, *(s.id for s in pending)]), now))
+    return SensorResult(run_requests=runs, cursor=write_cursor(max([after_id, *(s.id for s in pending)]), now))
 
 
 def read_import_cursor(cursor: str | None) -> dict[str, str]:
@@ -237,10 +250,84 @@ def recording_import_sensor(context: SensorEvaluationContext, database: Heimdall
     return SensorResult(cursor=json.dumps(cursor, sort_keys=True))
 
 
-# session_summary follows its receivers' metrics by its eager automation condition.
-session_automation_sensor = AutomationConditionSensorDefinition(
-    "session_automation_sensor",
-    target=AssetSelection.groups("heimdall"),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-)
+# What the analysis sensor reads per tick, and how far back its first tick looks (runs that ended
+# while no daemon ran); a repeated look is harmless: the run key makes Dagster skip a seen request.
+MAX_ANALYSED_RUNS_PER_TICK = 100
+ANALYSIS_FIRST_LOOKBACK = timedelta(hours=1)
+ANALYSIS_OVERLAP = timedelta(minutes=1)
+CAPTURE_ASSETS = (AssetKey("raw_iq"), AssetKey("receiver_metrics"))
+
+
+def run_sessions(run, ordered_captures) -> list[str]:
+    """The sessions whose captures a run recorded or measured: its session tag, else its single
+    partition, else the sessions of its partition range (`ordered_captures()`: the capture keys in
+    partition order, read only for a range over several sessions)."""
+    if SESSION_TAG in run.tags:
+        return [run.tags[SESSION_TAG]]
+    if PARTITION_NAME_TAG in run.tags:
+        return [split_capture_key(run.tags[PARTITION_NAME_TAG])[0]]
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    if not start or not end:
+        return []
+    first, last = split_capture_key(start)[0], split_capture_key(end)[0]
+    if first == last:
+        return [first]
+    keys = ordered_captures()
+    if start not in keys or end not in keys:
+        return [first, last]
+    return list(dict.fromkeys(split_capture_key(key)[0] for key in keys[keys.index(start):keys.index(end) + 1]))
+
+
+def needs_analysis(run) -> bool:
+    """A run that recorded or measured captures and left the analysis to this sensor: a capture run
+    (session_job) whose launcher does not analyse it itself, or an asset run of raw_iq /
+    receiver_metrics (UI, backfill) that did not include the analysis."""
+    if run.tags.get(ANALYSIS_TAG) == "inline":
+        return False
+    if run.job_name == session_job.name:
+        return True
+    selection = set(run.asset_selection or ())
+    return bool(selection.intersection(CAPTURE_ASSETS)) and AssetKey("session_summary") not in selection
+
+
+def read_analysis_cursor(cursor: str | None, now: datetime) -> tuple[datetime, bool]:
+    """(update time of the newest run handled, whether that tick read a full page of runs)."""
+    if not cursor:
+        return now - ANALYSIS_FIRST_LOOKBACK, False
+    state = json.loads(cursor)
+    return datetime.fromisoformat(state["since"]), bool(state["full"])
+
+
+@sensor(job=session_analysis_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
+        description="After each capture run ends (whoever launched it: this daemon's sensors and schedules, the "
+                    "launchpad, a backfill), launches one run of session_summary + session_localization per "
+                    "session it recorded.")
+def session_analysis_sensor(context: SensorEvaluationContext) -> SensorResult:
+    now = datetime.now(timezone.utc)
+    since, full = read_analysis_cursor(context.cursor, now)
+    # Looking back a little catches a run whose update committed late; after a full page it would
+    # read the same page again, so the next page starts right after it.
+    records = context.instance.get_run_records(
+        RunsFilter(statuses=[DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE],
+                   updated_after=since if full else since - ANALYSIS_OVERLAP),
+        limit=MAX_ANALYSED_RUNS_PER_TICK, order_by="update_timestamp", ascending=True)
+    ordered: list[str] | None = None
+
+    def ordered_captures() -> list[str]:
+        nonlocal ordered
+        if ordered is None:
+            ordered = list(context.instance.get_dynamic_partitions(capture_partitions.name))
+        return ordered
+
+    requests = []
+    for record in records:
+        run = record.dagster_run
+        if not needs_analysis(run):
+            continue
+        for session_key in run_sessions(run, ordered_captures):
+            requests.append(RunRequest(run_key=f"analysis:{run.run_id}:{session_key}", partition_key=session_key,
+                                       tags={SESSION_TAG: session_key, ANALYSIS_OF_TAG: run.run_id}))
+    newest = max((record.update_timestamp for record in records), default=None)
+    cursor = max(since, newest.astimezone(timezone.utc)) if newest is not None else since
+    return SensorResult(run_requests=requests, cursor=json.dumps(
+        {"since": cursor.isoformat(), "full": len(records) >= MAX_ANALYSED_RUNS_PER_TICK}))

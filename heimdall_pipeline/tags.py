@@ -13,6 +13,10 @@ LAUNCH_TAG = "heimdall/launch"  # the launch (sessions.run_id) every run of one 
 RECEIVER_TAG_PREFIX = "heimdall/receiver."  # one tag per receiver a session run records (concurrency limits)
 SURVEY_TAG = "heimdall/survey"  # runs of the survey schedule
 MAINTENANCE_TAG = "heimdall/maintenance"  # maintenance runs (the archive job)
+# On a capture run: "inline" when its launcher runs the session's analysis itself (`heimdall session
+# run`), so the analysis sensor leaves it. On an analysis run: the capture run it follows.
+ANALYSIS_TAG = "heimdall/analysis"
+ANALYSIS_OF_TAG = "heimdall/analysis_of"
 
 # Dagster's (dagster._core.storage.tags)
 PARTITION_NAME_TAG = "dagster/partition"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -26,6 +25,7 @@ from heimdall_pipeline.sources.transmitter import (
     TRANSMITTER_ALIASES, EIRP_RANGE_DBM, TRANSMITTER_KEYS, default_transmitter,
 )
 from heimdall_pipeline.storage.layout import InvalidKeyError, validate_key_part
+from heimdall_pipeline.text import shown
 
 # ----------------------------------------------------------------------------- receivers
 
@@ -35,14 +35,14 @@ def validate_receiver(receiver: Receiver) -> Receiver:
     InvalidReceiverError naming the field."""
     if not isinstance(receiver.id, str) or not RECEIVER_ID_PATTERN.fullmatch(receiver.id):
         raise InvalidReceiverError(
-            "id", f"{receiver.id!r} must be 1-40 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
+            "id", f"{shown(receiver.id)} must be 1-40 characters of a-z, 0-9, '_' or '-', starting with a letter or digit"
         )
     if not receiver.name or len(receiver.name) > 200:
         raise InvalidReceiverError("name", "must be 1-200 characters")
     for field in ("name", "location_name", "url"):
         if has_control_characters(getattr(receiver, field) or ""):
             # ESC, newline and the like would rewrite a terminal that lists the registry
-            raise InvalidReceiverError(field, f"{getattr(receiver, field)!r} contains control characters")
+            raise InvalidReceiverError(field, f"{shown(getattr(receiver, field))} contains control characters")
     try:
         source = get_source(receiver.kind)
     except UnknownSourceKindError as exc:
@@ -84,13 +84,16 @@ def _receiver_ids(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        items = [part for part in re.split(r"[\s,]+", value.strip()) if part]
+        items = [part.strip() for part in value.split(",")] if value.strip(" ,") else []
         if not items:  # a given list that names nobody is a mistake, not "every active receiver"
-            raise InvalidSessionRequestError("receiver_ids", f"{value!r} names no receiver id")
+            raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} names no receiver id")
+        if "" in items:  # "a,,b": a name left out is a typo to point at, not one to drop silently
+            raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} has an empty receiver id at position "
+                                                             f"{items.index('') + 1}")
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise InvalidSessionRequestError("receiver_ids", f"{value!r} must be a list of receiver ids")
+        raise InvalidSessionRequestError("receiver_ids", f"{shown(value)} must be a list of receiver ids")
     seen: list[str] = []
     for item in items:
         try:
@@ -98,7 +101,7 @@ def _receiver_ids(value: Any) -> tuple[str, ...]:
         except InvalidKeyError as exc:
             raise InvalidSessionRequestError("receiver_ids", str(exc)) from None
         if item in seen:
-            raise InvalidSessionRequestError("receiver_ids", f"receiver {item!r} is listed twice")
+            raise InvalidSessionRequestError("receiver_ids", f"receiver {shown(item)} is listed twice")
         seen.append(item)
     return tuple(seen)
 
@@ -182,7 +185,8 @@ def _transmitter(value: Any, default: dict[str, Any], sample_rate_hz: float) -> 
 
 
 def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
-    """The recording files of a `recording` session (and of no other): a batch and one file per receiver."""
+    """The recording files of a `recording` session (and of no other): a batch and one file per
+    receiver, and whether files without GNSS time were accepted (``untimed``)."""
     if source_kind != "recording":
         if value:
             raise InvalidSessionRequestError("recordings", "only recording sessions name recording files")
@@ -198,7 +202,7 @@ def _recordings(value: Any, source_kind: str) -> dict[str, Any] | None:
         if not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name:
             raise InvalidSessionRequestError("recordings", f"file {file_name!r} of {receiver_id!r} must be a bare file name")
         files[str(receiver_id)] = file_name
-    return {"batch": batch, "files": files}
+    return {"batch": batch, "files": files, **({"untimed": True} if value.get("untimed") else {})}
 
 
 def default_receivers(receivers: Sequence[Receiver], source_kind: str) -> list[Receiver]:
@@ -281,9 +285,9 @@ def validate_session_request(
         for rid in ids:
             if rid not in by_id:
                 known = ", ".join(sorted(by_id)) or "none"
-                raise InvalidSessionRequestError("receiver_ids", f"unknown receiver {rid!r} (known: {known})")
+                raise InvalidSessionRequestError("receiver_ids", f"unknown receiver {shown(rid)} (known: {known})")
             if not by_id[rid].is_active:
-                raise InvalidSessionRequestError("receiver_ids", f"receiver {rid!r} is inactive")
+                raise InvalidSessionRequestError("receiver_ids", f"receiver {shown(rid)} is inactive")
             selected.append(by_id[rid])
     else:
         selected = default_receivers(receivers, source_kind)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.outages import outage_message
 from heimdall_pipeline.storage.iq_format import capture_from_stored, metadata_sha256
 from heimdall_pipeline.storage.layout import (
     InvalidKeyError, iq_object_key, metadata_object_key, parse_object_key, session_prefix, spectrum_object_key,
@@ -269,24 +270,6 @@ def format_report(report: VerifyReport) -> str:
     return "\n".join(lines)
 
 
-def _could_not_check(exc: Exception, endpoint: str, bucket: str) -> str:
-    """Why verify could not check, from an S3 or database error (never with a secret in it)."""
-    import sqlalchemy as sa
-
-    from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
-
-    if isinstance(exc, sa.exc.SQLAlchemyError):
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return f"the database (HEIMDALL_DATABASE_URL) failed: {cause}"
-    code = error_code(exc) or error_code(exc.__cause__)  # the store's refusals carry the S3 error
-    if code in ACCESS_DENIED_CODES:
-        return (f"S3 at {endpoint} refused the keys ({code}): check HEIMDALL_S3_ACCESS_KEY_ID / "
-                f"HEIMDALL_S3_SECRET_ACCESS_KEY")
-    if code in MISSING_BUCKET_CODES:
-        return f"bucket {bucket!r} does not exist at {endpoint} (create it with `heimdall services up` or your S3 setup)"
-    return f"S3 at {endpoint} failed: {exc}"
-
-
 def run(args) -> int:
     import sqlalchemy as sa
     from botocore.exceptions import BotoCoreError, ClientError
@@ -311,7 +294,8 @@ def run(args) -> int:
         print(f"heimdall verify: {exc}", file=sys.stderr)
         return 2
     except (BotoCoreError, ClientError, S3AccessDeniedError, MissingBucketError, sa.exc.SQLAlchemyError) as exc:
-        print(f"heimdall verify: could not check: {_could_not_check(exc, endpoint, bucket)}", file=sys.stderr)
+        reason = outage_message(exc, s3_endpoint=endpoint, bucket=bucket) or f"S3 at {endpoint} failed: {exc}"
+        print(f"heimdall verify: could not check: {reason}", file=sys.stderr)
         return 2
     print(format_report(report))
     return 0 if report.ok else 1

@@ -10,6 +10,8 @@ import warnings
 import pytest
 
 from heimdall_pipeline import settings
+# A skip is a failure in this suite (hooks found by name in this conftest).
+from heimdall_pipeline_tests.no_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401
 
 warnings.filterwarnings("ignore", category=Warning, module="dagster")
 
@@ -17,6 +19,7 @@ warnings.filterwarnings("ignore", category=Warning, module="dagster")
 @pytest.fixture(scope="session")
 def embedded_services():
     from heimdall_pipeline.services import manager
+    from heimdall_pipeline_tests.integration.db_fixtures import migrate_database
 
     try:
         before = manager.embedded_services()
@@ -26,6 +29,7 @@ def embedded_services():
     services = manager.up()
     for name, value in services.env.items():
         os.environ[name] = value
+    migrate_database(os.environ["HEIMDALL_DATABASE_URL"])
     yield services
     if not was_running and not os.environ.get("HEIMDALL_KEEP_SERVICES"):
         manager.down()
@@ -67,6 +71,16 @@ def instance():
 def session_key() -> str:
     """A fresh, valid session key per test, so tests never see each other's data."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture()
+def kiwi_network():
+    """KiwiSDR doubles on one event loop: `kiwi_network.add_many(7)`, then `.register(engine)`
+    makes them kiwisdr receivers (deactivated again after the test)."""
+    from heimdall_pipeline_tests.kiwisdr_server import FakeKiwiNetwork
+
+    with FakeKiwiNetwork() as network:
+        yield network
 
 
 @pytest.fixture()

@@ -65,9 +65,10 @@ if [ ! -x "$venv/bin/python" ]; then
   uv venv -q --python python3.11 "$venv"
 fi
 stamp=$venv/.heimdall-installed
-want=$(sha256sum "$repo/setup.py" | cut -c1-16)-$repo
+# "pyc": the environment is installed with its bytecode compiled (see below); older ones are redone.
+want=$(sha256sum "$repo/setup.py" | cut -c1-13)pyc2-$repo
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  installed_for=$(sed -n 's/^[0-9a-f]\{16\}-//p' "$stamp" 2>/dev/null || true)
+  installed_for=$(sed -n 's/^[0-9a-f]\{13,16\}\(pyc[0-9]*\)\{0,1\}-//p' "$stamp" 2>/dev/null || true)
   if [ -n "$installed_for" ] && [ "$installed_for" != "$repo" ]; then
     log "HEIMDALL_VENV=$venv was installed for $installed_for: it now runs $repo instead"
   fi
@@ -76,6 +77,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     uv pip install -q --python "$venv/bin/python" -e "$repo[test]"
   else
     "$venv/bin/python" -m pip install -q -e "$repo[test]"
+  fi
+  # Bytecode compiled once here: uv writes none, and where PYTHONDONTWRITEBYTECODE is set nothing
+  # writes it later, so every `heimdall` process and Dagster run would compile Dagster, scipy and
+  # botocore from source again (~50 s of one `heimdall session run` measured, docs/benchmark.md).
+  # HEIMDALL_COMPILE_BYTECODE=0 skips it (tests that only check which environment is used).
+  if [ "${HEIMDALL_COMPILE_BYTECODE:-1}" != 0 ]; then
+    log "compiling the environment's bytecode"
+    "$venv/bin/python" -m compileall -q -j 0 "$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+      "$repo/heimdall_pipeline" >/dev/null || true
   fi
   echo "$want" > "$stamp"
 fi

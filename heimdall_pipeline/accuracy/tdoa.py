@@ -11,6 +11,7 @@ region holds the truth, and the solve time (reported, never asserted).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import datetime, timezone
@@ -30,7 +31,8 @@ from heimdall_pipeline.sources.simulator import (
 )
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, recording_capture
 from heimdall_pipeline.tdoa.align import TimedCapture, timed_capture
-from heimdall_pipeline.tdoa.localize import KIWISDR_TIMING_SIGMA_S, TdoaResult, localize_tdoa
+from heimdall_pipeline.tdoa.allowance import REAL_RECEIVER_CLASS, SIMULATED_CLASS
+from heimdall_pipeline.tdoa.localize import TdoaResult, localize_tdoa
 
 SIM_CENTER_HZ = 7_100_000.0
 SIM_SAMPLE_RATE_HZ = 12_000.0
@@ -77,10 +79,10 @@ def recording_set(directory: str | Path) -> tuple[list[TimedCapture], tuple[floa
 
 
 def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dict[str, Any]:
-    """The ``tdoa_real`` figure of a reference recording set (real receivers: their systematic
-    timing allowance, KIWISDR_TIMING_SIGMA_S, applies unless localize_kwargs say otherwise)."""
+    """The ``tdoa_real`` figure of a reference recording set (real receivers: the KiwiSDR timing
+    class applies unless localize_kwargs say otherwise)."""
     captures, truth = recording_set(directory)
-    localize_kwargs.setdefault("receiver_timing_sigma_s", KIWISDR_TIMING_SIGMA_S)
+    localize_kwargs.setdefault("timing_class", REAL_RECEIVER_CLASS)
     result, seconds = _timed(localize_tdoa, captures, truth=truth, **localize_kwargs)
     return {
         "figure": "tdoa_real",
@@ -88,16 +90,28 @@ def real_recordings_figure(directory: str | Path, **localize_kwargs: Any) -> dic
         "reason": result.reason,
         "error_km": result.error_km,
         "inside_region_95": None if result.truth is None else result.truth.get("inside_region"),
+        "region_95_km": None if result.region is None else (result.region.semi_major_km, result.region.semi_minor_km),
+        "cross_check": result.cross_check,
         "lag_errors_us": _lag_errors_us(result),
         "solve_time_s": seconds,
         "result": result.to_json(),
     }
 
 
+def with_timing_offset(capture: TimedCapture, offset_s: float) -> TimedCapture:
+    """The capture as a receiver whose GNSS time runs offset_s ahead would have stamped it."""
+    model = capture.time_model
+    shifted = tuple(k + int(round(offset_s * 1e9)) for k in model.knot_gps_ns)
+    return dataclasses.replace(capture, time_model=dataclasses.replace(model, knot_gps_ns=shifted))
+
+
 def simulated_trial(rng: np.random.Generator, session_key: str, receivers: Sequence[Receiver], *, snr_db: float,
-                    duration_s: float, sampler, bandwidth_hz: float, window_s: float) -> tuple[TdoaResult, float]:
+                    duration_s: float, sampler, bandwidth_hz: float, window_s: float,
+                    bias_bound_s: float = 0.0) -> tuple[TdoaResult, float]:
     """One random transmitter (noise-like modulation) inside the receivers' hull, its EIRP set so
-    the weakest receiver sees snr_db (full band), timed captures, TDoA with the truth."""
+    the weakest receiver sees snr_db (full band), timed captures, TDoA with the truth. With
+    bias_bound_s, each receiver's time is off by a constant drawn uniformly within +-bias_bound_s
+    and TDoA assumes real receivers (the KiwiSDR class), else simulated ones."""
     lat, lon = sampler(rng)
     offset = float(rng.uniform(-2000.0, 2000.0))
     probe = Transmitter(frequency_hz=SIM_CENTER_HZ + offset, eirp_dbm=0.0, latitude=lat, longitude=lon,
@@ -113,20 +127,26 @@ def simulated_trial(rng: np.random.Generator, session_key: str, receivers: Seque
     waveform = transmitted_waveform(session_key, tx, SIM_SAMPLE_RATE_HZ, duration_s)
     captures = [timed_capture(r, simulate_capture(session_key, r, tx, SIM_CENTER_HZ, SIM_SAMPLE_RATE_HZ, duration_s,
                                                   start, waveform=waveform)) for r in receivers]
-    return _timed(localize_tdoa, captures, window_s=window_s, truth=(lat, lon))
+    if bias_bound_s:
+        captures = [with_timing_offset(c, float(rng.uniform(-bias_bound_s, bias_bound_s))) for c in captures]
+    return _timed(localize_tdoa, captures, window_s=window_s, truth=(lat, lon),
+                  timing_class=REAL_RECEIVER_CLASS if bias_bound_s else SIMULATED_CLASS)
 
 
 def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, duration_s: float = 8.0,
-                     bandwidth_hz: float = 500.0, window_s: float = 0.5,
+                     bandwidth_hz: float = 500.0, window_s: float = 0.5, bias_bound_s: float = 0.0,
                      receivers: Sequence[Receiver] = DEFAULT_RECEIVERS) -> dict[str, Any]:
     """The ``tdoa_sim`` figure: median / 90th-percentile error, the share of trials whose 95 %
-    region holds the truth, lag error rms and the median solve time over ``trials`` trials."""
+    region holds the truth, lag error rms and the median solve time over ``trials`` trials;
+    with bias_bound_s, receivers' timing offsets up to that (see simulated_trial) and how often
+    the cross-check found the lags inconsistent."""
     rng = np.random.default_rng(seed)
     sampler = hull_sampler(receivers)
-    errors, inside, semi_major, lag_errors, times, refused = [], [], [], [], [], []
+    errors, inside, semi_major, lag_errors, times, refused, flagged = [], [], [], [], [], [], []
     for k in range(trials):
         result, seconds = simulated_trial(rng, f"tdoa-sim-{seed}-{k}", receivers, snr_db=snr_db, duration_s=duration_s,
-                                          sampler=sampler, bandwidth_hz=bandwidth_hz, window_s=window_s)
+                                          sampler=sampler, bandwidth_hz=bandwidth_hz, window_s=window_s,
+                                          bias_bound_s=bias_bound_s)
         times.append(seconds)
         if not result.localized:
             refused.append(result.reason)
@@ -134,11 +154,14 @@ def simulated_figure(trials: int = 20, seed: int = 0, *, snr_db: float = 10.0, d
         errors.append(result.error_km)
         inside.append(bool(result.truth["inside_region"]))
         semi_major.append(result.region.semi_major_km)
+        flagged.append(result.cross_check["status"] == "inconsistent")
         lag_errors.extend(_lag_errors_us(result).values())
     return {
         "figure": "tdoa_sim",
         "trials": trials,
         "snr_db": snr_db,
+        "bias_bound_us": bias_bound_s * 1e6,
+        "inconsistent_fraction": float(np.mean(flagged)) if flagged else None,
         "duration_s": duration_s,
         "localized": len(errors),
         "refused": refused,

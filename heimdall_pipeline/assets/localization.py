@@ -7,12 +7,11 @@ import json
 from typing import TYPE_CHECKING
 
 import numpy as np
-from dagster import AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
 from heimdall_pipeline.assets.pictures import shown_picture
-from heimdall_pipeline.assets.sessions import per_session
+from heimdall_pipeline.partitions import captures_to_session, session_partitions
 from heimdall_pipeline.rss import DEFAULT_SHADOWING_SIGMA_DB, LocalizationResult, PowerObservation, localize
-from heimdall_pipeline.partitions import session_partitions
 from heimdall_pipeline.recordings.bucket import read_upload
 from heimdall_pipeline.recordings.plan import POSITIONS_FILE
 from heimdall_pipeline.resources import HeimdallDatabase
@@ -38,12 +37,16 @@ MAX_TDOA_SAMPLES = 2**22
 
 def observations_of(rows, registry) -> tuple[list[PowerObservation], list[str]]:
     """Received-power observations from the rows with dBm figures (measured in dBm, or dBFS with a
-    calibration), and the receivers left out for having only uncalibrated dBFS figures.
+    calibration), and the receivers left out for having only uncalibrated dBFS figures (an audio
+    capture's power figure is the receiver's S-meter, in uncalibrated dBFS: named as such).
     Detections give a received power; non-detections an upper bound (their noise power)."""
     observations, uncalibrated = [], []
     for row in rows:
         if row.noise_power_dbm is None:
-            uncalibrated.append(row.receiver_id)
+            # an audio row's power is its S-meter's (never the audio level, which follows the AGC)
+            uncalibrated.append(row.receiver_id if row.capture_signal != "audio" else
+                                f"{row.receiver_id} (audio: " + ("S-meter dBFS" if row.smeter_dbfs is not None
+                                                                 else "no S-meter reading") + ")")
             continue
         receiver = registry[row.receiver_id]
         if row.signal_detected and row.signal_power_dbm is not None:
@@ -114,19 +117,21 @@ def timed_captures_of(session_key: str, rows, registry, iq_store: IQStore) -> li
 
 
 def localize_session_tdoa(record, rows, registry, iq_store: IQStore) -> "TdoaResult":
-    """TDoA over the session's stored captures. Real receivers (any source but the simulator) carry
-    a systematic timing uncertainty their lag scatter cannot show (KIWISDR_TIMING_SIGMA_S)."""
+    """TDoA over the session's stored captures. Real receivers (any source but the simulator) are
+    in the KiwiSDR timing class: a systematic offset per receiver their lag scatter cannot show
+    (tdoa/allowance.py, docs/tdoa.md)."""
     from heimdall_pipeline.tdoa import TdoaResult, localize_tdoa
-    from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ, KIWISDR_TIMING_SIGMA_S
+    from heimdall_pipeline.tdoa.allowance import REAL_RECEIVER_CLASS, SIMULATED_CLASS
+    from heimdall_pipeline.tdoa.localize import DEFAULT_MAX_FREQUENCY_OFFSET_HZ
 
     too_long = sorted(row.receiver_id for row in rows if row.samples_count > MAX_TDOA_SAMPLES)
     if too_long:
         return TdoaResult(localized=False, reason=f"not localizable by TDoA: the captures of {', '.join(too_long)} "
                                                   f"exceed {MAX_TDOA_SAMPLES} samples per receiver")
     captures = timed_captures_of(record.session_key, rows, registry, iq_store)
-    timing_sigma = 0.0 if simulated_receivers(record, registry) else KIWISDR_TIMING_SIGMA_S
+    timing_class = SIMULATED_CLASS if simulated_receivers(record, registry) else REAL_RECEIVER_CLASS
     max_offset = max(DEFAULT_MAX_FREQUENCY_OFFSET_HZ, TUNING_SPREAD_PPM * 1e-6 * record.center_frequency_hz)
-    return localize_tdoa(captures, receiver_timing_sigma_s=timing_sigma, max_frequency_offset_hz=max_offset,
+    return localize_tdoa(captures, timing_class=timing_class, max_frequency_offset_hz=max_offset,
                          truth=known_transmitter(record, iq_store))
 
 
@@ -143,6 +148,28 @@ def pair_table(result: "TdoaResult") -> str:
         if with_truth:
             line += f" {p['true_lag_s'] * 1e6:+.2f} | {p['lag_error_s'] * 1e6:+.2f} |"
         lines.append(line)
+    return "\n".join(lines)
+
+
+def receiver_timing_table(result: "TdoaResult") -> str:
+    """Each receiver's GNSS quality, timing allowance and (with 4+ receivers) estimated offset."""
+    offsets = (result.cross_check or {}).get("receiver_offsets_us", {})
+    lines = ["| receiver | GNSS quality | fresh fixes | stale frames | longest fix gap s | allowance µs (1σ) | "
+             "estimated offset µs |", "|---|---|---|---|---|---|---|"]
+
+    def figure(value, fmt: str) -> str:
+        return "—" if value is None else format(value, fmt)
+
+    for r in result.receivers:
+        q, a = r.get("gnss_quality") or {}, r.get("timing_allowance") or {}
+        verdict = q.get("severity", "—") + (": " + "; ".join(q["problems"]) if q.get("problems") else "")
+        if r.get("left_out"):
+            verdict += f" (left out: {r['left_out']})"
+        offset = offsets.get(r["receiver_id"])
+        offset_text = "—" if offset is None else f"{offset['estimate']:+.1f} ± {offset['sd']:.1f}"
+        lines.append(f"| {r['receiver_id']} | {verdict} | {figure(q.get('fresh_fixes'), 'd')} | "
+                     f"{figure(q.get('stale_frame_fraction'), '.0%')} | {figure(q.get('longest_fix_gap_s'), '.2f')} | "
+                     f"{figure(a.get('sigma_s') and a['sigma_s'] * 1e6, '.1f')} | {offset_text} |")
     return "\n".join(lines)
 
 
@@ -163,6 +190,9 @@ def tdoa_metadata(result: "TdoaResult", iq_store: IQStore, session_key: str) -> 
         "tdoa_pairs": MetadataValue.md(pair_table(result)),
         "signal_band_hz": f"{result.band_hz[0]:.0f} .. {result.band_hz[1]:.0f}",
         "common_span_s": result.common_span_s,
+        "timing_assumed": result.timing_model,
+        "cross_check": result.cross_check["text"],
+        "receiver_timing": MetadataValue.md(receiver_timing_table(result)),
         "map": _map_metadata(iq_store, session_key, plot_tdoa_localization(result, truth)),
     }
     if result.error_km is not None:
@@ -192,9 +222,8 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
 
 @asset(
     partitions_def=session_partitions,
-    deps=[AssetDep("receiver_metrics", partition_mapping=per_session)],
+    deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
     backfill_policy=BackfillPolicy.single_run(),
-    automation_condition=AutomationCondition.eager(),
     group_name="heimdall",
     kinds={"timescaledb", "scipy"},
     description="Transmitter position with a 95 % region: by time difference of arrival (the stored captures "
@@ -234,6 +263,8 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
             by_method["rss"] += result.localizable
             metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
             metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
+            if tdoa.left_out:
+                metadata["tdoa_left_out"] = "; ".join(f"{rid}: {why}" for rid, why in tdoa.left_out.items())
             context.log.info(f"session {session_key}: {tdoa.reason}; received power: " + (
                 f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
                 f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"

@@ -26,9 +26,15 @@ def spectrum_metadata(iq_store: IQStore, capture: Capture) -> dict[str, Metadata
     """The PSD/waterfall picture beside the capture; metadata showing it in the UI."""
     from heimdall_pipeline.plots.spectrum import spectrum_png  # matplotlib: loaded when first drawn
 
+    samples, rate, unit = capture.samples, capture.sample_rate_hz, capture.power_unit
+    if capture.is_audio:  # drawn as the RF band the audio came from, around the session frequency
+        from heimdall_pipeline.dsp.audio import usb_baseband
+
+        samples, rate = usb_baseband(samples, rate, tuple(capture.audio["passband_hz"]))
+        unit = "audio dBFS"
     with _PNG_SLOTS:  # CPU-bound (GIL): more at once only adds memory (~3 MB each), not speed
-        png = spectrum_png(capture.samples, capture.sample_rate_hz, capture.center_frequency_hz,
-                           f"{capture.session_key} / {capture.receiver_id}", power_unit=capture.power_unit)
+        png = spectrum_png(samples, rate, capture.center_frequency_hz,
+                           f"{capture.session_key} / {capture.receiver_id}", power_unit=unit)
     key = spectrum_object_key(capture.session_key, capture.receiver_id)
     return {"spectrum": shown_picture(iq_store, key, png, {"session": capture.session_key,
                                                              "receiver": capture.receiver_id},

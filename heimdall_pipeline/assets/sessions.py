@@ -3,17 +3,12 @@ spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 
 import math
 
-from dagster import (
-    AssetDep, AssetExecutionContext, AutomationCondition, BackfillPolicy, MaterializeResult,
-    MetadataValue, MultiToSingleDimensionPartitionMapping, RunsFilter, asset,
-)
-# Dagster 1.13 exports no constants for the partition range tags of a run (what its UI sets).
+from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, RunsFilter, asset
 
-from heimdall_pipeline.partitions import session_partitions
+from heimdall_pipeline.partitions import captures_to_session, session_partitions
 from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, LAUNCH_TAG
 from heimdall_pipeline.resources import HeimdallDatabase
 
-per_session = MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
 RANGE_TAGS = (ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
 
 
@@ -38,17 +33,20 @@ def launch_ended(instance, launch_id: str | None) -> bool:
     return bool(runs) and all(run.is_finished for run in runs)
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
 @asset(
     partitions_def=session_partitions,
-    deps=[AssetDep("receiver_metrics", partition_mapping=per_session)],
+    deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
     backfill_policy=BackfillPolicy.single_run(),
-    automation_condition=AutomationCondition.eager(),
     group_name="heimdall",
     kinds={"timescaledb"},
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",
 )
 def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) -> MaterializeResult:
-    from heimdall_pipeline.db.captures_repo import outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
     from heimdall_pipeline.db.sessions_repo import (
         FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
@@ -63,7 +61,8 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         rows = measurements_for_session(engine, session_key)
         measured = {row.receiver_id for row in rows}
         missing = [rid for rid in record.receiver_ids if rid not in measured]
-        outcomes = outcomes_for_session(engine, session_key) if missing else {}
+        outcomes = outcomes_for_session(engine, session_key)
+        timing = capture_timing(outcomes.values())
         reasons = {rid: outcomes[rid].reason if rid in outcomes else "no capture stored" for rid in missing}
         detected = [row for row in rows if row.signal_detected and row.snr_db is not None]
         snrs = [row.snr_db for row in detected]
@@ -93,10 +92,15 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
             "signal_detected_at": len(detected),
             "snr_db_min": min(snrs) if snrs else math.nan,
             "snr_db_max": max(snrs) if snrs else math.nan,
+            # first-sample times as the sources measured them (GNSS where they have it)
+            "first_sample_spread_ms": _or_nan(timing["first_sample_spread_ms"]),
+            "captures_common_fraction": _or_nan(timing["common_fraction"]),
             "summary": MetadataValue.md(
                 "| receiver | SNR dB | signal power | noise power | offset Hz |\n|---|---|---|---|---|\n"
                 + table + ("\n\n**Failed receivers**\n" + failures if missing else "")),
         }, partition_key=session_key)
         context.log.info(f"session {session_key}: {status}, {len(rows)}/{len(record.receiver_ids)} receivers measured"
-                         + (f"; failed: {', '.join(missing)}" if missing else ""))
+                         + (f"; failed: {', '.join(missing)}" if missing else "")
+                         + (f"; first-sample spread {timing['first_sample_spread_ms']:.3f} ms"
+                            if timing["first_sample_spread_ms"] is not None else ""))
     return MaterializeResult(metadata=totals)

@@ -1,20 +1,15 @@
-"""Metrics/registry database: SQLAlchemy models, versioned migrations and repositories.
+"""Metrics/registry database: SQLAlchemy models (the schema), Alembic migrations and repositories.
 
 No Dagster here. Typical use:
 
-    from heimdall_pipeline.db import make_engine, ensure_schema
+    from heimdall_pipeline.db.engine import make_engine
+    from heimdall_pipeline.db.migrations import check_schema
     engine = make_engine(os.environ["HEIMDALL_DATABASE_URL"])
-    report = ensure_schema(engine)  # migrates once per process; report.summary() for humans
+    check_schema(engine)  # SchemaNotCurrentError unless `heimdall db migrate` brought it to head
 
-Repositories: `receivers_repo` (websdrs), `sessions_repo` (sessions),
-`measurements_repo` (measurements, localizations). Every repository function calls
-`ensure_schema` itself, so callers never need to migrate first.
+Repositories: `receivers_repo` (websdrs), `sessions_repo` (sessions), `captures_repo`
+(session_captures), `measurements_repo` (measurements, localizations). They never migrate: the
+schema is brought to head by `heimdall db migrate` (`migrations.migrate`), and the Dagster resource
+(`resources.HeimdallDatabase.engine()`) checks it first. Nothing is imported here, so a repository
+does not load Alembic.
 """
-
-from heimdall_pipeline.db.engine import dispose_engine, make_engine
-from heimdall_pipeline.db.migrations import SchemaReport, TimescaleSettings, ensure_schema, migrate
-
-__all__ = [
-    "SchemaReport", "TimescaleSettings", "dispose_engine", "ensure_schema",
-    "make_engine", "migrate",
-]

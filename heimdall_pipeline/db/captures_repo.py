@@ -1,4 +1,5 @@
-"""Per-receiver outcomes of sessions (table `session_captures`): stored / failed / not_requested.
+"""Per-receiver outcomes of sessions (table `session_captures`): stored / failed, one row per
+receiver the session asked for.
 
 Written by the step that stores a capture (the raw_iq IO manager, and raw_iq itself when it
 refuses a session before recording), read by session_summary, the raw_iq checks, restore and
@@ -17,7 +18,6 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import CAPTURE_STATUSES, session_captures
 
 MAX_ERROR_MESSAGE = 2000  # characters kept of an error message
@@ -44,15 +44,13 @@ class CaptureOutcome:
         if self.status not in CAPTURE_STATUSES:
             raise ValueError(f"capture status {self.status!r} is not one of {', '.join(CAPTURE_STATUSES)}")
         if self.status == "stored" and (self.bytes is None or not self.sha256):
-            raise ValueError(f"{self.receiver_id}|{self.session_key}: a stored capture needs its size and SHA-256")
+            raise ValueError(f"{self.session_key}.{self.receiver_id}: a stored capture needs its size and SHA-256")
 
     @property
     def reason(self) -> str:
         """Why there is no capture ('' for a stored one)."""
         if self.status == "stored":
             return ""
-        if self.status == "not_requested":
-            return "not requested"
         return f"{self.error_type}: {self.error_message}" if self.error_type else (self.error_message or "failed")
 
 
@@ -73,7 +71,6 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
     rows = [{name: getattr(o, name) for name in FIELDS if name != "updated_at"} for o in outcomes]
     if not rows:
         return 0
-    ensure_schema(engine)
     stmt = pg_insert(session_captures).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=["session_key", "receiver_id"],
@@ -86,8 +83,36 @@ def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> in
 
 def outcomes_for_session(engine: sa.Engine, session_key: str) -> dict[str, CaptureOutcome]:
     """The session's outcomes by receiver id."""
-    ensure_schema(engine)
     stmt = sa.select(session_captures).where(session_captures.c.session_key == session_key)
     with engine.connect() as conn:
         return {row.receiver_id: CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
                 for row in conn.execute(stmt)}
+
+
+def capture_timing(outcomes: Iterable[CaptureOutcome]) -> dict[str, float | int | None]:
+    """How simultaneous a session's stored captures are: the spread of their first-sample times
+    (ms) and the fraction of the shortest capture that every capture covers (1.0 = all record the
+    same stretch). None where fewer than two captures are stored."""
+    spans = [(o.start_time, o.end_time) for o in outcomes
+             if o.status == "stored" and o.start_time is not None and o.end_time is not None]
+    if len(spans) < 2:
+        return {"captures_timed": len(spans), "first_sample_spread_ms": None, "common_fraction": None}
+    starts, ends = [s for s, _ in spans], [e for _, e in spans]
+    shortest_s = min((e - s).total_seconds() for s, e in spans)
+    common_s = max(0.0, (min(ends) - max(starts)).total_seconds())
+    return {"captures_timed": len(spans),
+            "first_sample_spread_ms": (max(starts) - min(starts)).total_seconds() * 1e3,
+            "common_fraction": common_s / shortest_s if shortest_s > 0 else None}
+
+
+def captures_of_receiver(engine: sa.Engine, receiver_id: str, *, since: datetime | None = None,
+                         until: datetime | None = None) -> list[CaptureOutcome]:
+    """Every capture outcome of one receiver, oldest first (one query on the receiver/time index)."""
+    stmt = sa.select(session_captures).where(session_captures.c.receiver_id == receiver_id)
+    if since is not None:
+        stmt = stmt.where(session_captures.c.start_time >= since)
+    if until is not None:
+        stmt = stmt.where(session_captures.c.start_time < until)
+    with engine.connect() as conn:
+        return [CaptureOutcome(**{name: row._mapping[name] for name in FIELDS})
+                for row in conn.execute(stmt.order_by(session_captures.c.start_time, session_captures.c.session_key))]

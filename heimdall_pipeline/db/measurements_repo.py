@@ -16,7 +16,6 @@ from typing import Iterable
 
 import sqlalchemy as sa
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import localizations, measurements
 from heimdall_pipeline.db.rows import RowWriter, row_class
 
@@ -70,7 +69,6 @@ def upsert_measurements(engine: sa.Engine, rows: Iterable[MeasurementRow]) -> in
     Rows with the same (session_key, receiver_id, time) within a batch: the last one wins.
     Any failing row (e.g. a NOT NULL column given None) rolls back the whole batch.
     """
-    ensure_schema(engine)
     rows = list(rows)
     if not rows:
         return 0
@@ -79,7 +77,6 @@ def upsert_measurements(engine: sa.Engine, rows: Iterable[MeasurementRow]) -> in
 
 
 def measurements_for_session(engine: sa.Engine, session_key: str) -> list[MeasurementRow]:
-    ensure_schema(engine)
     stmt = (sa.select(measurements)
             .where(measurements.c.session_key == session_key)
             .order_by(measurements.c.time, measurements.c.receiver_id))
@@ -88,7 +85,6 @@ def measurements_for_session(engine: sa.Engine, session_key: str) -> list[Measur
 
 
 def count_measurements(engine: sa.Engine, *, session_key: str | None = None) -> int:
-    ensure_schema(engine)
     stmt = sa.select(sa.func.count()).select_from(measurements)
     if session_key is not None:
         stmt = stmt.where(measurements.c.session_key == session_key)
@@ -99,7 +95,6 @@ def count_measurements(engine: sa.Engine, *, session_key: str | None = None) -> 
 def upsert_localization(engine: sa.Engine, row: LocalizationRow) -> None:
     """Stores THE localization of a session by the row's method (replacing any earlier one of that
     session and method, whatever its time)."""
-    ensure_schema(engine)
     method = row.method or localizations.c.method.server_default.arg
     with engine.begin() as conn:
         conn.execute(sa.delete(localizations).where(localizations.c.session_key == row.session_key,
@@ -110,14 +105,12 @@ def upsert_localization(engine: sa.Engine, row: LocalizationRow) -> None:
 def delete_localization(engine: sa.Engine, session_key: str, method: str) -> int:
     """Removes a session's localization by one method (e.g. an earlier received-power estimate that
     a time-difference one now replaces); returns the number of rows removed."""
-    ensure_schema(engine)
     with engine.begin() as conn:
         return conn.execute(sa.delete(localizations).where(localizations.c.session_key == session_key,
                                                            localizations.c.method == method)).rowcount
 
 
 def get_localization(engine: sa.Engine, session_key: str, method: str = "rss") -> LocalizationRow | None:
-    ensure_schema(engine)
     stmt = (sa.select(localizations)
             .where(localizations.c.session_key == session_key, localizations.c.method == method)
             .order_by(localizations.c.computed_at.desc()).limit(1))

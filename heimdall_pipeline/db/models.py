@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 models of the metrics/registry database.
 
-The tables are created by the versioned migrations in `migrations.py` (explicit DDL); these models
-describe the same schema for queries, and an integration test checks the two agree.
+These models are the schema: a change is a model change plus an Alembic revision in
+`alembic/versions/` (`alembic revision --autogenerate`, reviewed), applied by `heimdall db migrate`;
+a test checks that autogenerate finds no difference between these models and the head revision.
 
 - websdrs: the receiver registry (one row per `receivers.Receiver`; check constraints mirror
   `validation.validate_receiver` so a row written by hand is held to the same rules, except `kind`: the
@@ -12,13 +13,14 @@ describe the same schema for queries, and an integration test checks the two agr
   when the extension is available, a plain table otherwise. The primary key includes `time`, as a
   hypertable requires.
 - localizations: one row per session and method (hypertable on `time` = session start, likewise).
-- session_captures: the outcome of each requested receiver of a session (stored / failed /
-  not_requested), written by the step that stores the capture (db/captures_repo.py).
+- session_captures: the outcome of each requested receiver of a session (stored / failed),
+  written by the step that stores the capture (db/captures_repo.py); indexed by receiver and time
+  for "every capture of receiver X".
+- receiver_leases: the channels of a receiver held by running sessions (db/leases_repo.py).
 
 The Measurement and Localization models are the one declaration of their columns: the row
 classes, the upserts and the value conversions in `rows.py` / `measurements_repo.py` derive
-from them. A new metric is one `SignalMetrics` field, one column here and one migration.
-- schema_migrations: applied migration versions.
+from them. A new metric is one `SignalMetrics` field, one column here and one Alembic revision.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Double,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -44,7 +47,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SESSION_STATUSES = ("requested", "launched", "succeeded", "failed", "archived")
-CAPTURE_STATUSES = ("stored", "failed", "not_requested")
+CAPTURE_STATUSES = ("stored", "failed")
 
 TZ = DateTime(timezone=True)
 
@@ -53,7 +56,7 @@ POWER_UNITS = ("dBm", "dBFS")
 LOCALIZATION_METHODS = ("rss", "tdoa")  # received power; time difference of arrival
 # The dBm columns hold dBm only: a dBm capture fills them (and no dBFS figure); a dBFS capture
 # fills its dBFS figures, and its dBm figures only together with the calibration that gave them.
-# Migration 2 creates the constraint from this text: change it only with a migration that replaces it.
+# The baseline revision creates the constraint from this text: change it only with a revision that replaces it.
 MEASUREMENT_POWER_FIGURES_RULE = (
     "(power_unit = 'dBm' AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL"
     " AND signal_power_dbfs IS NULL AND noise_power_dbfs IS NULL AND calibration_offset_db IS NULL)"
@@ -61,6 +64,15 @@ MEASUREMENT_POWER_FIGURES_RULE = (
     "(calibration_offset_db IS NULL AND signal_power_dbm IS NULL AND noise_power_dbm IS NULL"
     " AND psd_dbm_hz IS NULL)"
     " OR (calibration_offset_db IS NOT NULL AND noise_power_dbm IS NOT NULL AND psd_dbm_hz IS NOT NULL)))"
+)
+CAPTURE_SIGNALS = ("iq", "audio")
+# Audio captures (OpenWebRX: demodulated, after AGC) have no dBm figures; their dBFS powers come
+# from the receiver's S-meter and are NULL when it sent none. IQ rows keep the rule above.
+# Migration 10 replaces the constraint with this text.
+MEASUREMENT_SIGNAL_POWER_FIGURES_RULE = (
+    f"(capture_signal = 'iq' AND ({MEASUREMENT_POWER_FIGURES_RULE}))"
+    " OR (capture_signal = 'audio' AND power_unit = 'dBFS' AND signal_power_dbm IS NULL"
+    " AND noise_power_dbm IS NULL AND psd_dbm_hz IS NULL AND calibration_offset_db IS NULL)"
 )
 
 
@@ -145,9 +157,10 @@ class SessionCapture(Base):
     __tablename__ = "session_captures"
     __table_args__ = (
         PrimaryKeyConstraint("session_key", "receiver_id", name="session_captures_pkey"),
-        CheckConstraint("status IN ('stored', 'failed', 'not_requested')", name="session_captures_status"),
+        CheckConstraint("status IN ('stored', 'failed')", name="session_captures_status"),
         CheckConstraint("status <> 'stored' OR (bytes IS NOT NULL AND sha256 IS NOT NULL)",
                         name="session_captures_stored_has_object"),
+        Index("session_captures_receiver_time_idx", "receiver_id", "start_time"),
     )
 
     session_key: Mapped[str] = mapped_column(Text, nullable=False)
@@ -164,10 +177,32 @@ class SessionCapture(Base):
     updated_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
 
 
+class ReceiverLease(Base):
+    """One channel of a receiver held by one run (a session's recording) until it releases it or
+    the lease expires (a worker that died frees its channels at expires_at)."""
+
+    __tablename__ = "receiver_leases"
+    __table_args__ = (PrimaryKeyConstraint("receiver_id", "run_id", name="receiver_leases_pkey"),)
+
+    receiver_id: Mapped[str] = mapped_column(Text, ForeignKey("websdrs.id", ondelete="CASCADE"), nullable=False)
+    run_id: Mapped[str] = mapped_column(Text, nullable=False)
+    session_key: Mapped[str] = mapped_column(Text, nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(TZ, nullable=False)
+
+
 class Measurement(Base):
     """One capture's metrics. Powers carry their unit in their names: the dBm columns hold dBm
     only (measured in dBm, or dBFS + a calibration offset); an uncalibrated dBFS capture leaves
-    them NULL and fills the dBFS columns. `power_unit` is the unit of the capture's samples."""
+    them NULL and fills the dBFS columns. `power_unit` is the unit of the capture's samples.
+
+    An audio capture (`capture_signal` 'audio', an OpenWebRX receiver) is measured on its audio:
+    `snr_db` is the tone's SNR in the audio passband, `frequency_offset_hz` the tone's RF offset
+    from the session frequency (dial + audio frequency for USB), `audio_frequency_hz` where it
+    sounds; its levels: `smeter_dbfs` (the receiver's S-meter, mean channel power in dB relative
+    to the SDR's full scale, uncalibrated), `signal_power_dbfs` / `noise_power_dbfs` that power
+    split by the measured SNR, and `audio_level_dbfs` (RMS after the receiver's AGC: a relative
+    figure only)."""
 
     __tablename__ = "measurements"
     __table_args__ = (
@@ -175,7 +210,9 @@ class Measurement(Base):
         Index("measurements_session_time_idx", "session_key", "time"),
         Index("measurements_receiver_time_idx", "receiver_id", "time"),
         CheckConstraint(f"power_unit IN ({', '.join(repr(u) for u in POWER_UNITS)})", name="measurements_power_unit"),
-        CheckConstraint(MEASUREMENT_POWER_FIGURES_RULE, name="measurements_power_figures_match_unit"),
+        CheckConstraint(MEASUREMENT_SIGNAL_POWER_FIGURES_RULE, name="measurements_power_figures_match_unit"),
+        CheckConstraint(f"capture_signal IN ({', '.join(repr(s) for s in CAPTURE_SIGNALS)})",
+                        name="measurements_capture_signal"),
     )
 
     time: Mapped[datetime] = mapped_column(TZ, nullable=False)  # capture start
@@ -204,6 +241,11 @@ class Measurement(Base):
     sample_rate_spread_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
     timing_rms_ns: Mapped[float | None] = mapped_column(Double, nullable=True)
     core_datetime: Mapped[str | None] = mapped_column(Text, nullable=True)  # UTC of sample 0, to the ns
+    # audio captures (see the class docstring); NULL for IQ
+    capture_signal: Mapped[str] = mapped_column(Text, nullable=False, server_default="iq")
+    smeter_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    audio_level_dbfs: Mapped[float | None] = mapped_column(Double, nullable=True)
+    audio_frequency_hz: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class Localization(Base):
@@ -239,17 +281,9 @@ class Localization(Base):
     pair_lags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB, nullable=True)
 
 
-class SchemaMigration(Base):
-    __tablename__ = "schema_migrations"
-
-    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    name: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    applied_at: Mapped[datetime] = mapped_column(TZ, nullable=False, server_default=func.now())
-
-
 websdrs = WebSDR.__table__
 sessions = Session.__table__
 measurements = Measurement.__table__
 localizations = Localization.__table__
 session_captures = SessionCapture.__table__
-schema_migrations = SchemaMigration.__table__
+receiver_leases = ReceiverLease.__table__

@@ -2,7 +2,8 @@
 
 Every write goes through `validation.validate_receiver` first (the table's check constraints are a second
 line of defence). All SQL is parameterised: a name such as "x'); DROP TABLE websdrs;--" is stored
-verbatim. Every function ensures the schema exists (migrating once per process).
+verbatim.
+The schema is migrated beforehand (`heimdall db migrate`), never here.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import sessions, websdrs
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
 from heimdall_pipeline.validation import validate_receiver
+from heimdall_pipeline.text import shown
 
 RECEIVER_FIELDS = tuple(f.name for f in dataclasses.fields(Receiver))
 
@@ -29,7 +30,7 @@ class UnknownReceiverError(KeyError):
         super().__init__(receiver_id)
 
     def __str__(self) -> str:
-        return f"unknown receiver {self.receiver_id!r}: it is not in the websdrs registry"
+        return f"unknown receiver {shown(self.receiver_id)}: it is not in the websdrs registry"
 
 
 class DuplicateReceiverError(ValueError):
@@ -86,7 +87,6 @@ def _to_receiver(row: sa.Row) -> Receiver:
 
 def seed_default_receivers(engine: sa.Engine, receivers: Iterable[Receiver] = DEFAULT_RECEIVERS) -> int:
     """Inserts the default receivers that are missing; never touches existing rows. Returns #inserted."""
-    ensure_schema(engine)
     values = [_row_values(r) for r in receivers]
     if not values:
         return 0
@@ -96,7 +96,6 @@ def seed_default_receivers(engine: sa.Engine, receivers: Iterable[Receiver] = DE
 
 
 def list_receivers(engine: sa.Engine, *, active_only: bool = False) -> list[Receiver]:
-    ensure_schema(engine)
     stmt = sa.select(websdrs).order_by(websdrs.c.id)
     if active_only:
         stmt = stmt.where(websdrs.c.is_active.is_(True))
@@ -105,7 +104,6 @@ def list_receivers(engine: sa.Engine, *, active_only: bool = False) -> list[Rece
 
 
 def get_receiver(engine: sa.Engine, receiver_id: str) -> Receiver:
-    ensure_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(sa.select(websdrs).where(websdrs.c.id == receiver_id)).first()
     if row is None:
@@ -115,7 +113,6 @@ def get_receiver(engine: sa.Engine, receiver_id: str) -> Receiver:
 
 def add_receiver(engine: sa.Engine, receiver: Receiver) -> Receiver:
     """Registers a new receiver; DuplicateReceiverError if the id is taken."""
-    ensure_schema(engine)
     values = _row_values(receiver)
     stmt = (pg_insert(websdrs).values(values).on_conflict_do_nothing(index_elements=["id"])
             .returning(websdrs.c.id))
@@ -127,7 +124,6 @@ def add_receiver(engine: sa.Engine, receiver: Receiver) -> Receiver:
 
 def update_receiver(engine: sa.Engine, receiver_id: str, **changes: Any) -> Receiver:
     """Applies `changes` (Receiver field names) and stores the validated result; returns it."""
-    ensure_schema(engine)
     for name in changes:
         if name not in RECEIVER_FIELDS:
             raise InvalidReceiverError(name, f"is not a receiver field (fields: {', '.join(RECEIVER_FIELDS)})")
@@ -154,7 +150,6 @@ def update_receiver(engine: sa.Engine, receiver_id: str, **changes: Any) -> Rece
 
 
 def set_receiver_active(engine: sa.Engine, receiver_id: str, active: bool) -> Receiver:
-    ensure_schema(engine)
     with engine.begin() as conn:
         row = conn.execute(
             sa.update(websdrs).where(websdrs.c.id == receiver_id).values(is_active=bool(active))

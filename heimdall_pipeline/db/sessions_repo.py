@@ -15,10 +15,10 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from heimdall_pipeline.db.migrations import ensure_schema
 from heimdall_pipeline.db.models import SESSION_STATUSES, sessions
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import REQUEST_FIELDS, Session
+from heimdall_pipeline.text import shown
 
 FINISHED_STATUSES = ("succeeded", "failed")
 
@@ -29,7 +29,7 @@ class UnknownSessionError(KeyError):
         super().__init__(session_key)
 
     def __str__(self) -> str:
-        return f"unknown session {self.session_key!r}: no such session_key in the sessions table"
+        return f"unknown session {shown(self.session_key)}: no such session_key in the sessions table"
 
 
 class DuplicateSessionError(ValueError):
@@ -81,7 +81,6 @@ def _check_status(status: str) -> str:
 
 def insert_session(engine: sa.Engine, session: Session) -> Session:
     """Stores a (validated) session with status 'requested'; returns it as stored (id, time stamps)."""
-    ensure_schema(engine)
     with engine.begin() as conn:
         return _insert_requested(conn, session)
 
@@ -95,7 +94,6 @@ def _insert_requested(conn: sa.Connection, session: Session) -> Session:
 
 
 def get_session(engine: sa.Engine, session_key: str) -> Session | None:
-    ensure_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(sa.select(sessions).where(sessions.c.session_key == session_key)).first()
     return None if row is None else _to_session(row)
@@ -106,7 +104,6 @@ def requested_sessions(engine: sa.Engine, *, after_id: int = 0, since: datetime 
     """Sessions waiting to be launched (status 'requested', scheduled_for <= now), oldest id first,
     that are new to a caller who saw everything up to `after_id` at `since`: id > after_id, or
     requested or come due after `since`. Without `since`: every due session with id > after_id."""
-    ensure_schema(engine)
     new = sessions.c.id > after_id
     if since is not None:
         since = _utc(since)
@@ -150,7 +147,6 @@ def transition(engine: sa.Engine, session_key: str, status: str, *, reason: str 
     `if_run_id`, only if that launch is still the session's), in one UPDATE; returns the session.
     InvalidTransitionError (or SessionAlreadyLaunchedError) otherwise, UnknownSessionError if absent.
     """
-    ensure_schema(engine)
     if _check_status(status) not in ALLOWED_FROM or status == "archived":
         raise ValueError(f"transition() does not set {status!r}: use mark_archived / mark_restored")
     values: dict[str, Any] = {"status": status, "status_reason": reason}
@@ -190,7 +186,6 @@ def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = Non
                   limit: int | None = None) -> list[Session]:
     """Sessions ordered by id. `status`: one or several; `older_than`: scheduled_for before this
     instant (a timedelta means now - timedelta)."""
-    ensure_schema(engine)
     stmt = sa.select(sessions).order_by(sessions.c.id)
     if status is not None:
         statuses = [status] if isinstance(status, str) else list(status)
@@ -209,7 +204,6 @@ def list_sessions(engine: sa.Engine, *, status: str | Iterable[str] | None = Non
 
 def mark_archived(engine: sa.Engine, keys: Iterable[str]) -> int:
     """Finished (succeeded/failed) sessions -> archived, remembering their status; returns #changed."""
-    ensure_schema(engine)
     keys = list(keys)
     if not keys:
         return 0
@@ -223,7 +217,6 @@ def mark_archived(engine: sa.Engine, keys: Iterable[str]) -> int:
 
 def mark_restored(engine: sa.Engine, keys: Iterable[str]) -> int:
     """Archived sessions -> the status they had before archiving; returns #changed."""
-    ensure_schema(engine)
     keys = list(keys)
     if not keys:
         return 0
@@ -242,7 +235,6 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
     from heimdall_pipeline.db.models import websdrs
     from heimdall_pipeline.db.receivers_repo import DuplicateReceiverError, _row_values as receiver_row
 
-    ensure_schema(engine)
     with engine.begin() as conn:
         for receiver in new_receivers:
             added = conn.execute(pg_insert(websdrs).values(receiver_row(receiver))
@@ -250,6 +242,11 @@ def insert_import(engine: sa.Engine, session: Session, new_receivers: Iterable[R
             if added is None:
                 raise DuplicateReceiverError(receiver.id)
         return _insert_requested(conn, session)
+
+
+# The outcome error type of a receiver not recorded because its session was refused as a whole
+# (assets/acquisition.refuse_session).
+REFUSED_ERROR_TYPE = "SessionRefusedError"
 
 
 def session_outcome(engine: sa.Engine, session: Session) -> tuple[str, str]:
@@ -265,9 +262,15 @@ def session_outcome(engine: sa.Engine, session: Session) -> tuple[str, str]:
     missing = [rid for rid in requested if rid not in measured]
     status = "succeeded" if len(missing) < len(requested) else "failed"
     reason = f"{len(requested) - len(missing)} of {len(requested)} receivers measured"
-    if missing:
+    # Receivers not recorded because the whole session was refused are counted once, beside the
+    # receiver(s) that caused the refusal with their own error.
+    refused = [rid for rid in missing if rid in outcomes and outcomes[rid].error_type == REFUSED_ERROR_TYPE]
+    named = [rid for rid in missing if rid not in refused]
+    if named:
         reason += "; " + "; ".join(
-            f"{rid}: {outcomes[rid].reason if rid in outcomes else 'no capture stored'}" for rid in missing)
+            f"{rid}: {outcomes[rid].reason if rid in outcomes else 'no capture stored'}" for rid in named)
+    if refused:
+        reason += f"; {len(refused)} other receiver(s) not recorded: the session was refused"
     return status, reason
 
 

@@ -14,7 +14,7 @@ import numpy as np
 HALF_TAPS = 16
 KAISER_BETA = 8.6
 TABLE_PHASES = 512  # kernel tabulated at 1/512-sample steps, linearly interpolated in between
-_BLOCK = 32768
+_BLOCK = 4096  # positions per step: the tap matrices stay ~1 MB each
 
 
 def _kernel(distance: np.ndarray, half_taps: int) -> np.ndarray:
@@ -46,7 +46,8 @@ def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = 
     table = _TABLES.get(half_taps)
     if table is None:
         table = _TABLES[half_taps] = _table(half_taps)
-    padded = np.concatenate([np.zeros(half_taps, np.complex64), samples, np.zeros(half_taps + 1, np.complex64)])
+    pad = 2 * half_taps  # every tap of a position within half_taps of the record reads inside `padded`
+    padded = np.concatenate([np.zeros(pad, np.complex64), samples, np.zeros(pad + 1, np.complex64)])
     taps = np.arange(-half_taps + 1, half_taps + 1)
     flat = positions.ravel()
     for start in range(0, flat.size, _BLOCK):
@@ -57,8 +58,9 @@ def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = 
         a = (scaled - phase)[:, None]
         weights = ((1.0 - a) * table[phase] + a * table[phase + 1]).astype(np.float32)
         # indices into the zero-padded record; anything beyond it reads a zero
-        idx = np.clip(base.astype(np.int64)[:, None] + taps[None, :] + half_taps, 0, padded.size - 1)
         outside = (base < -half_taps) | (base > n + half_taps)
+        first = np.clip(base.astype(np.int64), -half_taps - 1, n + half_taps) + pad
+        idx = first[:, None] + taps[None, :]
         block = np.einsum("ij,ij->i", padded[idx], weights)
         block[outside] = 0
         out[start:start + pos.size] = block

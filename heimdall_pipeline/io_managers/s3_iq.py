@@ -1,13 +1,15 @@
 """The raw_iq IO manager: a whole range of partitions per call, so single-run backfills work.
 
 Dagster's UPath-based managers refuse an output that covers several partitions; this one takes
-the asset's value as a dict keyed by partition key ("receiver|session"). Values: a
+the asset's value as a dict keyed by capture key ("<session>.<receiver>"). Values: a
 ReceiverCapture to store, an AcquisitionFailure for a requested receiver without a capture, or
-None for a receiver the session did not request.
+None for a key whose receiver the session did not request (no row: session_captures holds the
+requested receivers only).
 
 Each partition's outcome goes into session_captures (db/captures_repo.py) in this order: the
-capture's object, then its metadata object, then its 'stored' row; a capture that could not be
-recorded or stored gets a 'failed' row. The partition's UI metadata is built from the same outcome.
+captures' objects, then their metadata objects, then all the step's rows in one transaction; a
+capture that could not be recorded or stored gets a 'failed' row. The partition's UI metadata is
+built from the same outcome.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from heimdall_pipeline.capture import Capture, ReceiverCapture
-from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_key
+from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_capture_key
 from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.captures import StoredCapture, load_capture, read_ahead, store_capture
@@ -64,9 +66,7 @@ def stored_metadata(store: IQStore, stored: StoredCapture) -> dict[str, Any]:
 
 def outcome_metadata(outcome) -> dict[str, Any]:
     """What the UI shows of a partition without a stored capture."""
-    if outcome.status == "failed":
-        return {"capture_status": "failed", "error": outcome.reason, "attempts": outcome.attempts}
-    return {"capture_status": outcome.status}
+    return {"capture_status": "failed", "error": outcome.reason, "attempts": outcome.attempts}
 
 
 class S3IQIOManager(ConfigurableIOManager):
@@ -84,46 +84,45 @@ class S3IQIOManager(ConfigurableIOManager):
         run_id = context.run_id
 
         def store(item: tuple[str, ReceiverCapture]) -> tuple[StoredCapture | None, BaseException | None]:
-            key, value = item
-            session_key, receiver_id = split_key(key)
             try:
-                stored = store_capture(self.store, value)
+                return store_capture(self.store, item[1]), None
             except Exception as exc:  # noqa: BLE001 - recorded as this receiver's outcome, raised below
-                record_outcomes(engine, [failed_outcome(session_key, receiver_id, exc, attempts=value.attempts,
-                                                        run_id=run_id)])
                 return None, exc
-            capture = value.capture
-            record_outcomes(engine, [CaptureOutcome(
-                session_key, receiver_id, "stored", attempts=value.attempts, bytes=stored.bytes,
-                sha256=stored.sha256, start_time=capture.start_time,
-                end_time=capture.start_time + timedelta(seconds=capture.duration_s), run_id=run_id)])
-            return stored, None
 
         captures = [(key, value) for key, value in obj.items() if isinstance(value, ReceiverCapture)]
         with ThreadPoolExecutor(max_workers=self.store.parallel_transfers) as pool:
             results = dict(zip((key for key, _ in captures), pool.map(store, captures)))
-        others: dict[str, Any] = {}
+        # Every outcome of the step in one transaction, after the objects (one round trip, not one
+        # per capture: docs/benchmark.md, io_manager_write).
+        outcomes: dict[str, CaptureOutcome] = {}
         for key, value in obj.items():
+            session_key, receiver_id = split_capture_key(key)
             if isinstance(value, ReceiverCapture):
-                continue
-            session_key, receiver_id = split_key(key)
-            others[key] = (CaptureOutcome(session_key, receiver_id, "not_requested", run_id=run_id) if value is None
-                           else failed_outcome(session_key, receiver_id, value.message, error_type=value.error_type,
-                                               attempts=value.attempts, run_id=run_id))
-        record_outcomes(engine, others.values())
+                stored, error = results[key]
+                capture = value.capture
+                outcomes[key] = (failed_outcome(session_key, receiver_id, error, attempts=value.attempts, run_id=run_id)
+                                 if error is not None else CaptureOutcome(
+                    session_key, receiver_id, "stored", attempts=value.attempts, bytes=stored.bytes,
+                    sha256=stored.sha256, start_time=capture.start_time,
+                    end_time=capture.start_time + timedelta(seconds=capture.duration_s), run_id=run_id))
+            elif value is not None:
+                outcomes[key] = failed_outcome(session_key, receiver_id, value.message, error_type=value.error_type,
+                                               attempts=value.attempts, run_id=run_id)
+        record_outcomes(engine, outcomes.values())
         stored = {key: result for key, (result, _) in results.items() if result is not None}
         if len(obj) <= PER_PARTITION_METADATA_LIMIT:
             for key, value in obj.items():
                 if key in stored:
                     metadata = {**stored_metadata(self.store, stored[key]), **value.ui_metadata}
-                elif key in results:
-                    metadata = {"capture_status": "failed", "error": f"{type(results[key][1]).__name__}: {results[key][1]}"}
+                elif key in outcomes:
+                    metadata = outcome_metadata(outcomes[key])
                 else:
-                    metadata = outcome_metadata(others[key])
-                context.step_context.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+                    metadata = {"capture_status": "not requested"}
+                context.step_context.add_asset_metadata({"receiver": split_capture_key(key)[1], **metadata},
+                                                        asset_key=context.asset_key, partition_key=key)
         context.add_output_metadata({
             "stored": len(stored),
-            "failed": sum(1 for o in others.values() if o.status == "failed") + len(results) - len(stored),
+            "failed": sum(1 for o in outcomes.values() if o.status == "failed"),
             "bucket": self.store.bucket,
             "bytes_total": sum(s.bytes for s in stored.values()),
         })
@@ -132,5 +131,5 @@ class S3IQIOManager(ConfigurableIOManager):
             raise errors[0]
 
     def load_input(self, context: InputContext) -> StoredCaptures:
-        return StoredCaptures(lambda key: load_capture(self.store, *split_key(key)),
+        return StoredCaptures(lambda key: load_capture(self.store, *split_capture_key(key)),
                               [str(key) for key in context.asset_partition_keys], self.store.read_ahead)

@@ -1,7 +1,8 @@
 """Importing kiwirecorder IQ recordings as one `recording` session, and exporting sessions back.
 
 The one import path: the files of a batch are objects ``incoming/<batch>/`` in the bucket (the CLI
-uploads them there; anyone may), optionally with a positions file ``receivers.json``.
+uploads them there; anyone may), optionally with a positions file ``receivers.json`` and the
+marker ``_untimed`` (``--untimed``: files without GNSS time are accepted for metrics only).
 `importer.import_batch` checks every file (`plan.plan_import`: a named KiwiWavError per bad file),
 registers the receivers the positions file adds and stores the session in one transaction; the
 normal graph then records ``raw_iq`` with the `recording` source (sources/kinds/recording.py),

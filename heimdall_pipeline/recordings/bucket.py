@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +19,7 @@ from heimdall_pipeline.storage.kiwi_wav import KiwiWavRecording, decode_kiwi_wav
 from heimdall_pipeline.storage.layout import IMPORTED_ROOT, INCOMING_ROOT, iq_object_key, upload_key, upload_prefix
 
 COMPLETE_MARKER = "_complete"
+UNTIMED_MARKER = "_untimed"  # the batch accepts files without GNSS time (metrics only, refused by TDoA)
 ERRORS_FILE = "_import_errors.json"
 QUIET_PERIOD = timedelta(seconds=60)
 
@@ -51,13 +51,16 @@ def batch_is_complete(objects: Sequence[Mapping[str, Any]], now: datetime) -> bo
     return newest is not None and now - newest >= QUIET_PERIOD
 
 
-def upload_batch(store, batch: str, paths: Sequence[Path], positions: Path | None = None) -> None:
-    """Uploads files (and a positions file) under incoming/<batch>/, the marker last."""
-    for path in paths:
-        data = path.read_bytes()
-        store.put(upload_key(INCOMING_ROOT, batch, path.name), data, "audio/wav", {})
+def upload_batch(store, batch: str, files: Mapping[str, bytes], positions: bytes | None = None,
+                 untimed: bool = False) -> None:
+    """Uploads files (name -> bytes, plan.read_import_files), a positions file and the untimed
+    marker under incoming/<batch>/, the complete marker last."""
+    for name, data in files.items():
+        store.put(upload_key(INCOMING_ROOT, batch, name), data, "audio/wav", {})
     if positions is not None:
-        store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions.read_bytes(), "application/json", {})
+        store.put(upload_key(INCOMING_ROOT, batch, POSITIONS_FILE), positions, "application/json", {})
+    if untimed:
+        store.put(upload_key(INCOMING_ROOT, batch, UNTIMED_MARKER), b"", "text/plain", {})
     store.put(upload_key(INCOMING_ROOT, batch, COMPLETE_MARKER), b"", "text/plain", {})
 
 
@@ -99,7 +102,7 @@ def finish_batch(store, session: Session) -> bool:
         stored = store.get(iq_object_key(session.session_key, receiver_id))
         if data is None or stored is None:
             return False
-        recording = decode_kiwi_wav(data, file_name)
+        recording = decode_kiwi_wav(data, file_name, allow_untimed=bool(session.recordings.get("untimed")))
         if hashlib.sha256(stored).hexdigest() != expected_npy_sha256(recording):
             return False
     client = store.client()

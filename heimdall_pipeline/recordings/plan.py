@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
@@ -15,6 +17,7 @@ from heimdall_pipeline.storage.kiwi_wav import (
     BadFileNameError, KiwiWavError, KiwiWavRecording, decode_kiwi_wav, recording_capture,
 )
 from heimdall_pipeline.storage.layout import validate_key_part
+from heimdall_pipeline.text import clip
 from heimdall_pipeline.validation import validate_receiver, validate_session_request
 
 POSITIONS_FILE = "receivers.json"
@@ -46,6 +49,14 @@ class ReceiverRecordedTwiceError(KiwiWavError):
 
 class BadPositionsFileError(KiwiWavError):
     """The positions file is not the expected JSON, or a receiver in it is not valid."""
+
+
+class MissingFileError(KiwiWavError):
+    """A path given to the import is not a readable file."""
+
+
+class DuplicateFileError(KiwiWavError):
+    """The same recording (the same bytes) is given more than once."""
 
 
 class RecordingImportError(ValueError):
@@ -135,10 +146,11 @@ def _outside_common_time(spans: Mapping[str, tuple[datetime, datetime]]) -> dict
 
 def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Receiver], *,
                 positions: bytes | None = None, receiver_name: str | None = None,
-                requested_by: str = "import") -> ImportPlan:
+                requested_by: str = "import", untimed: bool = False) -> ImportPlan:
     """Checks a batch (file name -> bytes) against the registry `receivers`; returns the plan or
     raises RecordingImportError with one named error per bad file. receiver_name: the station of a
-    single file whose name has none (kiwirecorder's default name)."""
+    single file whose name has none (kiwirecorder's default name). untimed: accept files without
+    GNSS time (stored and measured, marked untimed, refused by TDoA)."""
     problems: list[KiwiWavError] = []
     try:
         batch = validate_key_part(batch, field="batch")
@@ -149,7 +161,7 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
     decoded: dict[str, KiwiWavRecording] = {}
     for file_name, data in sorted(files.items()):
         try:
-            recording = decode_kiwi_wav(data, file_name)
+            recording = decode_kiwi_wav(data, file_name, allow_untimed=untimed)
         except KiwiWavError as exc:
             problems.append(exc)
             continue
@@ -220,8 +232,44 @@ def plan_import(batch: str, files: Mapping[str, bytes], receivers: Sequence[Rece
             session_key=batch, center_frequency_hz=frequency, duration_s=(end - start).total_seconds(),
             sample_rate_hz=max(header_rates), receiver_ids=sorted(chosen), source_kind=RECORDING_KIND,
             requested_by=requested_by, scheduled_for=start,
-            recordings={"batch": batch, "files": dict(sorted(by_receiver.items()))},
+            recordings={"batch": batch, "files": dict(sorted(by_receiver.items())),
+                        **({"untimed": True} if untimed else {})},
             receivers=[*receivers, *new.values()])
     except InvalidSessionRequestError as exc:
         raise RecordingImportError(batch, [KiwiWavError(batch, str(exc))]) from None
     return ImportPlan(session=session, new_receivers=tuple(new.values()), recordings=chosen)
+
+
+def read_import_files(paths: Sequence[Path], positions: Path | None = None,
+                      batch: str = "import") -> tuple[dict[str, bytes], bytes | None]:
+    """The files of a local import (file name -> bytes) and the positions file's bytes; raises
+    RecordingImportError naming every clash, before anything is stored: a path that is not a
+    file, the same recording given twice (same bytes, under any name), and two different files
+    with one name (one receiver, one start time: the batch keeps one file per name)."""
+    problems: list[KiwiWavError] = []
+    files: dict[str, bytes] = {}
+    origin: dict[str, Path] = {}
+    by_digest: dict[str, Path] = {}
+    for path in [*paths, *([positions] if positions is not None else [])]:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            problems.append(MissingFileError(clip(path, 200), f"cannot be read ({exc.strerror or exc})"))
+            continue
+        if path is positions:
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in by_digest:
+            same = "given twice" if by_digest[digest].resolve() == path.resolve() else f"has the same bytes as {by_digest[digest]}"
+            problems.append(DuplicateFileError(clip(path, 200), f"{same}: each recording is imported once"))
+            continue
+        by_digest[digest] = path
+        if path.name in files:
+            problems.append(ReceiverRecordedTwiceError(
+                clip(path, 200), f"has the same name as {origin[path.name]} but other contents: one receiver "
+                                 "cannot have recorded two different files from the same start"))
+            continue
+        files[path.name], origin[path.name] = data, path
+    if problems:
+        raise RecordingImportError(batch, problems)
+    return files, positions.read_bytes() if positions is not None else None

@@ -9,11 +9,12 @@ class HeimdallDatabase(ConfigurableResource):
     url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host:5432/heimdall")
 
     def engine(self):
-        """A pooled engine whose schema is migrated (once per process)."""
-        # SQLAlchemy loads with the first use, not with the code location
+        """A pooled engine on a database at the schema's head revision; SchemaNotCurrentError (naming
+        `heimdall db migrate`) otherwise: runs never migrate."""
+        # SQLAlchemy and Alembic load with the first use, not with the code location
         from heimdall_pipeline.db.engine import make_engine
-        from heimdall_pipeline.db.migrations import ensure_schema
+        from heimdall_pipeline.db.migrations import check_schema
 
         engine = make_engine(self.url)
-        ensure_schema(engine)
+        check_schema(engine)
         return engine

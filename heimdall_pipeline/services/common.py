@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,36 @@ from pathlib import Path
 
 class ServiceError(RuntimeError):
     """A local service could not be started, checked or stopped; the message says what to do."""
+
+
+# What the embedded services and the commands create in the runtime folder is readable by its
+# owner only: processes started here get this umask, and make_private fixes what exists.
+PRIVATE_UMASK = 0o077
+
+
+def make_private(root: Path) -> None:
+    """Every folder under root (root included) 0700 and every file 0600 or less, for what this
+    user owns; another OS user's folders (the PostgreSQL cluster's) are that server's to keep."""
+    uid = os.geteuid()
+
+    def fix(path: str, folder: bool) -> bool:
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:  # removed meanwhile (a server's temporary file)
+            return False
+        if info.st_uid != uid or stat.S_ISLNK(info.st_mode):
+            return False
+        wanted = 0o700 if folder else stat.S_IMODE(info.st_mode) & 0o700
+        if stat.S_IMODE(info.st_mode) != wanted:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(path, wanted)
+        return True
+
+    fix(str(root), True)
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [name for name in dirs if fix(os.path.join(folder, name), True)]
+        for name in files:
+            fix(os.path.join(folder, name), False)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -13,6 +13,7 @@ from heimdall_pipeline.services.common import ServiceError, read_pid, require_fr
 
 PG_BIN = Path(os.environ.get("HEIMDALL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"  # initdb refuses to run as root
+SOCKET_PERMISSIONS = "unix_socket_permissions = 0700"  # the server's own user only (TCP is what we use)
 
 
 def _as_postgres(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -26,6 +27,15 @@ def _reachable_by_postgres(path: Path) -> bool:
         return True
     return subprocess.run(["runuser", "-u", OS_USER, "--", "test", "-w", str(path)],
                           capture_output=True).returncode == 0
+
+
+def let_server_through(folder: Path) -> None:
+    """The runtime folder is private (0700); when the server runs as another OS user (we are
+    root), only that user's group may pass through it to the cluster: mode 0710, group postgres
+    (no listing, no reading; the cluster folder itself is the server's, 0700)."""
+    if os.geteuid() == 0:
+        os.chown(folder, -1, pwd.getpwnam(OS_USER).pw_gid)
+        os.chmod(folder, 0o710)
 
 
 def cluster_dir_for(home: Path) -> Path:
@@ -70,10 +80,10 @@ class PostgresCluster:
     def _ensure_dirs(self) -> None:
         for path in (self.data_dir.parent, self.socket_dir, self.log_file.parent):
             path.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            uid = pwd.getpwnam(OS_USER).pw_uid
-            for path in (self.socket_dir, self.log_file.parent):
-                os.chown(path, uid, -1)
+        for path in (self.socket_dir, self.log_file.parent):  # the server's sockets and log: its own
+            os.chmod(path, 0o700)
+            if os.geteuid() == 0:
+                os.chown(path, pwd.getpwnam(OS_USER).pw_uid, -1)
 
     def initdb(self) -> bool:
         if (self.data_dir / "PG_VERSION").exists():
@@ -97,6 +107,7 @@ class PostgresCluster:
                 "\n# Heimdall embedded cluster: loopback only, own port and socket\n"
                 "listen_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.socket_dir}'\n"
+                f"{SOCKET_PERMISSIONS}\n"
                 "shared_preload_libraries = 'timescaledb'\n"
                 "timescaledb.telemetry_level = off\n"
                 "max_connections = 200\n"
@@ -105,11 +116,19 @@ class PostgresCluster:
             )
         return True
 
+    def _private_socket(self) -> None:
+        """Clusters created before the setting existed get it on their next start."""
+        conf = self.data_dir / "postgresql.auto.conf"
+        if SOCKET_PERMISSIONS not in conf.read_text():
+            with open(conf, "a") as handle:
+                handle.write(f"{SOCKET_PERMISSIONS}\n")
+
     def start(self, timeout_s: float = 60.0) -> bool:
         """Creates the cluster if needed and starts it unless already running."""
         created = self.initdb()
         started = False
         if self.pid() is None:
+            self._private_socket()
             require_free_ports("PostgreSQL", {"PostgreSQL": self.port}, "HEIMDALL_PG_PORT")
             self._ensure_dirs()
             _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),

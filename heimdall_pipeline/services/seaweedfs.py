@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heimdall_pipeline.services.common import (
-    ServiceError, new_secret, read_pid, require_free_ports, run, stop_pid, wait_until,
+    PRIVATE_UMASK, ServiceError, make_private, new_secret, read_pid, require_free_ports, run, stop_pid, wait_until,
 )
 from heimdall_pipeline.storage.object_store import ensure_bucket, s3_client
 
@@ -122,8 +122,8 @@ class SeaweedFS:
             return False
         ports = self.all_ports()
         require_free_ports("SeaweedFS", ports, "HEIMDALL_S3_PORT and HEIMDALL_SEAWEEDFS_PORT_BASE in a new runtime folder")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # weed mini re-reads options saved by an earlier start; ours are all on the command line.
         (self.data_dir / "mini.options").unlink(missing_ok=True)
         self._write_security_file()
@@ -135,8 +135,9 @@ class SeaweedFS:
             f"-filer.port={ports['filer']}", f"-admin.port={ports['admin']}", "-master.telemetry=false", "-admin.ui=false",
             "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false", "-disableHttp",
         ]
-        with open(self.log_file, "ab") as log:
-            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # Its volume files hold the raw IQ: readable by this user only, as is its log.
+        with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+            process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, umask=PRIVATE_UMASK,
                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.data_dir)
         self.pid_file.write_text(f"{process.pid}\n")
         try:
@@ -145,6 +146,8 @@ class SeaweedFS:
             tail = self.log_file.read_text(errors="replace")[-2000:]
             self.stop()
             raise ServiceError(f"SeaweedFS did not become ready; last log lines:\n{tail}")
+        # Loading a volume rewrites its .vif with mode 0644 whatever the umask: private again.
+        make_private(self.data_dir)
         return True
 
     def check(self, timeout_s: float = 30.0) -> None:

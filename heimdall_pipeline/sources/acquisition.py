@@ -5,10 +5,13 @@ Pure: no Dagster, no storage. The source (KiwiSDR client, simulator, ...) is inj
 
 - every receiver at once (``asyncio.gather``), so a session takes about as long as its slowest
   receiver, not the sum;
-- a per-attempt time limit of ``receiver.timeout_seconds`` (``asyncio.wait_for``);
+- a per-attempt time limit (``asyncio.wait_for``): ``receiver.timeout_seconds``, or what the
+  caller's ``time_limit_s(receiver)`` says as the attempt begins (a live source adds the wait for
+  the session's start instant and the recording itself, sources/dispatch.py);
 - up to ``receiver.retry_count`` retries (so ``1 + retry_count`` attempts) for *transient* errors
   only (busy receiver, time-out, dropped connection), with exponential backoff and full jitter:
-  before retry ``n`` (1-based) it sleeps ``uniform(0, min(max_backoff_s, base * 2**(n-1)))``;
+  before retry ``n`` (1-based) it sleeps ``uniform(0, min(max_backoff_s, base * 2**(n-1)))``, or
+  longer when the error carries the receiver's own ``retry_after_s`` (an OpenWebRX backoff);
 - partial results: a receiver that fails is reported in ``SessionAcquisition.errors`` and never
   loses the captures of the others.
 
@@ -32,6 +35,7 @@ from heimdall_pipeline.capture import Capture
 __all__ = [
     "AcquisitionError",
     "AcquisitionTimeoutError",
+    "StartMissedError",
     "AcquisitionFailure",
     "SessionAcquisition",
     "CaptureOne",
@@ -55,11 +59,15 @@ class AcquisitionError(Exception):
     """
 
     transient: bool = False
+    retry_after_s: float = 0.0  # the receiver asked not to be tried again before this many seconds
 
-    def __init__(self, receiver_id: str, message: str, *, transient: bool | None = None):
+    def __init__(self, receiver_id: str, message: str, *, transient: bool | None = None,
+                 retry_after_s: float | None = None):
         self.receiver_id = receiver_id
         if transient is not None:
             self.transient = transient
+        if retry_after_s is not None:
+            self.retry_after_s = float(retry_after_s)
         super().__init__(f"receiver '{receiver_id}': {message}")
 
 
@@ -69,7 +77,15 @@ class AcquisitionTimeoutError(AcquisitionError):
     transient = True
 
 
+class StartMissedError(AcquisitionError):
+    """A live receiver was not streaming at the session's start instant, so it cannot record the
+    moment the other receivers record (not transient: trying again is later still)."""
+
+    transient = False
+
+
 CaptureOne = Callable[[Receiver, int], Awaitable[Capture]]
+TimeLimit = Callable[[Receiver], float]  # an attempt's time limit, asked as the attempt begins
 Sleep = Callable[[float], Awaitable[Any]]
 
 
@@ -148,12 +164,13 @@ async def _run_with_policy(
     max_backoff_s: float,
     rng: random.Random | None,
     sleep: Sleep,
+    time_limit_s: TimeLimit | None,
 ) -> tuple[Capture, int]:
     max_attempts = 1 + max(0, int(receiver.retry_count))
-    timeout_s = float(receiver.timeout_seconds)
     attempt = 0
     while True:
         attempt += 1
+        timeout_s = float(time_limit_s(receiver) if time_limit_s else receiver.timeout_seconds)
         try:
             capture = await asyncio.wait_for(capture_one(receiver, attempt), timeout=timeout_s)
             return capture, attempt
@@ -170,7 +187,8 @@ async def _run_with_policy(
             error = exc
         if attempt >= max_attempts or not is_transient(error):
             raise _AttemptsExhausted(error, attempt)
-        await sleep(backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng))
+        delay = backoff_delay_s(attempt, base_s=retry_backoff_base_s, max_s=max_backoff_s, rng=rng)
+        await sleep(max(delay, float(getattr(error, "retry_after_s", 0.0))))
 
 
 async def acquire_with_retries(
@@ -181,12 +199,13 @@ async def acquire_with_retries(
     max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
     rng: random.Random | None = None,
     sleep: Sleep = asyncio.sleep,
+    time_limit_s: TimeLimit | None = None,
 ) -> Capture:
     """One receiver with the timeout/retry policy; raises the last error when it gives up."""
     try:
         capture, _ = await _run_with_policy(
             receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s,
-            max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
+            max_backoff_s=max_backoff_s, rng=rng, sleep=sleep, time_limit_s=time_limit_s,
         )
     except _AttemptsExhausted as gave_up:
         raise gave_up.error from None
@@ -201,6 +220,7 @@ async def acquire_session(
     max_backoff_s: float = DEFAULT_MAX_BACKOFF_S,
     rng: random.Random | None = None,
     sleep: Sleep = asyncio.sleep,
+    time_limit_s: TimeLimit | None = None,
 ) -> SessionAcquisition:
     """Captures from every receiver concurrently; failures are collected, never propagated.
 
@@ -217,7 +237,7 @@ async def acquire_session(
         try:
             capture, attempts = await _run_with_policy(
                 receiver, capture_one, retry_backoff_base_s=retry_backoff_base_s,
-                max_backoff_s=max_backoff_s, rng=rng, sleep=sleep,
+                max_backoff_s=max_backoff_s, rng=rng, sleep=sleep, time_limit_s=time_limit_s,
             )
             return receiver.id, capture, None, attempts
         except _AttemptsExhausted as gave_up:

@@ -7,7 +7,10 @@ frequencies and sample rates it can deliver) and implements `capture`; the valid
 every kind lives here and may be extended by a kind (call super()).
 
 A *live* source records the present moment (a KiwiSDR over the network): it cannot record a
-session whose time has passed (the live-window check in sources/dispatch.py). A non-live source
+session whose time has passed (the live-window check in sources/dispatch.py). The live receivers
+of a session record the same moment: each connects and tunes first, then stores samples from one
+start instant (`capture(..., start_at=...)`), the session's scheduled time or, when that is
+nearer, the launch plus the longest `connect_margin_s` of their kinds. A non-live source
 produces the same capture whenever asked: the simulator computes it, a `recording` source would
 read stored files (e.g. kiwirecorder WAV files named by receiver.url).
 """
@@ -18,6 +21,7 @@ import abc
 import dataclasses
 import math
 from collections.abc import Callable
+from datetime import datetime
 from typing import ClassVar
 from urllib.parse import urlparse
 
@@ -36,6 +40,9 @@ class CaptureIO:
 
     password: str = ""  # for receivers that require one (KiwiSDRs); from the environment, never stored
     read_upload: UploadReader | None = None  # the bucket's uploaded recordings (the `recording` kind)
+    # live sources: the instant of the first stored sample (aware UTC, dispatch.session_start); a
+    # receiver not streaming by then raises StartMissedError. Sources that are not live ignore it.
+    start_at: datetime | None = None
 
 
 class Source(abc.ABC):
@@ -46,6 +53,10 @@ class Source(abc.ABC):
     url_schemes: ClassVar[tuple[str, ...]]
     # True when it records the present moment only (cannot re-record a past session)
     live: ClassVar[bool]
+    # live sources: the time from the launch until a receiver of this kind streams, tuned and
+    # settled (connect, handshake, tune, the server's re-tune); the session's start instant is
+    # at least this far after the launch
+    connect_margin_s: ClassVar[float] = 0.0
     # the top of a receiver's range when the receiver does not state its own max_frequency_hz
     default_max_frequency_hz: ClassVar[float]
     # the nominal sample rates it delivers; None = any rate within the session limits
@@ -94,8 +105,13 @@ class Source(abc.ABC):
                 "sample_rate_hz", f"{session.sample_rate_hz:g} Hz is not available on {self.kind} receiver "
                                   f"{receiver.id!r} (only {allowed} Hz)")
 
+    def prepare(self) -> None:
+        """Loads what its captures need (e.g. its client's modules) before a session's start
+        instant is fixed, so the connect margin is spent connecting, not importing."""
+
     @abc.abstractmethod
     async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
-        """Records `receiver` for `session` with what the edge gave it (`io`). Raises
+        """Records `receiver` for `session` with what the edge gave it (`io`: the password, the
+        upload reader, and for live sources the start instant `io.start_at`). Raises
         AcquisitionError (transient or not) when it cannot; the acquisition policy applies the
         time limit and retries around this call."""

@@ -67,8 +67,11 @@ import aiohttp
 import numpy as np
 import scipy.signal
 
+from heimdall_pipeline.dsp.timing import (
+    NS, SECONDS_PER_WEEK, format_utc_ns, gps_ns_to_utc_ns, leap_seconds_at, resolve_gps_ns, utc_to_gps_ns,
+)
 from heimdall_pipeline.receivers import Receiver
-from heimdall_pipeline.sources.acquisition import AcquisitionError, AcquisitionTimeoutError
+from heimdall_pipeline.sources.acquisition import AcquisitionError, AcquisitionTimeoutError, StartMissedError
 from heimdall_pipeline.capture import Capture, GpsTimestamp
 
 __all__ = [
@@ -83,6 +86,7 @@ __all__ = [
     "ProtocolError",
     "CompressedStreamError",
     "StreamInterruptedError",
+    "StartMissedError",
     "SndFrame",
     "capture_iq",
     "check_frequency",
@@ -121,6 +125,10 @@ SMETER_STEP_DB = 0.1
 MIN_CALIBRATION_FRAMES = 3
 # the weakest power the S-meter estimator sees: int16 rounding noise (1/12 LSB^2 per component)
 QUANTIZATION_POWER = (1.0 / 6.0) / INT16_FULL_SCALE**2
+# Two GNSS stamps agree when they differ by less than this from what the samples between them
+# say; a stamp that agrees with the one before becomes the stream's clock (one stray stamp, as
+# real servers send after a fix, never moves it).
+STAMP_AGREEMENT_NS = 1_000_000
 
 
 # --------------------------------------------------------------------------------------- errors
@@ -314,7 +322,7 @@ class _IQStream:
 
     def __init__(self, receiver: Receiver, *, center_frequency_hz: float, duration_s: float, password: str,
                  passband_hz: tuple[float, float], frame_timeout_s: float, keepalive_interval_s: float,
-                 ident_user: str | None, retune_settle_s: float):
+                 ident_user: str | None, retune_settle_s: float, start_at: datetime | None):
         self.receiver = receiver
         self.rid = receiver.id
         self.center_frequency_hz = float(center_frequency_hz)
@@ -325,6 +333,11 @@ class _IQStream:
         self.keepalive_interval_s = max(1.0, float(keepalive_interval_s))
         self.ident_user = ident_user
         self.retune_settle_s = float(retune_settle_s)
+        self.start_at_ns = None if start_at is None else _utc_ns(start_at)
+        now = datetime.now(timezone.utc)
+        # GNSS tags carry seconds of the week: the week and GPS - UTC come from the client's clock
+        self.anchor_gps_ns = utc_to_gps_ns(now)
+        self.leap_seconds = leap_seconds_at(now)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         # server facts
         self.version_major: int | None = None
@@ -351,6 +364,13 @@ class _IQStream:
         self.stream_samples = 0  # samples the server has produced since its first IQ frame, gaps included
         self.skipped_settle_samples = 0
         self.started = False
+        # the stream's clock: (stream sample index, UTC ns) from the client's clock at the first
+        # IQ frame, and from the latest GNSS stamp that agreed with the one before it
+        self.client_clock: tuple[int, int] | None = None
+        self.gnss_clock: tuple[int, int] | None = None
+        self.last_stamp: tuple[int, int] | None = None
+        self.start_decided_by: str | None = None  # the clock that placed the start instant
+        self.waited_frames = 0  # settled frames before the start instant
         self.last_frame_len = 0
         self.smeter_state_db: float | None = None
         self.calibration_offsets: list[float] = []
@@ -568,12 +588,20 @@ class _IQStream:
         self.stream_samples += len(iq)
         self.last_seq = frame.sequence
         self.last_frame_len = len(iq)
+        self.observe_clock(frame, frame_start, len(iq))
         if not self.started:
             if frame_start < self.settle_samples:
                 self.skipped_settle_samples = self.stream_samples
                 return
+            cut = self.start_cut(frame_start, len(iq))
+            if cut is None:  # the start instant is still ahead
+                self.waited_frames += 1
+                self.skipped_settle_samples = self.stream_samples
+                return
             self.started = True
-            self.skipped_settle_samples = frame_start
+            self.skipped_settle_samples = frame_start + cut
+            iq = iq[cut:]
+            frame = _advanced(frame, cut, self.sample_rate)
         elif missing:
             self.dropped_frames += missing
             fill = min(gap_samples, self.samples_expected - self.n_samples)
@@ -608,6 +636,62 @@ class _IQStream:
         self.chunks.append(iq[:keep])
         self.n_samples += keep
 
+    # -- the stream's clock and the start instant
+    def observe_clock(self, frame: SndFrame, frame_start: int, frame_len: int) -> None:
+        """Keeps the stream's clocks up to date with a frame that starts at stream index frame_start."""
+        assert self.sample_rate is not None
+        if self.client_clock is None:
+            # the frame's first sample was taken about one frame duration before it arrived
+            self.client_clock = (frame_start, time.time_ns() - round(frame_len * NS / self.sample_rate))
+        if not frame.has_gps_solution:
+            return
+        stamp = (frame_start, gps_ns_to_utc_ns(resolve_gps_ns(frame.gps_seconds, frame.gps_nanoseconds,
+                                                              self.anchor_gps_ns), self.leap_seconds))
+        if self.last_stamp is not None and abs(stamp[1] - self.time_ns(frame_start, self.last_stamp)) < STAMP_AGREEMENT_NS:
+            self.gnss_clock = stamp
+        self.last_stamp = stamp
+
+    def time_ns(self, stream_index: int, clock: tuple[int, int] | None = None) -> int:
+        """UTC ns of a stream sample by a clock (default: GNSS where the stream has it)."""
+        assert self.sample_rate is not None
+        index, utc_ns = clock or self.gnss_clock or self.client_clock
+        return utc_ns + round((stream_index - index) * NS / self.sample_rate)
+
+    def start_cut(self, frame_start: int, frame_len: int) -> int | None:
+        """How many of this frame's samples precede the start instant; None when the whole frame
+        does. Raises StartMissedError when the frame begins after it: the receiver was not
+        streaming (past its re-tune) by then."""
+        assert self.sample_rate is not None
+        self.start_decided_by = "gnss" if self.gnss_clock else "client_clock"
+        if self.start_at_ns is None:
+            return 0
+        begins = self.time_ns(frame_start)
+        one_sample_ns = NS / self.sample_rate
+        if begins + frame_len * one_sample_ns <= self.start_at_ns:
+            return None
+        if begins > self.start_at_ns + one_sample_ns:
+            raise StartMissedError(
+                self.rid, f"was not streaming at the session's start instant {format_utc_ns(self.start_at_ns)}: its "
+                          f"first sample past the server's re-tune was taken {(begins - self.start_at_ns) / NS:.3f} s "
+                          f"later ({self.start_decided_by.replace('_', ' ')} time)")
+        return min(frame_len - 1, max(0, math.ceil((self.start_at_ns - begins) / one_sample_ns - 1e-6)))
+
+    def start_details(self) -> dict[str, Any]:
+        """When the first stored sample was taken, by which clock, and how far from the start instant."""
+        first = self.skipped_settle_samples
+        source = "gnss" if self.gnss_clock else "client_clock"
+        first_ns = self.time_ns(first)
+        return {
+            "requested_utc": None if self.start_at_ns is None else format_utc_ns(self.start_at_ns),
+            "first_sample_utc": format_utc_ns(first_ns),
+            "time_source": source,
+            "decided_by": self.start_decided_by,
+            "after_requested_s": None if self.start_at_ns is None else (first_ns - self.start_at_ns) / NS,
+            "client_clock_minus_gnss_s": (None if self.gnss_clock is None
+                                          else (self.time_ns(first, self.client_clock) - first_ns) / NS),
+            "waited_frames": self.waited_frames,
+        }
+
     def calibration(self) -> dict[str, Any] | None:
         """dBm - dBFS from the S-meter, or None when too few frames allow it (module docstring)."""
         if len(self.calibration_offsets) < MIN_CALIBRATION_FRAMES:
@@ -624,6 +708,26 @@ class _IQStream:
         # kept from the first frame: the re-tune lies in the first RETUNE_DELAY_S (+ polling margin)
         return {"handling": "marked", "settle_s": 0.0, "skipped_samples": 0,
                 "sample_count": min(self.n_samples, int(math.ceil(RETUNE_SETTLE_S * self.sample_rate)))}
+
+
+def _utc_ns(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError(f"start_at {value.isoformat()} has no time zone; pass an aware UTC datetime")
+    delta = value.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1_000
+
+
+def _advanced(frame: SndFrame, samples: int, sample_rate: float) -> SndFrame:
+    """The frame without its first `samples` samples, its GNSS tag moved to its new first sample."""
+    if not samples:
+        return frame
+    assert frame.iq is not None
+    gps_seconds, gps_nanoseconds = frame.gps_seconds, frame.gps_nanoseconds
+    if frame.has_gps_solution:
+        tag_ns = gps_seconds * NS + gps_nanoseconds + round(samples * NS / sample_rate)
+        gps_seconds, gps_nanoseconds = divmod(tag_ns, NS)
+        gps_seconds %= SECONDS_PER_WEEK
+    return dataclasses.replace(frame, iq=frame.iq[samples:], gps_seconds=gps_seconds, gps_nanoseconds=gps_nanoseconds)
 
 
 def _rssi_stats(values: list[float]) -> dict[str, Any]:
@@ -646,7 +750,7 @@ async def capture_iq(
     session_key: str,
     center_frequency_hz: float,
     duration_s: float,
-    start_time: datetime | None = None,
+    start_at: datetime | None = None,
     password: str = "",
     frequency_range_hz: tuple[float, float] | None = None,
     passband_hz: tuple[float, float] = (-5000, 5000),
@@ -664,10 +768,15 @@ async def capture_iq(
     by the source kind; None leaves it to the server) before any connection and against the server's ``bandwidth``/``freq_offset`` messages. Exactly
     ``round(duration_s * reported_sample_rate)`` samples are returned (dBFS, with the S-meter
     calibration when there is one), starting ``retune_settle_s`` after the stream's first sample
-    (past the server's re-tune; 0 keeps them and marks the re-tune region instead). ``start_time`` (UTC),
-    when given, is recorded as the capture's start time (e.g. the session's scheduled start);
-    otherwise the client clock at the first IQ frame (minus one frame duration) is used. The
-    measured time is always in ``details["measured_start_time_utc"]``.
+    (past the server's re-tune; 0 keeps them and marks the re-tune region instead).
+
+    ``start_at`` (aware UTC), when given, is the instant the first stored sample is taken: the
+    samples before it are dropped, to the sample, by the frames' GNSS tags where the server has
+    GNSS time (two consecutive tags that agree), else by the client's clock at the first frame.
+    A receiver whose stream (past the re-tune) begins after ``start_at`` fails with
+    ``StartMissedError``. ``Capture.start_time`` is the time of the first stored sample by the
+    same clocks (GNSS where available); ``details["start"]`` says which clock and how far from
+    ``start_at`` it is.
 
     Raises an ``AcquisitionError`` subclass (see module ``__all__``) on every failure.
     """
@@ -694,7 +803,7 @@ async def capture_iq(
             stream = _IQStream(receiver, center_frequency_hz=center_frequency_hz, duration_s=duration_s,
                                password=password, passband_hz=(low, high), frame_timeout_s=frame_timeout_s,
                                keepalive_interval_s=keepalive_interval_s, ident_user=ident_user,
-                               retune_settle_s=retune_settle_s)
+                               retune_settle_s=retune_settle_s, start_at=start_at)
             try:
                 await stream.run(session, url, connect_timeout_s)
                 break
@@ -714,6 +823,8 @@ async def capture_iq(
     assert stream.sample_rate is not None and stream.samples_expected is not None
     raw = np.concatenate(stream.chunks) if stream.chunks else np.zeros(0, np.complex64)
     samples = (raw / np.float32(INT16_FULL_SCALE)).astype(np.complex64)
+    start = stream.start_details()
+    first_sample_ns = stream.time_ns(stream.skipped_settle_samples)
     details: dict[str, Any] = {
         "protocol": "kiwisdr-snd-iq",
         "stream_url": url,
@@ -744,7 +855,7 @@ async def capture_iq(
                 "max_solution_age_s": stream.gps_max_solution_age},
         "keepalives_sent": stream.keepalives_sent,
         "measured_start_time_utc": stream.first_frame_utc.isoformat() if stream.first_frame_utc else None,
-        "start_time_source": "caller" if start_time is not None else "client_clock_at_first_frame",
+        "start": start,
         "sample_scale": 1.0 / INT16_FULL_SCALE,
         "smeter": {"usable_frames": len(stream.calibration_offsets), "pinned_frames": stream.smeter_pinned_frames},
     }
@@ -755,7 +866,8 @@ async def capture_iq(
         samples=samples,
         sample_rate_hz=float(stream.sample_rate),
         center_frequency_hz=float(center_frequency_hz),
-        start_time=start_time or stream.first_frame_utc or datetime.now(timezone.utc),
+        start_time=datetime.fromtimestamp(first_sample_ns // NS, tz=timezone.utc) + timedelta(
+            microseconds=round((first_sample_ns % NS) / 1_000)),
         source_kind="kiwisdr",
         gps_timestamps=tuple(stream.gps),
         power_unit="dBFS",

@@ -10,6 +10,7 @@ from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.sessions import Session
 from heimdall_pipeline.sources.base import Source
 from heimdall_pipeline.sources.kinds.kiwisdr import KiwiSDRSource
+from heimdall_pipeline.sources.kinds.openwebrx import OpenWebRXSource
 from heimdall_pipeline.sources.kinds.recording import RecordingSource
 from heimdall_pipeline.sources.kinds.simulated import SimulatedSource
 
@@ -52,3 +53,4 @@ def source_for(session: Session, receiver: Receiver) -> Source:
 register(KiwiSDRSource())
 register(SimulatedSource())
 register(RecordingSource())
+register(OpenWebRXSource())

@@ -37,6 +37,12 @@ Timing: a capture with GNSS timestamps gets its time model (dsp/timing.fit_time_
 `core:datetime` of sample 0 to the nanosecond from it, and each fresh fix as an annotation (label
 "gnss fix"). A capture that cannot be timed says why in `heimdall:untimed_reason`.
 
+Audio: a demodulated audio capture (an OpenWebRX receiver: no IQ, no timestamps) is stored as a
+.npy of real float32 samples (int16 / 32768, after the receiver's AGC) with `core:datatype`
+"rf32_le" (a real-valued SigMF dataset), `heimdall:signal` "audio" (IQ captures say "iq") and
+`heimdall:audio` (mode, dial frequency, passband, S-meter readings: how audio maps to RF and what
+the level figure is). It is always untimed (`heimdall:untimed_reason` says why).
+
 Integrity: `heimdall:sha256` is the SHA-256 of the whole .npy object (what the pipeline checks);
 `core:sha512` is the SHA-512 of the same bytes (what SigMF tools check).
 """
@@ -61,6 +67,9 @@ from heimdall_pipeline.storage.buffers import BufferStream
 
 SAMPLE_DTYPE = np.dtype("<c8")
 SIGMF_DATATYPE = "cf32_le"
+AUDIO_SAMPLE_DTYPE = np.dtype("<f4")
+AUDIO_SIGMF_DATATYPE = "rf32_le"
+DTYPE_OF_DATATYPE = {SIGMF_DATATYPE: SAMPLE_DTYPE, AUDIO_SIGMF_DATATYPE: AUDIO_SAMPLE_DTYPE}
 HEIMDALL_NAMESPACE = "heimdall"
 HEIMDALL_EXTENSION_VERSION = "1.0.0"
 FORMAT_VERSION = 1
@@ -86,7 +95,7 @@ class EncodedCapture:
     memory (never joined into one copy unless npy_bytes is asked for)."""
 
     npy_header: bytes
-    samples: np.ndarray  # 1-D C-contiguous little-endian complex64
+    samples: np.ndarray  # 1-D C-contiguous little-endian complex64 (float32 for audio)
     sha256: str
     metadata: dict[str, Any]
     metadata_json: bytes
@@ -125,6 +134,8 @@ def _parse_iso_utc(text: str) -> datetime:
 
 def capture_time_model(capture: Capture, nominal_sample_rate_hz: float) -> tuple[TimeModel | None, str | None]:
     """The capture's time model from its fresh GNSS fixes, or (None, why it cannot be timed)."""
+    if capture.is_audio:
+        return None, capture.audio_untimed_reason
     if not capture.gps_timestamps:
         return None, f"the {capture.source_kind} source gives no GNSS timestamps"
     try:
@@ -138,6 +149,17 @@ def time_model_of(metadata: Mapping[str, Any]) -> TimeModel | None:
     """The time model stored in a capture's SigMF metadata (None for untimed captures)."""
     stored = metadata["global"].get(f"{HEIMDALL_NAMESPACE}:time_model")
     return None if stored is None else TimeModel.from_json(stored)
+
+
+def stored_timing(metadata: Mapping[str, Any]) -> tuple[tuple[GpsTimestamp, ...], TimeModel | None, str | None, int,
+                                                        float, dict]:
+    """What a capture's SigMF metadata says of its timing, without its samples: the frame tags,
+    the time model (or the reason it has none), the sample count and rate, the source's details."""
+    glob = metadata["global"]
+    ns = HEIMDALL_NAMESPACE
+    stamps = tuple(_gps_timestamp(row) for row in glob.get(f"{ns}:gps_timestamps", []))
+    return (stamps, time_model_of(metadata), glob.get(f"{ns}:untimed_reason"), int(glob.get(f"{ns}:samples", 0)),
+            float(glob["core:sample_rate"]), dict(glob.get(f"{ns}:details", {})))
 
 
 def _fix_annotations(capture: Capture, model: TimeModel | None) -> list[dict[str, Any]]:
@@ -156,7 +178,7 @@ def _dumps(metadata: Mapping[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
-def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
+def _npy_layout(npy_bytes: bytes, key: str, sample_dtype: np.dtype = SAMPLE_DTYPE) -> tuple[int, int]:
     """Checks an .npy byte string; returns (header_bytes, sample_count) or raises CaptureIntegrityError."""
     where = f"'{key}'" if key else "npy object"
     stream = io.BytesIO(npy_bytes)
@@ -171,12 +193,13 @@ def _npy_layout(npy_bytes: bytes, key: str) -> tuple[int, int]:
     except Exception as exc:  # numpy raises ValueError/EOFError/SyntaxError on damaged headers
         raise CaptureIntegrityError(f"{where}: not a readable .npy file ({exc})") from exc
     header_bytes = stream.tell()
-    if dtype != SAMPLE_DTYPE:
-        raise CaptureIntegrityError(f"{where}: dtype is {dtype.str}, expected {SAMPLE_DTYPE.str} (complex64 little-endian)")
+    if dtype != sample_dtype:
+        raise CaptureIntegrityError(f"{where}: dtype is {dtype.str}, expected {sample_dtype.str} "
+                             f"({'complex64' if sample_dtype == SAMPLE_DTYPE else 'float32'} little-endian)")
     if len(shape) != 1:
         raise CaptureIntegrityError(f"{where}: shape is {shape}, expected a 1-D array")
     count = int(shape[0])
-    expected_len = header_bytes + count * SAMPLE_DTYPE.itemsize
+    expected_len = header_bytes + count * sample_dtype.itemsize
     if len(npy_bytes) < expected_len:
         raise CaptureIntegrityError(
             f"{where}: truncated: {len(npy_bytes)} bytes but header declares {count} samples ({expected_len} bytes)"
@@ -233,7 +256,11 @@ def encode_capture(
     if not dataset_name or "/" in dataset_name or "\\" in dataset_name:
         raise ValueError(f"dataset_name {dataset_name!r} must be a bare file name")
     samples = np.asarray(capture.samples)
-    if samples.dtype.kind != "c" or samples.dtype.itemsize != SAMPLE_DTYPE.itemsize:
+    sample_dtype, datatype = ((AUDIO_SAMPLE_DTYPE, AUDIO_SIGMF_DATATYPE) if capture.is_audio
+                              else (SAMPLE_DTYPE, SIGMF_DATATYPE))
+    if capture.is_audio and (samples.dtype.kind != "f" or samples.dtype.itemsize != AUDIO_SAMPLE_DTYPE.itemsize):
+        raise ValueError(f"audio capture samples must be real float32, got {samples.dtype}")
+    if not capture.is_audio and (samples.dtype.kind != "c" or samples.dtype.itemsize != SAMPLE_DTYPE.itemsize):
         raise ValueError(f"capture samples must be complex64, got {samples.dtype}")
     if samples.ndim != 1:
         raise ValueError(f"capture samples must be 1-D, got shape {samples.shape}")
@@ -248,7 +275,7 @@ def encode_capture(
     start_text = _iso_utc(capture.start_time)  # refuses a naive start before it anchors the time model
     model, untimed_reason = capture_time_model(capture, float(nominal_sample_rate_hz))
 
-    samples = np.ascontiguousarray(samples, dtype=SAMPLE_DTYPE)
+    samples = np.ascontiguousarray(samples, dtype=sample_dtype)
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(samples))
     npy_header = header.getvalue()  # what np.save writes before the data
@@ -264,7 +291,7 @@ def encode_capture(
     }
     ns = HEIMDALL_NAMESPACE
     global_info: dict[str, Any] = {
-        "core:datatype": SIGMF_DATATYPE,
+        "core:datatype": datatype,
         "core:sample_rate": rate,
         "core:version": sigmf_version(),
         "core:dataset": dataset_name,
@@ -273,7 +300,7 @@ def encode_capture(
         "core:recorder": f"{RECORDER} ({capture.source_kind})",
         "core:description": (
             f"Session {capture.session_key}: receiver {receiver.name} ({receiver.location_name}), "
-            f"{frequency:.0f} Hz, {count} samples at {rate:g} Hz"
+            f"{frequency:.0f} Hz, {count} {'audio ' if capture.is_audio else ''}samples at {rate:g} Hz"
         ),
         "core:geolocation": geolocation,
         "core:extensions": [{"name": ns, "version": HEIMDALL_EXTENSION_VERSION, "optional": True}],
@@ -284,6 +311,7 @@ def encode_capture(
         f"{ns}:receiver_kind": receiver.kind,
         f"{ns}:location_name": receiver.location_name,
         f"{ns}:source_kind": capture.source_kind,
+        f"{ns}:signal": "audio" if capture.is_audio else "iq",
         f"{ns}:samples": count,
         f"{ns}:sha256": sha256,
         f"{ns}:sample_rate_nominal_hz": float(nominal_sample_rate_hz),
@@ -305,6 +333,8 @@ def encode_capture(
         global_info[f"{ns}:untimed_reason"] = untimed_reason
     if capture.ground_truth is not None:
         global_info[f"{ns}:ground_truth"] = capture.ground_truth
+    if capture.is_audio:
+        global_info[f"{ns}:audio"] = capture.audio
     if "retune" in capture.details:
         global_info[f"{ns}:retune"] = capture.details["retune"]
     metadata = {
@@ -329,17 +359,19 @@ def encode_capture(
     )
 
 
-def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_errors: str = "") -> np.ndarray:
-    """Returns the 1-D complex64 samples of an .npy object, after checking its hash and layout."""
+def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_errors: str = "",
+               sample_dtype: np.dtype = SAMPLE_DTYPE) -> np.ndarray:
+    """Returns the 1-D samples (complex64; float32 for audio) of an .npy object, after checking
+    its hash and layout."""
     where = f"'{key_for_errors}'" if key_for_errors else "npy object"
     if expected_sha256 is not None:
         actual = hashlib.sha256(npy_bytes).hexdigest()
         if actual != str(expected_sha256).lower():
             raise CaptureIntegrityError(f"{where}: sha256 mismatch: metadata says {expected_sha256}, object has {actual}")
-    header_bytes, count = _npy_layout(npy_bytes, key_for_errors)
+    header_bytes, count = _npy_layout(npy_bytes, key_for_errors, sample_dtype)
     # A read-only view over the downloaded bytes, not a copy: a stored capture is never modified,
     # and a copy would double the memory of every capture read back.
-    return np.frombuffer(npy_bytes, dtype=SAMPLE_DTYPE, count=count, offset=header_bytes)
+    return np.frombuffer(npy_bytes, dtype=sample_dtype, count=count, offset=header_bytes)
 
 
 def _unit_before_explicit_units(glob: dict) -> str:
@@ -379,9 +411,16 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
         expected_sha256 = glob[f"{ns}:sha256"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise CaptureIntegrityError(f"{where}: metadata is not Heimdall SigMF JSON ({exc!r})") from exc
-    if glob.get("core:datatype") != SIGMF_DATATYPE:
-        raise CaptureIntegrityError(f"{where}: core:datatype is {glob.get('core:datatype')!r}, expected {SIGMF_DATATYPE}")
-    samples = decode_npy(npy_bytes, expected_sha256=expected_sha256, key_for_errors=key_for_errors)
+    datatype = glob.get("core:datatype")
+    if datatype not in DTYPE_OF_DATATYPE:
+        raise CaptureIntegrityError(f"{where}: core:datatype is {datatype!r}, expected {SIGMF_DATATYPE} "
+                             f"(IQ) or {AUDIO_SIGMF_DATATYPE} (audio)")
+    audio = glob.get(f"{ns}:audio")
+    if (datatype == AUDIO_SIGMF_DATATYPE) != (audio is not None):
+        raise CaptureIntegrityError(f"{where}: core:datatype {datatype} does not match heimdall:audio "
+                             f"({'missing' if audio is None else 'present'})")
+    samples = decode_npy(npy_bytes, expected_sha256=expected_sha256, key_for_errors=key_for_errors,
+                         sample_dtype=DTYPE_OF_DATATYPE[datatype])
     if glob.get(f"{ns}:samples") != len(samples):
         raise CaptureIntegrityError(f"{where}: metadata says {glob.get(f'{ns}:samples')} samples, object has {len(samples)}")
     if segment.get("core:header_bytes") != len(npy_bytes) - samples.nbytes:
@@ -403,6 +442,7 @@ def capture_from_stored(npy_bytes: bytes, metadata_json: bytes | str, *, key_for
             calibration=glob.get(f"{ns}:calibration"),
             details=dict(glob.get(f"{ns}:details", {})),
             ground_truth=glob.get(f"{ns}:ground_truth"),
+            audio=audio,
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise CaptureIntegrityError(f"{where}: metadata field missing or malformed ({exc!r})") from exc

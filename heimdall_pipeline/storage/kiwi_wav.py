@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from heimdall_pipeline.dsp.timing import UntimedCaptureError, fit_time_model
-from heimdall_pipeline.capture import Capture, GpsTimestamp
+from heimdall_pipeline.capture import UNTIMED_IMPORT_DETAIL, Capture, GpsTimestamp
 
 FRAME_SAMPLES = 512  # IQ pairs per data chunk as kiwirecorder writes them
 INT16_FULL_SCALE = 32768.0
@@ -171,8 +171,10 @@ def _timestamp(sample_index: int, header: bytes) -> GpsTimestamp:
                         has_solution=has_solution, fix_age_s=age)
 
 
-def decode_kiwi_wav(data: bytes, file_name: str) -> KiwiWavRecording:
-    """Decode the bytes of a kiwirecorder IQ file; ``file_name`` gives the name facts and the errors' name."""
+def decode_kiwi_wav(data: bytes, file_name: str, *, allow_untimed: bool = False) -> KiwiWavRecording:
+    """Decode the bytes of a kiwirecorder IQ file; ``file_name`` gives the name facts and the errors' name.
+    A file without any GNSS timestamp (a KiwiSDR without a fix: last_gps_solution 255) is refused
+    with NoGnssError unless allow_untimed (``heimdall session import --untimed``: metrics only)."""
     name = parse_file_name(file_name)
     base = os.path.basename(str(file_name))
     view = memoryview(data)
@@ -225,8 +227,9 @@ def decode_kiwi_wav(data: bytes, file_name: str) -> KiwiWavRecording:
         offset = body_start + size + (size & 1)  # RIFF chunks are padded to even sizes
     if header_rate is None:
         raise UnsupportedEncodingError(base, "no fmt chunk")
-    if not any(t.has_solution for t in timestamps):
-        raise NoGnssError(base, f"none of its {len(timestamps)} frame header(s) carries a GNSS timestamp")
+    if not allow_untimed and not any(t.has_solution for t in timestamps):
+        raise NoGnssError(base, f"none of its {len(timestamps)} frame header(s) carries a GNSS timestamp (import it "
+                                "with --untimed to keep it for metrics only)")
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.complex64)
     return KiwiWavRecording(file_name=base, samples=samples, timestamps=tuple(timestamps),
                             header_rate_hz=int(header_rate), name=name)
@@ -300,11 +303,14 @@ def recording_capture(recording: KiwiWavRecording, session_key: str, receiver_id
     """The recording as a Capture (source "recording", dBFS samples, its frame timestamps).
 
     Its rate and start are the GNSS-measured ones (dsp/timing.py) when the fresh fixes allow a time
-    model, else the header rate and the file name's start; details keep the file's own facts.
+    model, else the header rate and the file name's start; details keep the file's own facts. A file
+    without any GNSS timestamp (only decoded with allow_untimed) is marked imported untimed.
     """
     details: dict = {"file_name": recording.file_name, "receiver_name": recording.name.receiver,
                      "header_sample_rate_hz": recording.header_rate_hz, "frame_samples": FRAME_SAMPLES,
                      "file_samples": len(recording.samples), "nominal_sample_rate_hz": float(recording.header_rate_hz)}
+    if not any(t.has_solution for t in recording.timestamps):
+        details[UNTIMED_IMPORT_DETAIL] = True
     try:
         model = fit_time_model(recording.timestamps, recording.header_rate_hz, recording.name.start_utc,
                                len(recording.samples))

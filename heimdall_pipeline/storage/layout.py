@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from heimdall_pipeline.text import shown
+
 KEY_PART_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MAX_SESSION_KEY_LENGTH = 64
 MAX_RECEIVER_ID_LENGTH = 40  # same as receivers.RECEIVER_ID_PATTERN
@@ -54,10 +56,10 @@ def validate_key_part(value: object, *, field: str) -> str:
     if not KEY_PART_PATTERN.fullmatch(value):
         bad = sorted({c for c in value if not re.fullmatch(r"[a-z0-9_-]", c)})
         if bad:
-            shown = ", ".join(repr(c) for c in bad[:8])
-            problem = f"{value!r} contains forbidden characters {shown}"
+            forbidden = ", ".join(repr(c) for c in bad[:8])
+            problem = f"{shown(value)} contains forbidden characters {forbidden}"
         else:
-            problem = f"{value!r} must start with a lowercase letter or digit"
+            problem = f"{shown(value)} must start with a lowercase letter or digit"
         raise InvalidKeyError(field, problem + " (allowed: a-z, 0-9, '_' and '-', starting with a-z or 0-9)")
     return value
 

@@ -1,12 +1,13 @@
-"""Time differences of arrival from aligned captures: the signal's band, then every pair's lag.
+"""Time differences of arrival from aligned captures: every pair's lag within the signal's band.
 
 Per pair, the aligned series are cut into windows; each window's complex cross-correlation is
 computed through the cross-spectrum limited to the signal's band (the noise outside it only blurs
 the peak), searched within the lags the geometry allows (the baseline / c), and its peak located
 to a fraction of a sample by band-limited interpolation of the correlation. The windows' lags are
 combined robustly: the median and its spread pick the consistent windows, whose mean is the
-pair's lag and whose scatter gives its standard error. A second pass shifts one window of each pair
-by the first pass's lag, so both hold the same stretch of signal.
+pair's lag and whose scatter gives its standard error. One whole-span correlation per pair first
+finds the lag to a sample; each window of the second receiver is shifted by it, so both windows
+hold the same stretch of signal.
 
 Sign convention: a pair (a, b)'s lag is arrival time at a minus arrival time at b.
 """
@@ -18,35 +19,16 @@ import math
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 import scipy.stats
 
 from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
 from heimdall_pipeline.tdoa.align import AlignedCaptures
+from heimdall_pipeline.tdoa.band import SignalBand
 
-BAND_THRESHOLD_DB = 6.0  # the band: contiguous bins at least this far above the noise floor
-MIN_BANDWIDTH_HZ = 10.0  # rms; narrower than this, a signal has no time structure worth correlating
 FINE_STEPS = 16  # sub-sample search grid around a correlation peak, steps per sample
 OUTLIER_SIGMAS = 5.0  # only gross outliers: with few windows a tighter cut picks a cluster
 MIN_WINDOWS = 3
-
-
-class NoTimeStructureError(ValueError):
-    """The signal cannot give a time difference (no signal, or a (nearly) pure carrier)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SignalBand:
-    """Where the signal lies on the aligned series' baseband."""
-
-    low_hz: float
-    high_hz: float
-    peak_snr_db: float
-    rms_bandwidth_hz: float
-
-    @property
-    def width_hz(self) -> float:
-        return self.high_hz - self.low_hz
+LOCAL_SEARCH_FRACTION = 0.25  # windows scattered beyond this share of the lag bound are unusable anyway
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,49 +52,6 @@ class PairLag:
 
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-
-def _welch_nperseg(n: int, rate: float) -> int:
-    target = 2 ** math.ceil(math.log2(max(rate / 3.0, 256)))  # ~3 Hz bins
-    return int(max(64, min(target, 2 ** int(math.log2(max(n // 8, 64))))))
-
-
-def signal_band(aligned: AlignedCaptures, threshold_db: float = BAND_THRESHOLD_DB,
-                min_bandwidth_hz: float = MIN_BANDWIDTH_HZ) -> SignalBand:
-    """The band around the strongest spectral peak (all receivers' noise-normalised spectra
-    averaged) where it stays threshold_db above the noise floor. Raises NoTimeStructureError when
-    nothing stands above the noise or the band is narrower than min_bandwidth_hz."""
-    rate = aligned.sample_rate_hz
-    nper = _welch_nperseg(aligned.series.shape[1], rate)
-    freqs, psd = scipy.signal.welch(aligned.series, fs=rate, nperseg=nper, return_onesided=False, axis=-1,
-                                    detrend=False)
-    order = np.argsort(freqs)
-    freqs, psd = freqs[order], psd[:, order]
-    snr = psd / np.median(psd, axis=1, keepdims=True)  # per receiver, noise floor = 1
-    mean = snr.mean(axis=0)
-    peak = int(np.argmax(mean))
-    above = mean >= 10 ** (threshold_db / 10.0)
-    if not above[peak]:
-        raise NoTimeStructureError(f"no signal stands {threshold_db:g} dB above the noise floor")
-    lo = peak
-    while lo > 0 and above[lo - 1]:
-        lo -= 1
-    hi = peak
-    while hi < len(mean) - 1 and above[hi + 1]:
-        hi += 1
-    bin_hz = rate / nper
-    low, high = freqs[lo] - bin_hz / 2, freqs[hi] + bin_hz / 2
-    # rms bandwidth of the signal's power (noise removed): what sets the correlation peak's width.
-    # Leakage around a strong carrier widens the band above the noise, not this.
-    power = np.clip(mean[lo:hi + 1] - 1.0, 0.0, None)
-    centre = float(np.sum(power * freqs[lo:hi + 1]) / np.sum(power))
-    rms = float(np.sqrt(np.sum(power * (freqs[lo:hi + 1] - centre) ** 2) / np.sum(power)))
-    if rms < min_bandwidth_hz:
-        raise NoTimeStructureError(
-            f"the signal's rms bandwidth is {rms:.1f} Hz (< {min_bandwidth_hz:g} Hz): a (nearly) pure carrier has no "
-            "time structure to cross-correlate")
-    return SignalBand(low_hz=float(low), high_hz=float(high), peak_snr_db=float(10 * np.log10(mean[peak])),
-                      rms_bandwidth_hz=rms)
 
 
 def frequency_offsets(aligned: AlignedCaptures, band: SignalBand, max_lags_s: list[float], window_s: float,
@@ -211,20 +150,20 @@ def pair_lags(aligned: AlignedCaptures, band: SignalBand, max_lags_s: dict[tuple
     mask = ((freqs >= band.low_hz) & (freqs <= band.high_hz)).astype(np.complex64)
     all_freqs = scipy.fft.fftfreq(n, d=1.0 / rate)
     in_band = ((all_freqs >= band.low_hz) & (all_freqs <= band.high_hz)).astype(np.complex64)
-    banded = scipy.fft.ifft(scipy.fft.fft(series, axis=-1) * in_band, axis=-1).astype(np.complex64)
+    spectra = scipy.fft.fft(series, axis=-1) * in_band
+    banded = scipy.fft.ifft(spectra, axis=-1).astype(np.complex64)
     out = []
     for (i, j), bound_s in max_lags_s.items():
         max_lag = max(2, int(math.ceil(bound_s * rate)) + 2)
-        # First pass: where the peak is, searched over every lag the geometry allows.
-        coarse = [_window_lag(series[i, s:s + width], series[j, s:s + width], mask, freqs, rate, max_lag) for s in starts]
-        coarse = np.array([x for x in coarse if x is not None])
-        if coarse.size < MIN_WINDOWS:
-            continue
-        # Second pass: b's window shifted by the coarse lag, so both windows hold the same stretch
-        # of the signal (unshifted, the stretch only one of them holds acts as noise: ~1 us here).
-        shift = int(round(float(np.median(coarse))))
-        spread = 1.4826 * float(np.median(np.abs(coarse - np.median(coarse))))
-        local = max(4, int(math.ceil(4 * spread)) + 2)
+        # First: where the peak is, from one band-limited correlation over the whole span,
+        # searched over every lag the geometry allows.
+        whole = np.abs(scipy.fft.ifft(spectra[i] * np.conj(spectra[j])))
+        candidates = np.concatenate([whole[-max_lag:], whole[:max_lag + 1]])  # lag -max_lag .. +max_lag
+        shift = int(np.argmax(candidates)) - max_lag
+        # Then each window, b's window shifted by that lag so both hold the same stretch of the
+        # signal (unshifted, the stretch only one of them holds acts as noise: ~1 us here),
+        # searched within the scatter a usable pair may have (MAX_SPREAD_FRACTION of the bound).
+        local = max(4, int(math.ceil(LOCAL_SEARCH_FRACTION * max_lag)) + 2)
         # The tuning offsets are only known to a fraction of a Hz; what is left decorrelates the
         # windows unevenly and biases their lags by microseconds: measure it on the whole span.
         a_all, b_all = banded[i], np.roll(banded[j], shift)

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -24,19 +20,13 @@ import pytest
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.services.common import stop_process_group
+from heimdall_pipeline_tests.dev_server import VENV_BIN, free_port, wait_for_webserver
 
-VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = settings.REPO_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 # As root, headless, on a closed network: no sandbox, no background traffic (see shared README).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +53,11 @@ def ui_env(embedded_services, tmp_path_factory):
 def ui_engine(ui_env):
     """The private Heimdall database: migrated, default receivers registered."""
     from heimdall_pipeline.db.engine import make_engine
-    from heimdall_pipeline.db.migrations import ensure_schema
+    from heimdall_pipeline.db.migrations import migrate
     from heimdall_pipeline.db.receivers_repo import seed_default_receivers
 
     engine = make_engine(ui_env["HEIMDALL_DATABASE_URL"])
-    ensure_schema(engine)
+    migrate(engine)
     seed_default_receivers(engine)
     yield engine
     engine.dispose()
@@ -95,22 +85,7 @@ def dagster_ui(ui_env, ui_engine, tmp_path_factory):
                 processes[name] = subprocess.Popen(command, env=ui_env, cwd=settings.REPO_ROOT, stdout=log,
                                                    stderr=subprocess.STDOUT, start_new_session=True)
         base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}: "
-                                       + (logs / f"{name}.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{base_url}/server_info", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("dagster-webserver did not answer /server_info within 120 s: "
-                                   + (logs / "webserver.log").read_text()[-3000:])
-            time.sleep(1)
+        wait_for_webserver(base_url, processes, {name: logs / f"{name}.log" for name in processes})
         print(f"\ndagster-webserver at {base_url}; logs in {logs}")
         yield base_url
     finally:

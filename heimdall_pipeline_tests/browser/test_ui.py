@@ -8,19 +8,18 @@ session gives the graph and the partition page something to show.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from heimdall_pipeline_tests.dev_server import wait_until
+
 pytestmark = pytest.mark.browser
 
 LOCATION = "heimdall_pipeline"
 RECEIVERS = ["f5len", "ph0m", "hb9q"]
-# The machine has 2 cores and each run starts a process per step: generous, never asserted on.
-RUN_TIMEOUT_S = 600
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 # Shared between the tests of this module (set by the launchpad test).
@@ -36,17 +35,6 @@ def gql(base_url: str, query: str, **variables) -> dict:
         body = json.load(response)
     assert not body.get("errors"), body["errors"]
     return body["data"]
-
-
-def wait_until(what: str, probe, timeout_s: float = RUN_TIMEOUT_S, every_s: float = 3.0):
-    """Polls probe() until it returns something truthy; fails naming `what` and the last value."""
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every_s)
-    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}; last: {value!r}")
 
 
 RUNS_QUERY = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs {
@@ -111,18 +99,15 @@ def test_session_requested_from_launchpad_is_launched_by_sensor(page, dagster_ui
     record = get_session(ui_engine, session_key)
     assert record is not None and sorted(record.receiver_ids) == sorted(RECEIVERS)
 
-    # The daemon ticks the sensor (minimum interval 15 s), which launches the session: one run per
-    # contiguous block of its receivers in partition order, each receiver in exactly one run.
-    def receivers_of(run: dict) -> list[str]:
-        prefix = "heimdall/receiver."
-        return [tag["key"][len(prefix):] for tag in run["tags"] if tag["key"].startswith(prefix)]
-
+    # The daemon ticks the sensor (minimum interval 15 s), which launches the session: one run over
+    # its capture partitions, first..last.
     def all_session_runs():
-        found = runs(dagster_ui, tags=[{"key": "heimdall/session", "value": session_key}])
-        covered = sorted(rid for run in found for rid in receivers_of(run))
-        return found if covered == sorted(RECEIVERS) else None
+        found = [run for run in runs(dagster_ui, tags=[{"key": "heimdall/session", "value": session_key}])
+                 if run["jobName"] == "session_job"]
+        return found or None
 
-    session_runs = wait_until(f"session_request_sensor to launch every receiver of {session_key}", all_session_runs)
+    session_runs = wait_until(f"session_request_sensor to launch {session_key}", all_session_runs)
+    assert len(session_runs) == 1
     for run in session_runs:
         tags = {tag["key"]: tag["value"] for tag in run["tags"]}
         assert run["jobName"] == "session_job"
@@ -182,13 +167,14 @@ def test_asset_graph_shows_lineage_partitions_and_checks(page, dagster_ui, artif
 # -- d. a raw_iq partition: S3 key, sha256, presigned link, spectrum picture -------------------
 def test_raw_iq_partition_page_shows_storage_metadata_and_spectrum(page, dagster_ui, artifacts):
     if "session_key" not in state:
-        pytest.skip("needs the session recorded by the launchpad test")
+        pytest.fail("needs the session recorded by the launchpad test (run the module in file order; "
+                    "that test failed or was deselected)")
     session_key = state["session_key"]
-    partition = f"{RECEIVERS[0]}|{session_key}"
+    partition = f"{session_key}.{RECEIVERS[0]}"  # partitions.capture_key
     open_ui(page, f"{dagster_ui}/assets/raw_iq?view=partitions&partition={urllib.request.quote(partition)}",
             "s3_key")
     object_key = f"s3://heimdall-raw-iq/sessions/{session_key}/websdr_{RECEIVERS[0]}.npy"
-    for text in ("s3_key", "sha256", "presigned_url", "spectrum", object_key):
+    for text in ("receiver", "s3_key", "sha256", "presigned_url", "spectrum", object_key):
         assert page.get_by_text(text, exact=True).first.is_visible(), f"{text!r} not shown"
     presigned = page.locator(f"a[href*='sessions/{session_key}/websdr_{RECEIVERS[0]}.npy']")
     assert presigned.count() >= 1 and "Signature=" in presigned.first.get_attribute("href")
@@ -205,8 +191,7 @@ def test_raw_iq_partition_page_shows_storage_metadata_and_spectrum(page, dagster
 # -- c. a backfill over several sessions, launched like the UI does ----------------------------
 def test_backfill_of_three_sessions_completes(dagster_ui, ui_engine, ui_instance):
     from heimdall_pipeline.db.measurements_repo import measurements_for_session
-    from heimdall_pipeline.db.receivers_repo import list_receivers
-    from heimdall_pipeline.runner import ensure_partitions
+    from heimdall_pipeline.partitions import add_session_partitions, capture_key
     from heimdall_pipeline.session_requests import request_session
 
     # Scheduled for tomorrow: not due, so the session_request_sensor leaves them to the backfill.
@@ -216,8 +201,8 @@ def test_backfill_of_three_sessions_completes(dagster_ui, ui_engine, ui_instance
     sessions = [request_session(ui_engine, requested_by="browser-test", center_frequency_hz=14.2e6,
                                 duration_s=1.0, receiver_ids=[receiver], source_kind="simulated",
                                 session_key=f"bf{batch}{i}", scheduled_for=tomorrow).session_key for i in range(3)]
-    ensure_partitions(ui_instance, sessions, [r.id for r in list_receivers(ui_engine)])
-    partitions = [f"{receiver}|{session}" for session in sessions]
+    add_session_partitions(ui_instance, {session: [receiver] for session in sessions})
+    partitions = [capture_key(session, receiver) for session in sessions]
 
     result = gql(dagster_ui, """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
         __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }

@@ -70,14 +70,15 @@ def private_services():
 
     Yields manager.EmbeddedServices (.s3 / .postgres with pid(), stop(), start(); .env)."""
     from heimdall_pipeline.services import manager
+    from heimdall_pipeline_tests.integration.db_fixtures import migrate_database
 
     s3_port, base, pg_port = _free_port_set()
     home = Path(tempfile.mkdtemp(prefix="heimdall-faults-"))
-    os.chmod(home, 0o755)  # the postgres OS user must reach the cluster folder
     override = {"HEIMDALL_HOME": str(home), "HEIMDALL_S3_PORT": str(s3_port),
                 "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}
     with _env(override):
         services = manager.up()
+    migrate_database(services.env["HEIMDALL_DATABASE_URL"])
     pg_data = Path(services.env["HEIMDALL_PG_DATA"])
     try:
         yield services

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 
 import pytest
@@ -11,6 +13,7 @@ from heimdall_pipeline import cli
 from heimdall_pipeline.db.receivers_repo import add_receiver, list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
 from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline_tests.data import DCF77_DIR
 
 pytestmark = pytest.mark.faults
 
@@ -76,3 +79,48 @@ def test_receivers_list_never_prints_raw_control_characters(engine, capsys):
     line = next(line for line in output.splitlines() if line.startswith(rid))
     assert "evil\\x1b[2J\\x0aname" in line
     assert not any(ord(ch) < 0x20 and ch != "\n" for ch in output) and "\x1b" not in output
+
+
+# ----------------------------------------------------------------------------- session import
+def _stored_nothing(engine, s3_client, key: str) -> bool:
+    listed = s3_client.list_objects_v2(Bucket=os.environ["HEIMDALL_S3_BUCKET"], Prefix=f"incoming/{key}/")
+    return get_session(engine, key) is None and not listed.get("Contents")
+
+
+@pytest.mark.parametrize("case", ["two-files-one-name", "same-file-twice", "same-bytes-two-names", "missing-file",
+                                  "missing-receivers-file"])
+def test_session_import_refuses_clashes_by_name_and_stores_nothing(engine, s3_client, capsys, tmp_path, case):
+    hb9odp = DCF77_DIR / "20200813T065220Z_77500_HB9ODP_iq.wav"
+    jo51xl = DCF77_DIR / "20200813T065220Z_77500_JO51xl_iq.wav"
+    positions = str(DCF77_DIR / "receivers.json")
+    impostor = tmp_path / "copy" / hb9odp.name  # JO51xl's samples under HB9ODP's name
+    impostor.parent.mkdir()
+    shutil.copyfile(jo51xl, impostor)
+    renamed = tmp_path / "20200813T065220Z_77500_pa0rdt_iq.wav"  # HB9ODP's bytes under another name
+    shutil.copyfile(hb9odp, renamed)
+    files, named = {
+        "two-files-one-name": ([hb9odp, impostor], ["same name as", "other contents"]),
+        "same-file-twice": ([hb9odp, jo51xl, hb9odp], ["given twice"]),
+        "same-bytes-two-names": ([hb9odp, renamed], ["same bytes as"]),
+        "missing-file": ([hb9odp, tmp_path / "nope_iq.wav"], ["nope_iq.wav", "cannot be read"]),
+        "missing-receivers-file": ([hb9odp], [str(tmp_path / "no.json"), "cannot be read"]),
+    }[case]
+    if case == "missing-receivers-file":
+        positions = str(tmp_path / "no.json")
+    key = f"imp{uuid.uuid4().hex[:10]}"
+    code, output = heimdall(capsys, "session", "import", *map(str, files), "--receivers", positions, "--key", key)
+    assert code == 2, output
+    assert all(text in output for text in named) and "Traceback" not in output, output
+    assert _stored_nothing(engine, s3_client, key)
+
+
+def test_session_request_refuses_an_empty_id_and_cuts_a_long_one(engine, capsys):
+    key = f"cli{uuid.uuid4().hex[:10]}"
+    code, output = heimdall(capsys, "session", "request", "--freq", "7.1e6", "--key", key,
+                            "--receivers", "dk0ghz,,f5len")
+    assert code == 2 and "empty receiver id at position 2" in output, output
+    for argv in (["session", "request", "--freq", "7.1e6", "--receivers", "A" * 10_000],
+                 ["session", "run", "x" * 10_000], ["receivers", "edit", "y" * 10_000, "--name", "n"]):
+        code, output = heimdall(capsys, *argv)
+        assert code == 2 and len(output) < 600 and "Traceback" not in output, (argv[:2], output[:700])
+    assert get_session(engine, key) is None

@@ -11,8 +11,7 @@ from dagster import AssetSelection, DagsterInstance, define_asset_job
 
 from heimdall_pipeline.checks import raw_iq_integrity
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
-from heimdall_pipeline.partitions import partition_key_for, session_receiver_partitions
-from heimdall_pipeline.runner import ensure_partitions
+from heimdall_pipeline.partitions import add_session_partitions, capture_key, capture_partitions
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.storage.captures import load_capture
 from heimdall_pipeline.storage.iq_format import CaptureIntegrityError
@@ -26,16 +25,17 @@ pytestmark = pytest.mark.faults
 
 RECEIVERS = ["f5len", "hb9q"]
 raw_only_job = define_asset_job("raw_iq_only", selection=AssetSelection.assets("raw_iq"),
-                                partitions_def=session_receiver_partitions)
+                                partitions_def=capture_partitions)
 metrics_only_job = define_asset_job("metrics_only", selection=AssetSelection.assets("receiver_metrics"),
-                                    partitions_def=session_receiver_partitions)
+                                    partitions_def=capture_partitions)
 integrity_only_job = define_asset_job("integrity_only", selection=AssetSelection.checks(raw_iq_integrity),
-                                      partitions_def=session_receiver_partitions)
+                                      partitions_def=capture_partitions)
 
 
-def range_tags(session_key: str, receiver_keys: list[str]) -> dict[str, str]:
-    return {ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session_key, receiver_keys[0])),
-            ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session_key, receiver_keys[-1]))}
+def range_tags(instance, session_key: str, receiver_ids: list[str]) -> dict[str, str]:
+    """Adds the session's partitions; the run tags of its capture range."""
+    [(first, last)] = add_session_partitions(instance, {session_key: receiver_ids})[0].values()
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
 @pytest.mark.parametrize("damage", ["flipped_byte", "truncated"])
@@ -44,8 +44,7 @@ def test_damaged_object_fails_integrity_and_metrics_refuse(shared_services_env, 
     bucket = env["HEIMDALL_S3_BUCKET"]
     defs = build_defs(env, extra_jobs=[raw_only_job, metrics_only_job, integrity_only_job])
     record = request(engine, receivers=RECEIVERS)
-    receiver_keys = ensure_partitions(instance, [record.session_key], RECEIVERS)
-    tags = range_tags(record.session_key, receiver_keys)
+    tags = range_tags(instance, record.session_key, RECEIVERS)
     assert defs.resolve_job_def("raw_iq_only").execute_in_process(instance=instance, tags=tags).success
 
     victim = iq_object_key(record.session_key, "hb9q")
@@ -57,8 +56,8 @@ def test_damaged_object_fails_integrity_and_metrics_refuse(shared_services_env, 
     [evaluation] = check_evaluations(instance, checked.run_id)["raw_iq_integrity"]
     assert not evaluation.passed
     problems = evaluation.metadata["problems"].value
-    assert list(problems) == [f"hb9q|{record.session_key}"]
-    assert victim in problems[f"hb9q|{record.session_key}"]
+    assert list(problems) == [capture_key(record.session_key, "hb9q")]
+    assert victim in problems[capture_key(record.session_key, "hb9q")]
     assert victim in evaluation.description
 
     with pytest.raises(CaptureIntegrityError, match=victim):

@@ -14,10 +14,9 @@ from heimdall_pipeline.db.captures_repo import outcomes_for_session
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.db.receivers_repo import add_receiver, get_receiver
 from heimdall_pipeline.db.sessions_repo import get_session
-from heimdall_pipeline.partitions import partition_key_for
+from heimdall_pipeline.partitions import capture_key
 from heimdall_pipeline.receivers import InvalidReceiverError, Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
-from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.sensors import session_request_sensor
 from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, RECEIVER_TAG_PREFIX
@@ -68,24 +67,24 @@ def test_failing_receivers_do_not_lose_the_others(private_services, private_engi
     key = record.session_key
     failed = {rid for rid, (_, _, err) in KIWI_FAULTS.items() if err}
     # the partitions' recorded status and named error
-    metadata = partition_metadata(fresh_instance, "raw_iq", [f"{rid}|{key}" for rid in receivers])
+    metadata = partition_metadata(fresh_instance, "raw_iq", [capture_key(key, rid) for rid in receivers])
     for rid in receivers:
-        m = metadata[f"{rid}|{key}"]
+        m = metadata[capture_key(key, rid)]
         if rid in failed:
             assert m["capture_status"] == "failed", (rid, m)
             assert KIWI_FAULTS[rid][2] in m["error"], (rid, m["error"])
         else:
             assert m["capture_status"] == "stored", (rid, m)
     # the captured-check fails naming exactly the failed partitions; the others' checks pass
-    # f5len and the kiwi receivers are two blocks in partition order: two runs, one claim
-    assert len(result.session_run_ids) == 2
+    # f5len and the kiwi receivers registered far apart: still one run
+    assert len(result.session_run_ids) == 1
     evaluations: dict[str, list] = {}
     for run_id in result.session_run_ids:
         for name, found in check_evaluations(fresh_instance, run_id).items():
             evaluations.setdefault(name, []).extend(found)
     captured = [e for e in evaluations["raw_iq_captured"] if not e.passed]
     assert len(captured) == 1 and captured[0].severity.value == "ERROR"  # visibly failed, not a warning
-    assert sorted(captured[0].metadata["missing_captures"].value) == sorted(f"{rid}|{key}" for rid in failed)
+    assert sorted(captured[0].metadata["missing_captures"].value) == sorted(capture_key(key, rid) for rid in failed)
     assert all(e.passed for name in ("raw_iq_integrity", "receiver_metrics_rows") for e in evaluations[name])
     # each receiver's outcome is in the database, with the named error and the attempts
     outcomes = outcomes_for_session(private_engine, key)
@@ -208,7 +207,7 @@ def test_bad_keys_refused_before_s3_key_or_sql(private_services, private_engine,
         store.client()  # bucket check done; from here on, count only what the bad key would cause
         sent.clear()
         statements.clear()
-        for session_key, receiver_id in ((bad, "f5len"), ("s1", bad)):
+        for session_key, receiver_id in (("s1", bad), (bad, "f5len")):
             with pytest.raises(InvalidKeyError):
                 load_capture(store, session_key, receiver_id)
         from heimdall_pipeline.verify import select_sessions
@@ -286,24 +285,18 @@ def test_sensor_restart_mid_tick_and_burst_of_50(private_services, private_engin
     def session_of(rr) -> str:
         return rr.tags["heimdall/session"]
 
-    # tick 1: every request, as one run per block of its receivers in partition order (the kiwi
-    # receivers registered above sit between the default ones), with per-receiver tags
+    # tick 1: every request, as one run over its capture partitions (the kiwi receivers registered
+    # above sit between the default ones in the registry: it does not matter)
     first = session_request_sensor(_sensor_context(fresh_instance, engine))
     by_key: dict[str, list] = {}
     for rr in first.run_requests:
         by_key.setdefault(session_of(rr), []).append(rr)
     assert set(keys) <= set(by_key) and set(by_key) == pending_before | set(keys)
-    for key in keys:
-        receiver_tags = [t for rr in by_key[key] for t in rr.tags if t.startswith(RECEIVER_TAG_PREFIX)]
-        assert sorted(receiver_tags) == sorted(RECEIVER_TAG_PREFIX + r for r in DEFAULT_IDS)  # each once
-        assert len({rr.tags["heimdall/launch"] for rr in by_key[key]}) == 1
-    added = {k for req in first.dynamic_partitions_requests for k in req.partition_keys}
-    assert set(keys) <= added
+    assert all(len(by_key[key]) == 1 for key in keys)
+    assert set(fresh_instance.get_dynamic_partitions("captures")) >= {capture_key(k, r) for k in keys for r in DEFAULT_IDS}
 
-    # the daemon applies the tick's partitions and launches its runs ... then dies before the
-    # cursor is stored: the next tick starts from the OLD cursor
-    for req in first.dynamic_partitions_requests:
-        fresh_instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    # the daemon launches the tick's runs ... then dies before the cursor is stored: the next tick
+    # starts from the OLD cursor
     launched_half = [rr for k in keys[:25] for rr in by_key[k]]  # died halfway through launching
     _launch_like_the_daemon(fresh_instance, defs, launched_half)
 
@@ -327,14 +320,13 @@ def test_sensor_restart_mid_tick_and_burst_of_50(private_services, private_engin
     # 5 min under load: the default suite runs the first BURST_IN_PROCESS, set
     # HEIMDALL_FAULTS_BURST_IN_PROCESS=50 for all of them.
     keys = keys[:BURST_IN_PROCESS]
-    receiver_keys = ensure_partitions(fresh_instance, keys, DEFAULT_IDS)
-    assert receiver_keys[:7] == DEFAULT_IDS or set(DEFAULT_IDS) <= set(receiver_keys)
-    sessions_order = fresh_instance.get_dynamic_partitions("sessions")
-    span = sessions_order[sessions_order.index(keys[0]): sessions_order.index(keys[-1]) + 1]
-    assert span == keys
+    # the sensor added each session's captures together, sessions in launch order: one range
+    captures_order = fresh_instance.get_dynamic_partitions("captures")
+    wanted = [capture_key(k, rid) for k in keys for rid in DEFAULT_IDS]
+    first, last = captures_order.index(wanted[0]), captures_order.index(wanted[-1])
+    assert captures_order[first:last + 1] == wanted
     result = defs.resolve_job_def("session_job").execute_in_process(instance=fresh_instance, raise_on_error=False, tags={
-        ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(keys[0], receiver_keys[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(keys[-1], receiver_keys[-1]))})
+        ASSET_PARTITION_RANGE_START_TAG: wanted[0], ASSET_PARTITION_RANGE_END_TAG: wanted[-1]})
     assert result.success
     for key in keys:
         assert sorted(r.receiver_id for r in measurements_for_session(engine, key)) == DEFAULT_IDS

@@ -24,7 +24,7 @@ DEFAULT_IDS = ["dk0ghz", "f5len", "g0mjw", "hb9q", "hb9sl", "oe3xec", "ph0m"]
 
 def assert_all_checks_passed(instance, run_id: str) -> None:
     evaluations = check_evaluations(instance, run_id)
-    assert set(evaluations) == {"raw_iq_integrity", "raw_iq_captured", "receiver_metrics_rows"}
+    assert set(evaluations) == {"raw_iq_integrity", "raw_iq_captured", "raw_iq_gnss_quality", "receiver_metrics_rows"}
     for name, items in evaluations.items():
         assert all(e.passed for e in items), (name, [e.description for e in items])
 

@@ -16,12 +16,12 @@ from heimdall_pipeline.db.receivers_repo import (
     ReceiverInUseError, add_receiver, get_receiver, set_receiver_active, update_receiver,
 )
 from heimdall_pipeline.db.sessions_repo import SessionAlreadyLaunchedError, claim_launch, get_session
+from heimdall_pipeline.partitions import add_session_partitions, capture_key
 from heimdall_pipeline.tags import LAUNCH_TAG, SESSION_TAG
-from heimdall_pipeline.receivers import Receiver
+from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, Receiver
 from heimdall_pipeline.resources import HeimdallDatabase
-from heimdall_pipeline.runner import ensure_partitions
 from heimdall_pipeline.sensors import (
-    MAX_SESSIONS_PER_TICK, reconcile_sessions, session_request_sensor, session_run_requests,
+    MAX_SESSIONS_PER_TICK, reconcile_sessions, session_request_sensor, session_run_request,
 )
 from heimdall_pipeline_tests.faults.conftest import (
     build_defs, list_session_keys, new_key, partition_metadata, private_client, request,
@@ -83,17 +83,36 @@ def test_session_run_reports_the_sessions_status_and_exit_code(private_services,
 # ----------------------------------------------------------------------------- 2. refused early
 def test_a_session_refused_before_recording_ends_failed_with_its_reason(private_services, private_engine,
                                                                         fresh_instance):
-    rid = f"live{new_key()[-6:]}"
+    """One live receiver among simulated ones makes a session of the past refused: its capture row
+    carries its own error, the others say they were not recorded, and the reason says it once."""
+    # ids next to each other (receivers are in id order): one block of receivers, so one run that
+    # is refused as a whole
+    prefix = f"rf{new_key()[-6:]}"
+    rid = f"{prefix}0live"
     dead_receiver(private_engine, rid)
+    simulated = [add_receiver(private_engine, Receiver(
+        id=f"{prefix}{i + 1}sim", name="sim", url="sim://refused", kind="simulated", location_name="x",
+        latitude=47.0 + i, longitude=8.0, is_active=False)).id for i in range(3)]
     past = datetime.now(timezone.utc) - timedelta(days=1)  # a live receiver cannot record the past
-    record = request_only(private_engine, rid, scheduled_for=past)
+    for receiver in (rid, *simulated):
+        set_receiver_active(private_engine, receiver, True)
+    try:
+        record = request(private_engine, receivers=[rid, *simulated], scheduled_for=past)
+    finally:
+        for receiver in (rid, *simulated):
+            set_receiver_active(private_engine, receiver, False)
     result = run_session_in_process(build_defs(private_services.env), fresh_instance, private_engine,
                                     record.session_key)
     assert not result.success
     session = get_session(private_engine, record.session_key)
     assert session.status == "failed" and "backfill receiver_metrics" in session.status_reason
-    outcome = outcomes_for_session(private_engine, record.session_key)[rid]
-    assert (outcome.status, outcome.error_type) == ("failed", "SessionRefusedError")
+    assert session.status_reason.count("cannot re-record") == 1, session.status_reason
+    outcomes = outcomes_for_session(private_engine, record.session_key)
+    assert (outcomes[rid].status, outcomes[rid].error_type) == ("failed", "LiveWindowClosedError")
+    assert "cannot re-record" in outcomes[rid].error_message
+    for other in simulated:
+        assert (outcomes[other].status, outcomes[other].error_type) == ("failed", "SessionRefusedError")
+        assert "cannot re-record" not in outcomes[other].error_message and rid in outcomes[other].error_message
 
 
 def test_runs_that_failed_before_claiming_fail_their_sessions_and_starve_nobody(private_services, private_engine,
@@ -109,7 +128,6 @@ def test_runs_that_failed_before_claiming_fail_their_sessions_and_starve_nobody(
         first = session_request_sensor(context)
     launched = {r.tags[SESSION_TAG] for r in first.run_requests}
     assert set(old) <= launched
-    ensure_partitions(fresh_instance, sorted(launched), ["f5len"])  # what the daemon does with the tick
     for run_request in first.run_requests:  # each run dies before raw_iq claims its session
         run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTING)
         fresh_instance.report_run_failed(run, "resource 'iq_store' could not start: bucket missing")
@@ -131,10 +149,10 @@ def test_a_launched_session_whose_run_ended_is_not_left_launched(private_service
     job = session_job(private_services.env)
     record = request(private_engine, receivers=["f5len"])
     key = record.session_key
-    [run_request] = session_run_requests(record, ["f5len"], "cli:worker-died")
+    ranges, _ = add_session_partitions(fresh_instance, {key: ["f5len"]})
+    run_request = session_run_request(record, ranges[key], "cli:worker-died")
     assert int(run_request.tags["dagster/max_runtime"]) >= record.duration_s
     claim_launch(private_engine, key, "cli:worker-died")
-    ensure_partitions(fresh_instance, [key], ["f5len"])
     run = fresh_instance.create_run_for_job(job, tags=run_request.tags, status=DagsterRunStatus.STARTED)
     assert reconcile_sessions(fresh_instance, private_engine) == {}
     assert get_session(private_engine, key).status == "launched"
@@ -210,20 +228,20 @@ def test_editing_what_a_pending_session_needs_of_a_receiver_is_refused(private_e
 
 # ----------------------------------------------------------------------------- 6. requested receivers only
 def test_a_sessions_runs_hold_only_its_requested_receivers(private_services, private_engine, fresh_instance):
-    """Requested f5len and hb9q, not contiguous in partition order: one run per block, and no
-    partition of an unrequested receiver is materialized."""
+    """Requested f5len and hb9q, far apart in the registry: one run, and no partition of an
+    unrequested receiver exists or is materialized."""
     env = private_services.env
     record = request(private_engine, receivers=["f5len", "hb9q"])
     key = record.session_key
     result = run_session_in_process(build_defs(env), fresh_instance, private_engine, key)
     assert result.success and result.status == "succeeded"
-    receivers = fresh_instance.get_dynamic_partitions("receivers")
-    blocks = 1 if abs(receivers.index("f5len") - receivers.index("hb9q")) == 1 else 2
-    assert len(result.session_run_ids) == blocks
+    assert len(result.session_run_ids) == 1
     runs = [fresh_instance.get_run_by_id(run_id) for run_id in result.session_run_ids]
     assert len({run.tags[LAUNCH_TAG] for run in runs}) == 1
-    metadata = partition_metadata(fresh_instance, "raw_iq", [f"{rid}|{key}" for rid in receivers])
-    assert set(metadata) == {f"f5len|{key}", f"hb9q|{key}"}
+    assert [k for k in fresh_instance.get_dynamic_partitions("captures") if k.startswith(f"{key}.")] == [
+        capture_key(key, "f5len"), capture_key(key, "hb9q")]
+    metadata = partition_metadata(fresh_instance, "raw_iq", [capture_key(key, r.id) for r in DEFAULT_RECEIVERS])
+    assert set(metadata) == {capture_key(key, "f5len"), capture_key(key, "hb9q")}
     assert {m["capture_status"] for m in metadata.values()} == {"stored"}
     assert set(outcomes_for_session(private_engine, key)) == {"f5len", "hb9q"}
 

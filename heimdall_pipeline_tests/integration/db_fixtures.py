@@ -7,16 +7,17 @@ Use from a test module:
 or from a root conftest: `pytest_plugins = ["heimdall_pipeline_tests.integration.db_fixtures"]`.
 
 `scratch_engine` (module scope) creates `heimdall_test_<random>` owned by the app role, creates the
-timescaledb extension in it as the admin, yields an engine connected as the app role (schema NOT
-migrated: call `ensure_schema`/`migrate` or any repository function) and drops the database
-afterwards. `scratch_database(timescaledb=...)` is the context manager behind it.
+timescaledb extension in it as the admin, migrates it to head (`migrate_database`, what
+`heimdall db migrate` does: runs never migrate) and yields an engine connected as the app role, then
+drops the database. `scratch_database(timescaledb=..., migrated=...)` is the context manager behind
+it; `migrated=False` gives an empty database.
 
 `scratch_engine_plain` / `scratch_database(timescaledb=False)`: a database WITHOUT the extension in
 which the app role cannot create it. TimescaleDB 2.x is a *trusted* extension, so a database owner
 may create it; the plain database is therefore owned by the admin, and the app role only gets
 CONNECT/TEMP on it and USAGE/CREATE on schema public (enough for the migrations, not for
-CREATE EXTENSION). Tests are skipped (not failed) when the embedded PostgreSQL is not configured
-or not running.
+CREATE EXTENSION). Without the embedded PostgreSQL (not configured or not running) the tests fail
+with the reason: they never skip.
 """
 
 from __future__ import annotations
@@ -32,23 +33,23 @@ from sqlalchemy.engine import make_url
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.db.engine import dispose_engine, make_engine
-from heimdall_pipeline.db.migrations import forget_schema
+from heimdall_pipeline.db.migrations import forget_schema, migrate
 
 
 def _app_url() -> sa.URL:
     settings.load_embedded_env()
     url = os.environ.get("HEIMDALL_DATABASE_URL")
     if not url:
-        pytest.skip("HEIMDALL_DATABASE_URL is not set: run `heimdall services up`")
+        pytest.fail("HEIMDALL_DATABASE_URL is not set: run `heimdall services up`")
     return make_url(url).set(drivername="postgresql+psycopg")
 
 
 def admin_url(database: str = "postgres") -> sa.URL:
-    """Superuser URL of the embedded server (skips the test when no admin password is known)."""
+    """Superuser URL of the embedded server (fails the test when no admin password is known)."""
     settings.load_embedded_env()
     password = os.environ.get("HEIMDALL_PG_ADMIN_PASSWORD")
     if not password:
-        pytest.skip("HEIMDALL_PG_ADMIN_PASSWORD is not set: these tests need the embedded PostgreSQL "
+        pytest.fail("HEIMDALL_PG_ADMIN_PASSWORD is not set: these tests need the embedded PostgreSQL "
                     "(`heimdall services up`)")
     app = _app_url()
     return sa.URL.create("postgresql+psycopg", username="postgres", password=password,
@@ -73,9 +74,16 @@ def drop_database(name: str) -> None:
         admin.dispose()
 
 
+def migrate_database(url: str | sa.URL) -> None:
+    """`heimdall db migrate`'s step, explicit wherever a test makes a database for the code to use."""
+    migrate(make_engine(url))
+
+
 @contextlib.contextmanager
-def scratch_database(*, timescaledb: bool = True, prefix: str = "heimdall_test") -> Iterator[sa.Engine]:
-    """A fresh database owned by the app role; yields the app-role engine; drops it on exit."""
+def scratch_database(*, timescaledb: bool = True, prefix: str = "heimdall_test",
+                     migrated: bool = True) -> Iterator[sa.Engine]:
+    """A fresh database owned by the app role, at the schema's head unless `migrated=False`;
+    yields the app-role engine; drops it on exit."""
     app = _app_url()
     name = f"{prefix}_{secrets.token_hex(6)}"
     admin = _admin_engine()
@@ -84,7 +92,7 @@ def scratch_database(*, timescaledb: bool = True, prefix: str = "heimdall_test")
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"embedded PostgreSQL is not reachable: {exc.orig}")
+        pytest.fail(f"embedded PostgreSQL is not reachable: {exc.orig}")
     finally:
         admin.dispose()
     url = app.set(database=name)
@@ -101,6 +109,8 @@ def scratch_database(*, timescaledb: bool = True, prefix: str = "heimdall_test")
         finally:
             db_admin.dispose()
         engine = make_engine(url)
+        if migrated:
+            migrate(engine)
         yield engine
     finally:
         if engine is not None:

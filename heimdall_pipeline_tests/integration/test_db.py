@@ -21,15 +21,9 @@ from heimdall_pipeline.db import measurements_repo as mrepo
 from heimdall_pipeline.db import receivers_repo as rrepo
 from heimdall_pipeline.db import sessions_repo as srepo
 from heimdall_pipeline.db.engine import make_engine
-from heimdall_pipeline.db.migrations import (
-    MIGRATIONS,
-    TimescaleSettings,
-    ensure_schema,
-    migrate,
-    plan_features,
-)
 from heimdall_pipeline.db import models
-from heimdall_pipeline.db.models import Base
+from heimdall_pipeline.db.migrations import head_revision, migrate, script_directory
+from heimdall_pipeline.db.timescale import TimescaleSettings, plan_features
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
 from heimdall_pipeline.sessions import Session
 from heimdall_pipeline_tests.integration.db_fixtures import (  # noqa: F401  (fixtures)
@@ -59,27 +53,31 @@ def _m(session: str, receiver: str, t: datetime, **kw) -> mrepo.MeasurementRow:
 # ---------------------------------------------------------------- migrations / TimescaleDB
 
 
-def test_migrate_is_idempotent_and_reports_apache_timescaledb(scratch_engine):
-    first = migrate(scratch_engine)
-    second = migrate(scratch_engine)
-    assert first.applied_versions == [m.version for m in MIGRATIONS]
-    assert second.applied_versions == []
-    assert second.schema_version == max(m.version for m in MIGRATIONS)
-    with scratch_engine.connect() as conn:
-        versions = conn.execute(sa.text("SELECT version FROM schema_migrations ORDER BY version")).scalars().all()
-    assert versions == [m.version for m in MIGRATIONS]
+def all_revisions() -> list[str]:
+    return [rev.revision for rev in script_directory().walk_revisions()][::-1]
 
-    assert second.timescaledb_version and second.timescaledb_version[0].isdigit()
-    assert second.license == "apache"
+
+def test_migrate_is_idempotent_and_reports_apache_timescaledb():
+    with scratch_database(timescaledb=True, migrated=False) as engine:
+        first = migrate(engine)
+        second = migrate(engine)
+        with engine.connect() as conn:
+            recorded = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    assert first.applied_revisions == all_revisions() and all_revisions()[-1] == head_revision()
+    assert second.applied_revisions == [] and second.revision == head_revision()
+    assert recorded == [head_revision()]
+
+    timescale = second.timescale
+    assert timescale.timescaledb_version and timescale.timescaledb_version[0].isdigit()
+    assert timescale.license == "apache"
     assert set(second.hypertables) == {"measurements", "localizations"}
-    assert second.feature_enabled("hypertable")
+    assert timescale.feature_enabled("hypertable")
     for feature in ("retention", "compression", "continuous_aggregate"):
-        assert not second.feature_enabled(feature)
-        assert "timescale license" in second.skipped[feature]
+        assert not timescale.feature_enabled(feature)
+        assert "timescale license" in timescale.skipped[feature]
 
 
 def test_hypertables_exist_with_seven_day_chunks(scratch_engine):
-    ensure_schema(scratch_engine)
     with scratch_engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT h.hypertable_name, d.column_name, d.time_interval "
@@ -89,40 +87,29 @@ def test_hypertables_exist_with_seven_day_chunks(scratch_engine):
         ("localizations", "time", timedelta(days=7)), ("measurements", "time", timedelta(days=7))]
 
 
-def test_models_match_migrated_schema(scratch_engine):
-    ensure_schema(scratch_engine)
-    inspector = sa.inspect(scratch_engine)
-    for table in Base.metadata.sorted_tables:
-        db_columns = {c["name"]: c for c in inspector.get_columns(table.name)}
-        assert set(db_columns) == set(table.columns.keys()), table.name
-        for column in table.columns:
-            assert db_columns[column.name]["nullable"] == column.nullable, (table.name, column.name)
-        pk = inspector.get_pk_constraint(table.name)["constrained_columns"]
-        assert set(pk) == {c.name for c in table.primary_key.columns}, table.name
-
-
-def test_plain_postgresql_fallback_without_extension(scratch_engine_plain, caplog):
+def test_plain_postgresql_fallback_without_extension(caplog):
     caplog.set_level(logging.INFO, logger="heimdall.db")
-    report = migrate(scratch_engine_plain)
-    assert report.timescaledb_version is None and report.license is None
-    assert report.hypertables == []
-    assert "permission denied" in report.skipped["hypertable"]
-    assert set(report.skipped) == {"hypertable", "retention", "compression", "continuous_aggregate"}
-    messages = [r.getMessage() for r in caplog.records if r.name == "heimdall.db"]
-    assert any("TimescaleDB extension absent" in m and "plain PostgreSQL" in m for m in messages), messages
-    # logged once per process and database
-    caplog.clear()
-    migrate(scratch_engine_plain)
-    assert not any("TimescaleDB extension absent" in r.getMessage() for r in caplog.records)
-    # the repositories work on the plain table
-    assert mrepo.upsert_measurements(scratch_engine_plain, [_m("plain", "f5len", T0)]) == 1
-    assert mrepo.count_measurements(scratch_engine_plain) == 1
-    with scratch_engine_plain.connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")).scalar() == 0
+    with scratch_database(timescaledb=False, migrated=False) as engine:
+        report = migrate(engine).timescale
+        assert report.timescaledb_version is None and report.license is None
+        assert report.hypertables == []
+        assert "permission denied" in report.skipped["hypertable"]
+        assert set(report.skipped) == {"hypertable", "retention", "compression", "continuous_aggregate"}
+        messages = [r.getMessage() for r in caplog.records if r.name == "heimdall.db"]
+        assert any("TimescaleDB extension absent" in m and "plain PostgreSQL" in m for m in messages), messages
+        # logged once per process and database
+        caplog.clear()
+        migrate(engine)
+        assert not any("TimescaleDB extension absent" in r.getMessage() for r in caplog.records)
+        # the repositories work on the plain table
+        assert mrepo.upsert_measurements(engine, [_m("plain", "f5len", T0)]) == 1
+        assert mrepo.count_measurements(engine) == 1
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")).scalar() == 0
 
 
 def test_concurrent_migrate_applies_once():
-    with scratch_database(timescaledb=True) as engine:
+    with scratch_database(timescaledb=True, migrated=False) as engine:
         barrier = threading.Barrier(2)
         reports, errors = [], []
 
@@ -139,9 +126,9 @@ def test_concurrent_migrate_applies_once():
         for t in threads:
             t.join(60)
         assert errors == []
-        assert sorted(len(r.applied_versions) for r in reports) == [0, len(MIGRATIONS)]
+        assert sorted(len(r.applied_revisions) for r in reports) == [0, len(all_revisions())]
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT count(*) FROM schema_migrations")).scalar() == len(MIGRATIONS)
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == [head_revision()]
         assert all(set(r.hypertables) == {"measurements", "localizations"} for r in reports)
 
 
@@ -457,8 +444,8 @@ def test_extension_added_later_converts_plain_tables_with_data():
         finally:
             admin.dispose()
         report = migrate(engine)
-        assert report.license == "apache" and set(report.hypertables) == {"measurements", "localizations"}
-        assert report.applied_versions == []
+        assert report.timescale.license == "apache" and set(report.hypertables) == {"measurements", "localizations"}
+        assert report.applied_revisions == []
         assert mrepo.count_measurements(engine, session_key="later-1") == 2
 
 
@@ -492,24 +479,11 @@ def test_requested_sessions_bounded_by_a_cursor(scratch_engine):
     assert later.id < new.id
 
 
-def test_migration_from_the_kind_check_keeps_rows_and_takes_kinds_from_the_registry(monkeypatch):
-    from heimdall_pipeline.db import migrations
-
-    with scratch_database(timescaledb=False) as engine:
-        with monkeypatch.context() as before:  # the schema as it was: version 1, kinds in a CHECK
-            before.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
-            assert migrate(engine).schema_version == 1
-        kept = DEFAULT_RECEIVERS[0]
-        with engine.begin() as conn:  # SQL, as the repository would migrate first
-            conn.execute(sa.insert(models.websdrs).values(dataclasses.asdict(kept)))
-        with pytest.raises(sa.exc.IntegrityError, match="websdrs_kind"):
-            with engine.begin() as conn:
-                conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
-
-        assert 2 in migrate(engine).applied_versions
-        assert rrepo.list_receivers(engine) == [kept]
-        # the kinds are the registry's now: validate_receiver refuses what no module provides
-        with engine.begin() as conn:
-            conn.execute(sa.update(models.websdrs).values(kind="storedfile"))
-        with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind"):
-            rrepo.update_receiver(engine, kept.id, name="x")
+def test_receiver_kinds_come_from_the_source_registry_not_a_database_check(scratch_engine):
+    kept = dataclasses.replace(DEFAULT_RECEIVERS[0], id="kindcheck")
+    rrepo.add_receiver(scratch_engine, kept)
+    with scratch_engine.begin() as conn:  # the database has no list of kinds: SQL by hand may write any
+        conn.execute(sa.update(models.websdrs).where(models.websdrs.c.id == kept.id).values(kind="storedfile"))
+    # the kinds are the registry's: Receiver.validated() refuses what no module provides
+    with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind"):
+        rrepo.update_receiver(scratch_engine, kept.id, name="x")

@@ -14,8 +14,9 @@ import yaml
 from heimdall_pipeline import settings
 
 DOCKER = settings.REPO_ROOT / "docker"
-HEIMDALL_IMAGE_SERVICES = ("user_code", "webserver", "daemon")
-EXPECTED_SERVICES = {"minio", "minio_init", "timescaledb", *HEIMDALL_IMAGE_SERVICES}
+HEIMDALL_IMAGE_SERVICES = ("migrate", "user_code", "webserver", "daemon")
+ONE_SHOT_SERVICES = ("minio_init", "migrate")  # jobs: they exit, they have no health
+EXPECTED_SERVICES = {"minio", "timescaledb", *ONE_SHOT_SERVICES, *HEIMDALL_IMAGE_SERVICES}
 
 
 class _RecordingEnvironment(dict):
@@ -69,7 +70,9 @@ def test_services_present_with_healthchecks_and_pinned_images(compose):
         image = service.get("image", "")
         assert image, f"{name}: no image"
         assert not image.endswith(":latest") and ":" in image, f"{name}: image {image!r} is not pinned to a tag"
-        if name != "minio_init":  # one-shot job: it exits, it has no health
+        if name in ONE_SHOT_SERVICES:
+            assert service["restart"] == "no", f"{name}: a one-shot job must not restart"
+        else:
             assert "test" in service.get("healthcheck", {}), f"{name}: no healthcheck"
     for name in HEIMDALL_IMAGE_SERVICES:
         assert services[name]["build"]["dockerfile"] == "docker/Dockerfile"
@@ -136,6 +139,23 @@ def test_no_secret_in_the_compose_file(compose, env_example):
                 assert value.startswith("${"), f"{name}.{key} is a literal, not a variable"
 
 
+def test_migration_runs_once_before_the_services_that_use_the_database(compose):
+    """Runs never migrate: the one-shot `migrate` service brings the schema to head, and what runs
+    code against the database starts only after it exited successfully."""
+    services = compose["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["heimdall", "db", "migrate"]
+    assert migrate["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    assert set(env_vars_read_by_code()) <= set(service_env(migrate)), "migrate builds the same resources"
+    assert service_env(migrate)["HEIMDALL_DATABASE_URL"] == service_env(services["user_code"])["HEIMDALL_DATABASE_URL"]
+    for name in ("user_code", "webserver", "daemon"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+    from heimdall_pipeline.cli import build_parser
+
+    args = build_parser().parse_args(migrate["command"][1:])  # the command exists as written
+    assert (args.command, args.action) == ("db", "migrate")
+
+
 def test_bucket_init_script_creates_versioned_bucket():
     script = (DOCKER / "minio" / "init-bucket.sh").read_text()
     assert 'mc mb --ignore-existing "heimdall/$HEIMDALL_S3_BUCKET"' in script
@@ -160,6 +180,26 @@ def validate_instance_yaml(directory: Path) -> dict:
     return config
 
 
+# One run per session at a time, whatever the session; receivers are never named (their channels
+# are leases in the database: db/leases_repo.py).
+SESSION_LIMIT = {"key": "heimdall/session", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+def test_the_four_configs_limit_sessions_without_naming_receivers():
+    files = {"dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "docker/dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "deploy/dagster.production.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
+             "deploy/helm/values.yaml": ("dagsterDaemon", "runCoordinator", "config", "queuedRunCoordinator",
+                                         "tagConcurrencyLimits")}
+    for name, path in files.items():
+        text = (settings.REPO_ROOT / name).read_text()
+        node = yaml.safe_load(text)
+        for part in path:
+            node = node[part]
+        assert SESSION_LIMIT in node, name
+        assert "heimdall/receiver" not in text, f"{name} still names receivers"
+
+
 def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     from dagster import DagsterInvalidConfigError
 
@@ -171,13 +211,10 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_launcher"]["class"] == "DefaultRunLauncher"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
-    limits = {item["key"]: item["limit"] for item in config["run_coordinator"]["config"]["tag_concurrency_limits"]}
+    limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
     local = yaml.safe_load((settings.REPO_ROOT / "dagster.yaml").read_text())
-    local_limits = {item["key"]: item["limit"] for item in local["run_coordinator"]["config"]["tag_concurrency_limits"]}
-    assert limits == local_limits, "per-receiver channel limits differ from the local dagster.yaml"
-    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
-
-    assert limits == {f"heimdall/receiver.{r.id}": r.max_channels for r in DEFAULT_RECEIVERS}
+    assert limits == local["run_coordinator"]["config"]["tag_concurrency_limits"], "limits differ from the local dagster.yaml"
+    assert limits == [SESSION_LIMIT]
 
     # The same validation refuses a broken file (so this test can fail).
     raw = yaml.safe_load((DOCKER / "dagster.yaml").read_text())
@@ -192,11 +229,19 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
         validate_instance_yaml(tmp_path)
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
-def test_docker_compose_config_validates(tmp_path):
+@pytest.fixture()
+def docker_compose() -> str:
+    """Debian's docker-compose (validates the file without a Docker engine); bootstrap installs it."""
+    found = shutil.which("docker-compose")
+    if found is None:
+        pytest.fail("docker-compose is not installed: `bash scripts/bootstrap.sh` installs Debian's package")
+    return found
+
+
+def test_docker_compose_config_validates(tmp_path, docker_compose):
     env_file = tmp_path / ".env"
     shutil.copyfile(DOCKER / ".env.example", env_file)
-    command = ["docker-compose", "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env_file)]
+    command = [docker_compose, "-f", str(DOCKER / "docker-compose.yml"), "--env-file", str(env_file)]
     result = subprocess.run([*command, "config", "-q"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     # A missing secret is refused by name, before anything starts.

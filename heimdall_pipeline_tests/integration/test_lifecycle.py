@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from heimdall_pipeline_tests.integration.db_fixtures import scratch_database
+from heimdall_pipeline.partitions import capture_key
 from heimdall_pipeline.runner import session_runs
 
 RECEIVERS = ["f5len", "ph0m", "g0mjw"]  # requested; the other registered receivers are "not requested"
@@ -68,7 +69,10 @@ def recorded(env, pg_instance, defs):
 
 
 def _partition_keys(instance, session_key: str) -> list[str]:
-    return [f"{rid}|{session_key}" for rid in instance.get_dynamic_partitions("receivers")]
+    """Every capture key the session could have (one per registered default receiver)."""
+    from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
+
+    return [capture_key(session_key, r.id) for r in DEFAULT_RECEIVERS]
 
 
 def status(instance, session_key: str) -> dict:
@@ -76,10 +80,10 @@ def status(instance, session_key: str) -> dict:
     with the storage id of their latest materialization."""
     from dagster import AssetKey, DagsterEventType
 
-    from heimdall_pipeline.partitions import session_partitions, session_receiver_partitions
+    from heimdall_pipeline.partitions import capture_partitions, session_partitions
 
     out = {}
-    multi = set(session_receiver_partitions.get_partition_keys(dynamic_partitions_store=instance))
+    multi = set(capture_partitions.get_partition_keys(dynamic_partitions_store=instance))
     sessions = set(session_partitions.get_partition_keys(dynamic_partitions_store=instance))
     for asset, keys, existing in (("raw_iq", _partition_keys(instance, session_key), multi),
                                   ("receiver_metrics", _partition_keys(instance, session_key), multi),
@@ -118,7 +122,6 @@ def test_archive_then_restore_loses_nothing_and_backfill_works(env, pg_instance,
     old, recent = recorded
     before = {"status": status(pg_instance, old), "objects": objects(s3_client, old), "rows": rows(engine, old),
               "session": get_session(engine, old).status}
-    receivers = pg_instance.get_dynamic_partitions("receivers")
     # only the requested receivers' partitions are in the session's run
     assert len(before["status"]["raw_iq"]) == len(RECEIVERS) == len(before["status"]["receiver_metrics"])
     assert len(before["status"]["session_summary"]) == 1
@@ -151,7 +154,7 @@ def test_archive_then_restore_loses_nothing_and_backfill_works(env, pg_instance,
 
     # A backfill of receiver_metrics over the restored session (one range run, as the
     # single-run backfill policy launches it): reads raw_iq back from S3, upserts the rows.
-    for job_name, tags in session_runs(pg_instance, engine, old):  # a range per block of its receivers
+    for job_name, tags in session_runs(pg_instance, engine, old):  # one range: the session's captures
         if job_name == "session_job":
             backfill = defs.get_job_def("session_job").execute_in_process(
                 instance=pg_instance, tags={k: v for k, v in tags.items() if k.startswith("dagster/")},
@@ -181,19 +184,18 @@ def test_restore_into_an_instance_without_the_events_reports_from_s3_verified(en
     mark_archived(engine, [old])  # whatever the order tests ran in, the session is archived here
     with private_dagster_home("heimdall_lifecycle2") as (home, _):
         with DagsterInstance.from_config(str(home)) as fresh:
-            fresh.add_dynamic_partitions("receivers", ["f5len", "ph0m", "g0mjw", "hb9q", "dk0ghz", "oe3xec", "hb9sl"])
             result = restore_sessions(fresh, engine, [old], iq_store=iq_store)
             assert not result.problems and result.from_event_log == {old: 0}
             assert result.reported[old] == 3 + 3 + 1
             st = status(fresh, old)
             assert len(st["raw_iq"]) == 3 and len(st["receiver_metrics"]) == 3 and len(st["session_summary"]) == 1
             records = fresh.fetch_materializations(
-                AssetRecordsFilter(asset_key=AssetKey("raw_iq"), asset_partitions=[f"f5len|{old}"]), limit=5).records
+                AssetRecordsFilter(asset_key=AssetKey("raw_iq"), asset_partitions=[capture_key(old, "f5len")]), limit=5).records
             metadata = records[0].asset_materialization.metadata
             assert metadata["restored_from"].value == "s3" and metadata["capture_status"].value == "stored"
             head = s3_client.head_object(Bucket=iq_store.bucket, Key=iq_object_key(old, "f5len"))
             assert metadata["sha256"].value == head["Metadata"]["sha256"]
-            assert f"hb9sl|{old}" not in st["raw_iq"]  # not requested: no partition reported
+            assert capture_key(old, "hb9sl") not in st["raw_iq"]  # not requested: no partition reported
 
     # Damage one stored capture (a new object version), restore into another new instance.
     mark_archived(engine, [old])
@@ -204,11 +206,10 @@ def test_restore_into_an_instance_without_the_events_reports_from_s3_verified(en
     s3_client.put_object(Bucket=iq_store.bucket, Key=key, Body=bytes(damaged))
     try:
         with DagsterInstance.ephemeral() as other:
-            other.add_dynamic_partitions("receivers", ["f5len", "ph0m", "g0mjw"])
             result = restore_sessions(other, engine, [old], iq_store=iq_store, log=lambda *_: None)
-            assert list(result.problems) == [f"ph0m|{old}"] and "sha256" in result.problems[f"ph0m|{old}"]
+            assert list(result.problems) == [capture_key(old, "ph0m")] and "sha256" in result.problems[capture_key(old, "ph0m")]
             st = status(other, old)
-            assert f"ph0m|{old}" not in st["raw_iq"] and f"f5len|{old}" in st["raw_iq"]
+            assert capture_key(old, "ph0m") not in st["raw_iq"] and capture_key(old, "f5len") in st["raw_iq"]
     finally:
         s3_client.put_object(Bucket=iq_store.bucket, Key=key, Body=original)
 

@@ -9,8 +9,8 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from heimdall_pipeline.db.measurements_repo import count_measurements, measurements_for_session
 from heimdall_pipeline.db.receivers_repo import list_receivers
 from heimdall_pipeline.db.sessions_repo import get_session
-from heimdall_pipeline.partitions import partition_key_for
-from heimdall_pipeline.runner import ensure_partitions, run_session
+from heimdall_pipeline.partitions import add_session_partitions, capture_key
+from heimdall_pipeline.runner import run_session
 from heimdall_pipeline_tests.runs import run_session_in_process
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -40,20 +40,19 @@ def test_cli_runner_executes_a_session_like_a_run_worker(embedded_services, engi
     with DagsterInstance.local_temp() as instance:
         result = run_session(instance, engine, session_key)
         assert result.success
-        # one run per contiguous block of the session's receivers (other registered receivers,
-        # e.g. imported recording receivers, may split them)
-        session_runs = [instance.get_run_by_id(run_id) for run_id in result.session_run_ids]
-        assert all(run.job_name == "session_job" and run.is_success for run in session_runs)
-        assert all(run.tags["heimdall/session"] == session_key for run in session_runs)
-        assert any("heimdall/receiver.hb9q" in run.tags for run in session_runs)
+        # one capture run per session, whatever else is registered; its analysis is the CLI's own
+        [session_run] = [instance.get_run_by_id(run_id) for run_id in result.session_run_ids]
+        assert session_run.job_name == "session_job" and session_run.is_success
+        assert session_run.tags["heimdall/session"] == session_key and session_run.tags["heimdall/analysis"] == "inline"
         analysis_run = instance.get_run_by_id(result.analysis_run_id)
         assert analysis_run.job_name == "session_analysis_job" and analysis_run.tags["dagster/partition"] == session_key
+        assert analysis_run.tags["heimdall/analysis_of"] == session_run.run_id
         materialized = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey("raw_iq")), limit=100)
         stored = {r.partition_key for r in materialized.records
                   if r.asset_materialization.metadata["capture_status"].value == "stored"}
         # a session without a receiver list records the active receivers that take requests
         # (recording receivers, which only replay their uploads, join when named)
-        assert stored == {str(partition_key_for(session_key, r.id))
+        assert stored == {capture_key(session_key, r.id)
                           for r in default_receivers(list_receivers(engine), "auto")}
     assert count_measurements(engine, session_key=session_key) == 7
     assert len([k for k in object_keys(s3_client, session_key) if k.endswith(".npy")]) == 7
@@ -82,13 +81,14 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
     assert session_run.is_success
     # Each partition's materialization says where its data is and shows its spectrum.
     event = instance.fetch_materializations(AssetRecordsFilter(
-        asset_key=AssetKey("raw_iq"), asset_partitions=[str(partition_key_for(session_key, "hb9q"))]), limit=1)
+        asset_key=AssetKey("raw_iq"), asset_partitions=[capture_key(session_key, "hb9q")]), limit=1)
     metadata = event.records[0].asset_materialization.metadata
+    assert metadata["receiver"].value == "hb9q"
     assert metadata["s3_key"].value.endswith(iq_object_key(session_key, "hb9q"))
     assert "![spectrum](" in metadata["spectrum"].value and len(metadata["sha256"].value) == 64
     # Every check of the run was evaluated and passed.
     for asset, check in (("raw_iq", "raw_iq_integrity"), ("raw_iq", "raw_iq_captured"),
-                         ("receiver_metrics", "receiver_metrics_rows")):
+                         ("raw_iq", "raw_iq_gnss_quality"), ("receiver_metrics", "receiver_metrics_rows")):
         history = instance.event_log_storage.get_asset_check_execution_history(
             AssetCheckKey(AssetKey(asset), check), limit=1)
         assert history and history[0].run_id in result.session_run_ids
@@ -101,15 +101,22 @@ def test_a_whole_session_lands_objects_rows_and_passing_checks(defs, instance, e
                for row in rows)
 
 
-def test_receivers_not_requested_are_skipped_cleanly(defs, instance, engine, session_key, s3_client):
+def test_receivers_not_requested_have_no_partition_and_no_row(defs, instance, engine, session_key, s3_client):
+    from heimdall_pipeline.db.captures_repo import captures_of_receiver, outcomes_for_session
+
     request_session(engine, requested_by="test", session_key=session_key, center_frequency_hz=7.1e6,
                     duration_s=1, receiver_ids=["f5len", "hb9q"])
     result = run_session_in_process(defs, instance, engine, session_key)
     assert result.success
     assert {row.receiver_id for row in measurements_for_session(engine, session_key)} == {"f5len", "hb9q"}
     assert len([k for k in object_keys(s3_client, session_key) if k.endswith(".npy")]) == 2
-    materialization = instance.get_latest_materialization_event(AssetKey("raw_iq"))
-    assert materialization is not None
+    # partitions and rows only for the two requested receivers
+    assert [k for k in instance.get_dynamic_partitions("captures") if k.startswith(f"{session_key}.")] == [
+        capture_key(session_key, "f5len"), capture_key(session_key, "hb9q")]
+    assert set(outcomes_for_session(engine, session_key)) == {"f5len", "hb9q"}
+    # every capture of one receiver is one query on session_captures
+    assert session_key in {o.session_key for o in captures_of_receiver(engine, "hb9q")}
+    assert session_key not in {o.session_key for o in captures_of_receiver(engine, "ph0m")}
 
 
 def test_session_checks_fail_on_a_corrupted_object(defs, instance, engine, session_key, s3_client):
@@ -119,15 +126,14 @@ def test_session_checks_fail_on_a_corrupted_object(defs, instance, engine, sessi
     data = bytearray(s3_client.get_object(Bucket=bucket(), Key=key)["Body"].read())
     data[-100] ^= 0xFF
     s3_client.put_object(Bucket=bucket(), Key=key, Body=bytes(data))
-    receiver_keys = ensure_partitions(instance, [session_key], [r.id for r in list_receivers(engine)])
+    [(first, last)] = add_session_partitions(instance, {session_key: get_session(engine, session_key).receiver_ids})[0].values()
     check_job = defs.resolve_implicit_global_asset_job_def()  # checks run with their asset in a selection
     result = defs.resolve_job_def("session_job").get_subset(
         asset_check_selection={check for check in check_job.asset_layer.asset_graph.asset_check_keys
                                if check.asset_key == AssetKey("raw_iq")},
         asset_selection=set(),
     ).execute_in_process(instance=instance, raise_on_error=False, tags={
-        ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(session_key, receiver_keys[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(session_key, receiver_keys[-1]))})
+        ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["raw_iq_integrity"].passed is False
     assert key in str(evaluations["raw_iq_integrity"].metadata["problems"].value)
@@ -138,17 +144,16 @@ def test_single_run_metrics_backfill_over_several_sessions(defs, instance, engin
     for key in sessions:
         request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
         assert run_session_in_process(defs, instance, engine, key).success
-    receiver_keys = ensure_partitions(instance, sessions, [r.id for r in list_receivers(engine)])
-    # A rectangle of the multi-partition space: every receiver × the three sessions, in one run.
-    session_order = instance.get_dynamic_partitions("sessions")
-    first, last = sorted(sessions, key=session_order.index)[0], sorted(sessions, key=session_order.index)[-1]
+    # The three sessions' captures were added one session after another: one range, one run.
+    order = instance.get_dynamic_partitions("captures")
+    keys = [capture_key(s, r) for s in sessions for r in get_session(engine, s).receiver_ids]
+    first, last = min(keys, key=order.index), max(keys, key=order.index)
     metrics_job = defs.resolve_job_def("session_job").get_subset(asset_selection={AssetKey("receiver_metrics")})
     result = metrics_job.execute_in_process(instance=instance, raise_on_error=False, tags={
-        ASSET_PARTITION_RANGE_START_TAG: str(partition_key_for(first, receiver_keys[0])),
-        ASSET_PARTITION_RANGE_END_TAG: str(partition_key_for(last, receiver_keys[-1]))})
+        ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
     assert result.success
     materialized = {str(m.partition) for m in result.asset_materializations_for_node("receiver_metrics")}
-    assert {str(partition_key_for(s, r)) for s in sessions for r in receiver_keys} == materialized
+    assert set(keys) == materialized
     assert all(count_measurements(engine, session_key=s) == 7 for s in sessions)
 
 
@@ -182,10 +187,11 @@ def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, ins
 
     first = tick(start)
     assert sessions_of(first) == set(keys)  # `later` is not due yet
-    # one run per block of the session's receivers, together tagged with each receiver once
-    requests = [r for r in first.run_requests if r.tags["heimdall/session"] == keys[0]]
-    tagged = [t for r in requests for t in r.tags if t.startswith("heimdall/receiver.")]
-    assert sorted(tagged) == sorted(f"heimdall/receiver.{rid}" for rid in get_session(engine, keys[0]).receiver_ids)
+    # one run per session over exactly its capture partitions
+    [request] = [r for r in first.run_requests if r.tags["heimdall/session"] == keys[0]]
+    receivers = get_session(engine, keys[0]).receiver_ids
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
+        capture_key(keys[0], receivers[0]), capture_key(keys[0], receivers[-1]))
     # A tick lost before its cursor was saved asks again for the same run keys, which Dagster
     # deduplicates: nothing twice, nothing lost.
     assert {r.run_key for r in tick(start).run_requests} == {r.run_key for r in first.run_requests}

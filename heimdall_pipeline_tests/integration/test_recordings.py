@@ -60,7 +60,8 @@ def import_sensor_tick(instance, engine, store, cursor=None):
 
 
 def test_dcf77_import_through_dagster_then_export_bit_for_bit(defs, instance, engine, store, session_key, tmp_path):
-    bucket.upload_batch(store, session_key, [dcf77_file(s) for s in STATIONS], DCF77 / "receivers.json")
+    bucket.upload_batch(store, session_key, *plan.read_import_files([dcf77_file(s) for s in STATIONS],
+                                                                    DCF77 / "receivers.json"))
     session = importer.import_batch(engine, store, session_key)
     assert session.source_kind == "recording" and session.receiver_ids == ("hb9odp", "jo51xl", "pa0rdt")
     registry = {r.id: r for r in list_receivers(engine)}

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 from heimdall_pipeline.services import manager
 from heimdall_pipeline.services.common import ServiceError, port_is_free, require_free_ports
 from heimdall_pipeline.services.seaweedfs import HEALTH_BUCKET
+from heimdall_pipeline_tests.dev_server import descendants, free_port, start_heimdall_dev, tail, wait_gone
 
 
 def test_s3_put_get_with_user_metadata_and_verified_checksum(s3_client):
@@ -96,33 +98,6 @@ def test_definitions_load_and_validate(embedded_services):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every living process below pid (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
-    from heimdall_pipeline.services.common import pid_alive
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
-        time.sleep(0.2)
-    return {p for p in pids if pid_alive(p)}
-
-
 @pytest.fixture()
 def new_runtime_folder(monkeypatch):
     """An empty runtime folder with its own free ports (nothing started yet); stopped and removed
@@ -131,7 +106,6 @@ def new_runtime_folder(monkeypatch):
 
     s3_port, base, pg_port = _free_port_set()
     home = Path(tempfile.mkdtemp(prefix="heimdall-services-"))
-    os.chmod(home, 0o755)  # the postgres OS user must reach the cluster folder
     for name, value in {"HEIMDALL_HOME": str(home), "HEIMDALL_S3_PORT": str(s3_port),
                         "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}.items():
         monkeypatch.setenv(name, value)
@@ -160,25 +134,33 @@ def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runti
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_heimdall_dev_stops_its_children_and_exits_on_a_signal(embedded_services, signum):
-    heimdall = os.path.join(os.path.dirname(sys.executable), "heimdall")
-    port = next(p for p in range(3300, 3400) if port_is_free(p))
-    dev = subprocess.Popen([heimdall, "dev", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, start_new_session=True)
+def test_heimdall_dev_stops_its_children_and_cleans_its_temporary_files(embedded_services, tmp_path, signum):
+    """Its children stop with it, and the code servers' sockets live in a private temporary folder of
+    the runtime folder (not the system's), removed when it stops."""
+    scratch = embedded_services.home / "tmp"
+    before = set(scratch.glob("dev-*"))
+    log = tmp_path / "dev.log"
+    dev = start_heimdall_dev(free_port(), log)
     try:
-        assert "starting:" in dev.stdout.readline()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_descendants(dev.pid)) < 2:  # dagster dev and what it started
-            time.sleep(0.2)
-        children = _descendants(dev.pid)
+        deadline = time.monotonic() + 120
+        sockets: list[Path] = []
+        while time.monotonic() < deadline and not sockets:  # dagster dev has started a code server
+            assert dev.poll() is None, tail(log)
+            sockets = [p for folder in set(scratch.glob("dev-*")) - before for p in folder.rglob("*") if p.is_socket()]
+            time.sleep(0.5)
+        assert sockets, f"no code server socket under {scratch}: {tail(log)}"
+        assert all(stat.S_IMODE(folder.stat().st_mode) == 0o700 for folder in set(scratch.glob("dev-*")) - before)
+        children = descendants(dev.pid)
         assert children, "dagster dev did not start"
         dev.send_signal(signum)
         assert dev.wait(timeout=60) == 128 + signum
-        assert _wait_gone(children, 10) == set(), "children left running"
+        assert wait_gone(children, 10) == set(), "children left running"
+        assert set(scratch.glob("dev-*")) - before == set(), "temporary folder left behind"
+        assert "starting:" in log.read_text()
     finally:
         if dev.poll() is None:
             os.killpg(dev.pid, signal.SIGKILL)
-        for pid in _descendants(dev.pid):
+        for pid in descendants(dev.pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -190,6 +172,7 @@ def test_bootstrap_keeps_one_environment_per_checkout(tmp_path):
     ignore = shutil.ignore_patterns(".heimdall", ".git", "__pycache__", "*.egg-info", ".pytest_cache")
     env = {k: v for k, v in os.environ.items() if k != "HEIMDALL_VENV"}
     env["HEIMDALL_CACHE"] = str(tmp_path / "cache")
+    env["HEIMDALL_COMPILE_BYTECODE"] = "0"  # which environment is used is the point here, not its bytecode
 
     def bootstrap(checkout: Path) -> tuple[Path, str]:
         done = subprocess.run(["bash", str(checkout / "scripts" / "bootstrap.sh")], env=env, capture_output=True,

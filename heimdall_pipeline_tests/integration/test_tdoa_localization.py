@@ -5,11 +5,13 @@ import json
 import os
 
 import pytest
-from dagster import AssetKey
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, AssetKey
 from dagster import AssetRecordsFilter
 
 from heimdall_pipeline.recordings import bucket, importer, plan
-from heimdall_pipeline.db.measurements_repo import get_localization
+from heimdall_pipeline.checks import stored_gnss_quality
+from heimdall_pipeline.db.measurements_repo import get_localization, measurements_for_session
+from heimdall_pipeline.storage.kiwi_wav import encode_kiwi_wav, read_kiwi_wav
 from heimdall_pipeline.propagation import haversine_km
 from heimdall_pipeline.session_requests import request_session
 from heimdall_pipeline.storage.layout import localization_object_key
@@ -65,7 +67,7 @@ def test_fewer_than_three_timed_receivers_are_not_localizable_by_tdoa(defs, inst
     assert run_session_in_process(defs, instance, engine, session_key).success
     tdoa = get_localization(engine, session_key, "tdoa")
     assert not tdoa.localizable and tdoa.latitude is None and tdoa.longitude is None
-    assert tdoa.reason == "not localizable by TDoA: 2 timed receiver(s), TDoA needs 3"
+    assert tdoa.reason == "not localizable by TDoA: 2 timed receiver(s) with usable GNSS time, TDoA needs 3"
     assert {r["receiver_id"] for r in tdoa.metadata_json["receivers"]} == {"f5len", "hb9q"}
     rss = get_localization(engine, session_key, "rss")  # then received power, which needs 3 as well
     assert not rss.localizable and rss.latitude is None
@@ -91,7 +93,7 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
     """Issue 17's acceptance: three real KiwiSDR recordings of DCF77 (Mainflingen), imported
     (incoming/ upload + import), then raw_iq -> receiver_metrics -> session_localization."""
     store = resources["iq_store"]
-    bucket.upload_batch(store, session_key, sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json")
+    bucket.upload_batch(store, session_key, *plan.read_import_files(sorted(DCF77.glob("*_iq.wav")), DCF77 / "receivers.json"))
     session = importer.import_batch(engine, store, session_key)
     assert session.source_kind == "recording"
     assert run_session_in_process(defs, instance, engine, session_key).success
@@ -121,6 +123,58 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
     assert located.ellipse_semi_major_km > 1.0
     metadata = localization_metadata(instance, session_key)
     assert metadata["method"] == "tdoa" and metadata["error_vs_known_position_km"] == pytest.approx(error_km)
+    # the UI says what the region assumes and that three receivers check nothing
+    assert "±30 µs" in metadata["timing_assumed"] and "nothing cross-checks" in metadata["cross_check"]
+    assert "hb9odp" in metadata["receiver_timing"] and "17.3" in metadata["receiver_timing"]
+    # GNSS quality as an asset check: HB9ODP's file has one tag hours off (WARN, kept), none fails
+    # (the session may run as one run per block of receivers: one evaluation each)
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(AssetKey("raw_iq"), "raw_iq_gnss_quality"), limit=10)
+    evaluations = [e for e in (h.event.dagster_event.event_specific_data for h in history)
+                   if isinstance(e, AssetCheckEvaluation) and any(session_key in k for k in e.metadata["figures"].value)]
+    assert {k.split("|")[0] for e in evaluations for k in e.metadata["figures"].value} == set(positions)
+    evaluation = next(e for e in evaluations if "hb9odp|" + session_key in e.metadata["figures"].value)
+    assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
+    assert "hb9odp" in evaluation.description and "1 jumps of hours" in evaluation.description
+    figures = [f for e in evaluations for f in e.metadata["figures"].value.values()]
+    assert all(f["fresh_fixes"] > 150 and f["longest_fix_gap_s"] < 2 and f["severity"] != "error" for f in figures)
+
+
+def _untimed_copy(directory, name):
+    """The DCF77 file of one station as a KiwiSDR without GNSS would have written it (every frame
+    header last_gps_solution 255, no time)."""
+    recording = read_kiwi_wav(DCF77 / f"20200813T065220Z_77500_{name}_iq.wav")
+    path = directory / recording.file_name
+    path.write_bytes(encode_kiwi_wav(recording.samples, [], recording.header_rate_hz))
+    return path
+
+
+def test_untimed_recordings_are_measured_on_request_and_refused_by_tdoa(defs, instance, engine, session_key, tmp_path,
+                                                                       resources):
+    files = [_untimed_copy(tmp_path, "HB9ODP"), DCF77 / "20200813T065220Z_77500_JO51xl_iq.wav",
+             DCF77 / "20200813T065220Z_77500_pa0rdt_iq.wav"]
+    data = {p.name: p.read_bytes() for p in files}
+    positions = (DCF77 / "receivers.json").read_bytes()
+    # without --untimed the file stays refused by name, nothing stored
+    with pytest.raises(plan.RecordingImportError) as refused:
+        plan.plan_import(session_key, data, [], positions=positions)
+    assert [type(p).__name__ for p in refused.value.problems] == ["NoGnssError"]
+    assert "HB9ODP" in refused.value.problems[0].file_name and "--untimed" in str(refused.value)
+
+    store = resources["iq_store"]
+    bucket.upload_batch(store, session_key, data, positions, untimed=True)
+    session = importer.import_batch(engine, store, session_key)
+    assert session.recordings["untimed"] is True
+    assert run_session_in_process(defs, instance, engine, session_key).success
+    rows = {row.receiver_id: row for row in measurements_for_session(engine, session_key)}
+    assert set(rows) == {"hb9odp", "jo51xl", "pa0rdt"}  # stored and measured
+    assert rows["hb9odp"].timing_rms_ns is None and rows["hb9odp"].noise_power_dbfs is not None
+    tdoa = get_localization(engine, session_key, "tdoa")
+    assert not tdoa.localizable
+    assert "hb9odp: imported untimed (recorded without GNSS): metrics only" in tdoa.reason
+    quality = stored_gnss_quality(store, session_key, "hb9odp")
+    assert quality.severity == "warn" and quality.untimed_reason.startswith("imported untimed")
+    assert bucket.finish_batch(store, session)
 
 
 def test_localizations_take_only_the_known_methods(engine, session_key):

@@ -1,5 +1,5 @@
-"""Migration 2 (power units, localization method) keeps existing rows; measurement rows never
-put a dBFS figure in a dBm column; received-power localization uses dBm rows only."""
+"""Measurement rows never put a dBFS figure in a dBm column (the power-unit check constraint);
+received-power localization uses dBm rows only."""
 
 from __future__ import annotations
 
@@ -8,50 +8,15 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from heimdall_pipeline.assets.metrics import measurement_row
 from heimdall_pipeline.db import measurements_repo as mrepo
-from heimdall_pipeline.db import migrations
-from heimdall_pipeline.db.migrations import MIGRATIONS, migrate
 from heimdall_pipeline.capture import Capture
-from heimdall_pipeline_tests.integration.db_fixtures import scratch_database, scratch_engine  # noqa: F401
+from heimdall_pipeline_tests.integration.db_fixtures import scratch_engine  # noqa: F401
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 FS = 12_000.0
-
-
-@pytest.fixture()
-def engine_at_version_1(monkeypatch):
-    with scratch_database(prefix="heimdall_units") as engine:
-        monkeypatch.setattr(migrations, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.version == 1))
-        migrate(engine)
-        monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
-        yield engine
-
-
-def test_migration_keeps_measurements_and_localizations_of_the_previous_schema(engine_at_version_1):
-    engine = engine_at_version_1
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO measurements (time, session_key, receiver_id, frequency_mhz, sample_rate_khz, samples_count, "
-            "snr_db, psd_dbm, frequency_offset_hz, signal_power_dbm, noise_power_dbm, signal_detected, iq_data_path, "
-            "metadata_json) VALUES (:t, 'old-1', 'f5len', 7.1, 12.0, 120000, 12.5, -120.25, 3.0, -90.0, -102.5, true, "
-            "'s3://b/k.npy', '{\"gps\": true}')"), {"t": T0})
-        conn.execute(sa.text(
-            "INSERT INTO localizations (time, session_key, localizable, latitude, longitude, receivers_used, residuals) "
-            "VALUES (:t, 'old-1', true, 47.1, 8.3, '{f5len,hb9q,dl0abc}', '{\"f5len\": 0.5}')"), {"t": T0})
-    report = migrate(engine)
-    assert report.applied_versions == [m.version for m in MIGRATIONS if m.version > 1]
-
-    [row] = mrepo.measurements_for_session(engine, "old-1")
-    assert (row.psd_dbm_hz, row.signal_power_dbm, row.noise_power_dbm, row.snr_db) == (-120.25, -90.0, -102.5, 12.5)
-    assert row.power_unit == "dBm" and row.noise_power_dbfs is None and row.calibration_offset_db is None
-    assert row.metadata_json == {"gps": True} and row.time == T0 and row.iq_data_path == "s3://b/k.npy"
-    loc = mrepo.get_localization(engine, "old-1")
-    assert loc.method == "rss" and loc.localizable and (loc.latitude, loc.longitude) == (47.1, 8.3)
-    assert loc.receivers_used == ("f5len", "hb9q", "dl0abc") and loc.residuals == {"f5len": 0.5}
 
 
 def _capture(power_unit: str, calibration: dict | None, key: str, receiver: str = "f5len") -> Capture:

@@ -167,6 +167,20 @@ def test_one_receiver_reports_last_error():
     assert script.calls["t"] == [1, 2]
 
 
+def test_the_callers_time_limit_is_asked_as_each_attempt_begins():
+    limits = iter([0.05, 5.0])  # the first attempt hangs past its limit, the second has room
+    asked: list[str] = []
+
+    def time_limit_s(receiver: Receiver) -> float:
+        asked.append(receiver.id)
+        return next(limits)
+
+    script = Script({"t": ["hang", 0.1]})
+    result = asyncio.run(acquire_session([rx("t", timeout=0.01, retries=1)], script, time_limit_s=time_limit_s,
+                                         **FAST))
+    assert result.captures["t"].receiver_id == "t" and asked == ["t", "t"] and script.calls["t"] == [1, 2]
+
+
 def test_run_blocking_inside_running_loop():
     async def main():
         return run_blocking(lambda: acquire_session([rx("r")], Script({"r": [0.0]}), **FAST))

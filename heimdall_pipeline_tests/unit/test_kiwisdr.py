@@ -89,7 +89,7 @@ def test_normal_capture_decodes_exact_samples_and_true_rate():
 
 
 def test_gps_timestamps_recorded_per_frame():
-    with FakeKiwiSDR(**FAST) as kiwi:
+    with FakeKiwiSDR(gnss_clock="fixed", **FAST) as kiwi:
         cap = capture(kiwi, duration_s=0.5)
     frames = math.ceil(6001 / 512)
     assert len(cap.gps_timestamps) == frames

@@ -107,7 +107,8 @@ def test_replay_of_a_real_recording_is_captured_bit_for_bit(station):
     path = RECORDINGS / f"20200813T065220Z_77500_{station}_iq.wav"
     recording = read_kiwi_wav(path)
     rate = 12001.0
-    with FakeKiwiSDR(replay=path, sample_rate=rate, realtime=False, smeter_offset_db=-48.0) as kiwi:
+    with FakeKiwiSDR(replay=path, gnss_clock="fixed", sample_rate=rate, realtime=False,
+                     smeter_offset_db=-48.0) as kiwi:
         capture = asyncio.run(capture_iq(kiwi.receiver(), session_key="replay", center_frequency_hz=77.5e3,
                                          duration_s=len(recording.samples) / rate, retune_settle_s=0,
                                          frame_timeout_s=5.0))

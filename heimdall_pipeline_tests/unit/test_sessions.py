@@ -314,3 +314,18 @@ def test_launchpad_config_is_the_session_request_field_for_field():
     selected = [by_id[rid] for rid in config.receiver_ids]
     assert session.transmitter == {**default_transmitter("form1", selected, 7.1e6, 12000.0),
                                    "eirp_dbm": 40.0, "modulation": "fm_tone"}
+
+
+@pytest.mark.parametrize("value, position", [("dk0ghz,,f5len", 2), (",f5len", 1), ("f5len,", 2), ("f5len, ,ph0m", 2)])
+def test_an_empty_receiver_id_is_refused_not_dropped(value, position):
+    assert f"empty receiver id at position {position}" in refused("receiver_ids", receiver_ids=value)
+
+
+@pytest.mark.parametrize("field, fields", [
+    ("receiver_ids", {"receiver_ids": "F" * 10_000}),
+    ("receiver_ids", {"receiver_ids": ["f5len", "Ab" * 5_000]}),
+    ("session_key", {"session_key": "?" * 10_000}),
+])
+def test_long_input_is_cut_in_the_message(field, fields):
+    message = refused(field, **fields)
+    assert len(message) < 400 and "characters" in message, message[:500]

@@ -15,8 +15,11 @@ from heimdall_pipeline.cli import build_parser
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS, InvalidReceiverError, Receiver
 from heimdall_pipeline.sessions import InvalidSessionRequestError, Session
 from heimdall_pipeline.sources import registry
-from heimdall_pipeline.sources.acquisition import AcquisitionError
-from heimdall_pipeline.sources.dispatch import LiveWindowClosedError, capture_function, check_live_window
+from heimdall_pipeline.sources.acquisition import AcquisitionError, StartMissedError
+from heimdall_pipeline.sources.base import CaptureIO
+from heimdall_pipeline.sources.dispatch import (
+    LiveWindowClosedError, attempt_time_limit, capture_function, check_live_window, session_start,
+)
 from heimdall_pipeline.validation import validate_receiver, validate_session_request
 from heimdall_pipeline_tests.stored_file_source import stored_file_kind, stored_file_receiver  # noqa: F401 (fixture)
 
@@ -44,11 +47,11 @@ def choices(argv_prefix: list[str], flag: str) -> list[str]:
 
 
 def test_the_built_in_kinds():
-    assert registry.source_kinds() == ("kiwisdr", "recording", "simulated")
+    assert registry.source_kinds() == ("kiwisdr", "openwebrx", "recording", "simulated")
     assert registry.get_source("kiwisdr").live and not registry.get_source("simulated").live
-    assert not registry.get_source("recording").live
-    with pytest.raises(ValueError, match="'openwebrx' is not a source kind"):
-        registry.get_source("openwebrx")
+    assert registry.get_source("openwebrx").live and not registry.get_source("recording").live
+    with pytest.raises(ValueError, match="'websdr' is not a source kind"):
+        registry.get_source("websdr")
 
 
 def test_a_kind_is_registered_once():
@@ -82,7 +85,7 @@ def test_unregistered_kinds_are_refused_by_name():
     with pytest.raises(InvalidReceiverError, match="'storedfile' is not a source kind") as info:
         validate_receiver(tape_receiver())
     assert info.value.field == "kind"
-    with pytest.raises(InvalidSessionRequestError, match="'storedfile' is not one of auto, kiwisdr, recording, simulated"):
+    with pytest.raises(InvalidSessionRequestError, match="'storedfile' is not one of auto, kiwisdr, openwebrx, recording, simulated"):
         validate_session_request(center_frequency_hz=7e6, duration_s=1, source_kind="storedfile",
                                  receivers=DEFAULT_RECEIVERS, now=NOW)
     # a row written by hand with a kind no module provides
@@ -122,3 +125,28 @@ def test_dispatch_records_each_receiver_by_its_source(tape, tmp_path):
         asyncio.run(capture_function(session)(tape_receiver(), 1))
     with pytest.raises(LiveWindowClosedError):
         asyncio.run(capture_function(session)(KIWI, 1))
+
+
+def test_live_receivers_share_one_start_instant_after_the_connect_margin():
+    margin = registry.get_source("kiwisdr").connect_margin_s
+    assert margin > 1.75  # at least the KiwiSDR's re-tune settle
+    due = Session(session_key="due", center_frequency_hz=7e6, duration_s=10, scheduled_for=NOW - timedelta(seconds=30))
+    assert session_start(due, [DEFAULT_RECEIVERS[0]], now=NOW) is None  # nothing live: any time
+    assert session_start(due, [DEFAULT_RECEIVERS[0], KIWI], now=NOW) == NOW + timedelta(seconds=margin)
+    later = dataclasses.replace(due, scheduled_for=NOW + timedelta(minutes=3))  # `--at` ahead: that instant
+    assert session_start(later, [KIWI], now=NOW) == later.scheduled_for
+    # a kiwisdr receiver recorded by the simulator is not live
+    assert session_start(dataclasses.replace(due, source_kind="simulated"), [KIWI], now=NOW) is None
+
+
+def test_a_live_attempt_is_given_the_wait_and_the_recording_and_never_starts_late():
+    session = Session(session_key="live", center_frequency_hz=7e6, duration_s=10)
+    start = datetime.now(timezone.utc) + timedelta(seconds=60)
+    limit = attempt_time_limit(session, start)
+    assert limit(DEFAULT_RECEIVERS[0]) == DEFAULT_RECEIVERS[0].timeout_seconds
+    assert limit(KIWI) == pytest.approx(KIWI.timeout_seconds + 60 + 10, abs=1)
+    # an attempt (a retry) that begins after the start instant fails without connecting
+    passed = datetime.now(timezone.utc) - timedelta(seconds=2)
+    with pytest.raises(StartMissedError, match="not streaming at the session's start instant.*attempt 2 began") as info:
+        asyncio.run(capture_function(session, CaptureIO(start_at=passed))(KIWI, 2))
+    assert not info.value.transient

@@ -37,6 +37,24 @@ def test_real_dcf77_within_2_km_with_each_pairs_lag_error():
         assert pair["windows_used"] >= 0.8 * pair["windows_total"] >= 40
         assert pair["standard_error_s"] < 2e-6
     assert result["region_95"]["semi_major_km"] > 0 and len(result["region_95"]["polygon"]) > 8
+    # what the region assumes, and that three receivers check nothing
+    assert "±30 µs" in result["timing_model"] and result["cross_check"]["status"] == "unchecked"
+    assert "nothing cross-checks" in result["cross_check"]["text"]
+    for receiver in result["receivers"]:
+        assert receiver["gnss_quality"]["severity"] in ("ok", "warn") and receiver["gnss_quality"]["fresh_fixes"] > 150
+        assert receiver["timing_allowance"]["sigma_s"] == pytest.approx(30e-6 / 3**0.5, rel=0.01)
+
+
+def test_a_capture_failing_its_gnss_quality_is_left_out_by_name():
+    receivers, truth = recording_positions(DCF77_DIR)
+    captures = [timed_capture(receivers[name], recording_capture(
+        read_kiwi_wav(DCF77_DIR / f"20200813T065220Z_77500_{name}_iq.wav"), "s", receivers[name].id))
+        for name in ("HB9ODP", "JO51xl", "pa0rdt")]
+    failing = dataclasses.replace(captures[1], gnss=dataclasses.replace(
+        captures[1].gnss, severity="error", problems=("longest gap between fixes 42.0 s (error above 10)",)))
+    result = localize_tdoa([captures[0], failing, captures[2]], truth=truth)
+    assert not result.localized and "jo51xl: GNSS quality: longest gap between fixes 42.0 s" in result.reason
+    assert result.left_out == {"jo51xl": "GNSS quality: longest gap between fixes 42.0 s (error above 10)"}
 
 
 def _faster_clock(recording: KiwiWavRecording, ppm: float) -> KiwiWavRecording:

@@ -44,7 +44,7 @@ def test_a_refused_tdoa_result_is_a_row_with_its_reason_and_no_point(captures):
     result = localize_tdoa(captures[:2])
     row = tdoa_row(result, "s1", START)
     assert row.method == "tdoa" and not row.localizable
-    assert row.reason == "not localizable by TDoA: 2 timed receiver(s), TDoA needs 3"
+    assert row.reason == "not localizable by TDoA: 2 timed receiver(s) with usable GNSS time, TDoA needs 3"
     assert row.latitude is None and row.longitude is None and row.ellipse_semi_major_km is None
     assert row.pair_lags is None and row.receivers_used == ()
 

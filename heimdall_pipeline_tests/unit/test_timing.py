@@ -2,7 +2,6 @@
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,8 @@ from heimdall_pipeline.dsp.timing import (
 )
 from heimdall_pipeline.capture import GpsTimestamp
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav
+from heimdall_pipeline_tests.data import DCF77_DIR
 
-DCF77_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "recordings" / "dcf77-20200813"
 START = datetime(2020, 8, 13, 6, 52, 20, tzinfo=timezone.utc)
 FRAME = 512
 
@@ -157,8 +156,6 @@ def test_untimed_captures_say_why(stamps, reason):
 @pytest.mark.parametrize("receiver,low,high", [("HB9ODP", 12001.0, 12001.2), ("JO51xl", 12001.0, 12001.2),
                                                ("pa0rdt", 12001.0, 12001.2)])
 def test_real_dcf77_time_models(receiver, low, high):
-    if not DCF77_DIR.is_dir():
-        pytest.skip(f"shared DCF77 recordings not found at {DCF77_DIR}")
     rec = read_kiwi_wav(DCF77_DIR / f"20200813T065220Z_77500_{receiver}_iq.wav")
     model = fit_time_model(rec.timestamps, rec.header_rate_hz, rec.name.start_utc, len(rec.samples))
     assert low < model.sample_rate_hz < high

@@ -47,7 +47,7 @@ class RecordingSource(Source):
             raise AcquisitionError(receiver.id, f"recording {file_name} of batch {recordings['batch']} is not in "
                                                 "incoming/ or imported/ of the bucket")
         try:
-            recording = decode_kiwi_wav(data, file_name)
+            recording = decode_kiwi_wav(data, file_name, allow_untimed=bool(recordings.get("untimed")))
         except KiwiWavError as exc:
             raise AcquisitionError(receiver.id, f"{type(exc).__name__}: {exc}") from exc
         return recording_capture(recording, session.session_key, receiver.id)
