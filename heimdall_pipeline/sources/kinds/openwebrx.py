@@ -59,6 +59,8 @@ class OpenWebRXSource(Source):
     url_schemes = ("http", "https")
     url_needs_host = True
     live = True
+    # connect, handshake, profile and dspcontrol before the session's start instant (sources/base.py)
+    connect_margin_s = 3.0
     # SDRs behind OpenWebRX reach VHF/UHF; a receiver's own range comes from its profiles
     # (`heimdall receivers add` reads them from status.json) and the capture checks the profiles.
     default_max_frequency_hz = 6e9
