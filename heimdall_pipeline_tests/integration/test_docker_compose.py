@@ -189,7 +189,7 @@ def test_the_four_configs_limit_sessions_without_naming_receivers():
     files = {"dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
              "docker/dagster.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
              "deploy/dagster.production.yaml": ("run_coordinator", "config", "tag_concurrency_limits"),
-             "deploy/helm/values.yaml": ("dagsterDaemon", "runCoordinator", "config", "queuedRunCoordinator",
+             "deploy/helm/values.yaml": ("dagster", "dagsterDaemon", "runCoordinator", "config", "queuedRunCoordinator",
                                          "tagConcurrencyLimits")}
     for name, path in files.items():
         text = (settings.REPO_ROOT / name).read_text()

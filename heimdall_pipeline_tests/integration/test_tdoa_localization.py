@@ -10,6 +10,7 @@ from dagster import AssetRecordsFilter
 
 from heimdall_pipeline.recordings import bucket, importer, plan
 from heimdall_pipeline.checks import stored_gnss_quality
+from heimdall_pipeline.partitions import capture_key, split_capture_key
 from heimdall_pipeline.db.measurements_repo import get_localization, measurements_for_session
 from heimdall_pipeline.storage.kiwi_wav import encode_kiwi_wav, read_kiwi_wav
 from heimdall_pipeline.propagation import haversine_km
@@ -132,8 +133,8 @@ def test_the_shared_dcf77_set_imported_through_dagster_lands_within_2_km(defs, i
         AssetCheckKey(AssetKey("raw_iq"), "raw_iq_gnss_quality"), limit=10)
     evaluations = [e for e in (h.event.dagster_event.event_specific_data for h in history)
                    if isinstance(e, AssetCheckEvaluation) and any(session_key in k for k in e.metadata["figures"].value)]
-    assert {k.split("|")[0] for e in evaluations for k in e.metadata["figures"].value} == set(positions)
-    evaluation = next(e for e in evaluations if "hb9odp|" + session_key in e.metadata["figures"].value)
+    assert {split_capture_key(k)[1] for e in evaluations for k in e.metadata["figures"].value} == set(positions)
+    evaluation = next(e for e in evaluations if capture_key(session_key, "hb9odp") in e.metadata["figures"].value)
     assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN
     assert "hb9odp" in evaluation.description and "1 jumps of hours" in evaluation.description
     figures = [f for e in evaluations for f in e.metadata["figures"].value.values()]

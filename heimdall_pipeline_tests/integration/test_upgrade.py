@@ -56,7 +56,7 @@ def test_db_migrate_brings_a_4ef43da_instance_into_capture_partitions(embedded_s
     from heimdall_pipeline.lifecycle import legacy_capture_key
 
     settings.load_embedded_env()
-    with scratch_database(timescaledb=True, prefix="heimdall_upgrade") as engine, \
+    with scratch_database(timescaledb=True, migrated=False, prefix="heimdall_upgrade") as engine, \
             private_dagster_home("heimdall_upgrade") as (home, _):
         url = engine.url.render_as_string(hide_password=False)
         env = {**os.environ, "HEIMDALL_DATABASE_URL": url, "DAGSTER_HOME": str(home),
@@ -81,7 +81,9 @@ def test_db_migrate_brings_a_4ef43da_instance_into_capture_partitions(embedded_s
                                    asset_partitions=[legacy_capture_key(key, rid) for rid in RECEIVERS]),
                 limit=10).records)}
         assert set(legacy_events) == {legacy_capture_key(key, rid) for rid in RECEIVERS}
-        rows_before = sorted((r.receiver_id, r.snr_db) for r in measurements_for_session(engine, key))
+        with engine.connect() as conn:  # read by SQL: this code's models expect columns main lacks
+            rows_before = sorted(tuple(r) for r in conn.execute(sa.text(
+                "SELECT receiver_id, snr_db FROM measurements WHERE session_key = :k"), {"k": key}))
 
         # This code: `heimdall db migrate` on the same database and instance.
         for name, value in (("HEIMDALL_DATABASE_URL", url), ("DAGSTER_HOME", str(home))):

@@ -5,6 +5,7 @@ output rate, untimed, with the receiver's S-meter readings as its level figure."
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -58,6 +59,8 @@ class OpenWebRXSource(Source):
     url_schemes = ("http", "https")
     url_needs_host = True
     live = True
+    # connect, handshake, profile and dspcontrol before the session's start instant (sources/base.py)
+    connect_margin_s = 3.0
     # SDRs behind OpenWebRX reach VHF/UHF; a receiver's own range comes from its profiles
     # (`heimdall receivers add` reads them from status.json) and the capture checks the profiles.
     default_max_frequency_hz = 6e9
@@ -70,12 +73,17 @@ class OpenWebRXSource(Source):
         return HostGate(gate_directory())
 
     async def capture(self, session: Session, receiver: Receiver, io: CaptureIO) -> Capture:
-        from heimdall_pipeline.sources.openwebrx import OpenWebRXError, capture_audio
+        from heimdall_pipeline.sources.openwebrx import DEFAULT_SETTLE_S, OpenWebRXError, capture_audio
 
+        # The audio carries no timestamps: the session's start instant is kept by discarding the
+        # audio that arrives before it (counted at the output rate, the server's real-time pace).
+        start_at = io.start_at
+        until_start_s = 0.0 if start_at is None else (start_at - datetime.now(timezone.utc)).total_seconds()
         try:
             recording = await capture_audio(receiver.url, frequency_hz=session.center_frequency_hz,
                                             duration_s=session.duration_s, gate=self.gate(),
-                                            output_rate=int(session.sample_rate_hz))
+                                            output_rate=int(session.sample_rate_hz),
+                                            settle_s=max(DEFAULT_SETTLE_S, until_start_s))
         except OpenWebRXError as exc:
             raise AcquisitionError(receiver.id, f"{type(exc).__name__}: {exc}", transient=exc.transient,
                                    retry_after_s=exc.retry_after_s) from exc
