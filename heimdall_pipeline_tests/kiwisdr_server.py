@@ -62,7 +62,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import socket
 import struct
 import threading
 import time
@@ -80,6 +79,7 @@ from heimdall_pipeline.dsp.timing import (
 )
 from heimdall_pipeline.receivers import Receiver
 from heimdall_pipeline.storage.kiwi_wav import read_kiwi_wav, samples_to_int16
+from heimdall_pipeline_tests.loopback_server import serve_on_loopback
 from heimdall_pipeline.validation import validate_receiver
 
 RETUNE_DELAY_S = 1.5  # rx_sound.cpp: DOUBLE_SET_DELAY after the first frequency set
@@ -371,14 +371,7 @@ class FakeKiwiSDR:
         app = web.Application()
         app.router.add_get("/{ts}/SND", self._handle_snd)
         app.router.add_get("/{ts}/W/F", self._handle_other)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        site = web.SockSite(self._runner, sock)
-        await site.start()
+        self._runner, self._port = await serve_on_loopback(app)
         return self
 
     async def stop(self) -> None:

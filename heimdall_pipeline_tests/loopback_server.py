@@ -11,6 +11,17 @@ from typing import Any
 from aiohttp import web
 
 
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serves app on 127.0.0.1 at a free port; returns its runner (to clean up) and the port."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return runner, sock.getsockname()[1]
+
+
 class LoopbackServer:
     _runner: web.AppRunner | None = None
     _port: int | None = None
@@ -26,13 +37,7 @@ class LoopbackServer:
 
     async def serve(self, app: web.Application) -> None:
         """Serves app on 127.0.0.1 at a free port (self._port)."""
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self._runner, self._port = await serve_on_loopback(app)
 
     async def cleanup(self) -> None:
         if self._runner is not None:
