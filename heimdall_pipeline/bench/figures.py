@@ -457,7 +457,7 @@ def upsert_figure(b: Bench) -> Figure:
             rows.append(MeasurementRow(
                 time=base_time + timedelta(milliseconds=i), session_key=session,
                 receiver_id=b.receiver_ids[i % per_session], frequency_mhz=7.1, sample_rate_khz=12.0,
-                samples_count=120000, power_unit="dBm", snr_db=10.0 + (i % 17) * 0.1, psd_dbm_hz=-120.5,
+                samples_count=120000, capture_signal="iq", power_unit="dBm", snr_db=10.0 + (i % 17) * 0.1, psd_dbm_hz=-120.5,
                 frequency_offset_hz=700.25,
                 signal_power_dbm=-95.0, noise_power_dbm=-105.0, signal_detected=True,
                 iq_data_path=f"s3://bucket/sessions/{session}/websdr_x.npy",
