@@ -29,6 +29,10 @@ MAX_SESSIONS_PER_TICK = 100
 # below the cursor's id: every tick looks again at what was requested or came due this long
 # before the previous tick (seen ones again too; their run keys make Dagster skip them).
 LATE_COMMIT_GRACE = timedelta(minutes=1)
+# A session scheduled for a moment (`--at`) is launched this long before it, so that its run is
+# started, connected and tuned when the moment comes (sessions.py: every live receiver then stores
+# samples from exactly the scheduled instant) instead of a tick and a run start-up after it.
+LAUNCH_LEAD = timedelta(seconds=60)
 
 
 # A session run may take its recording time, each receiver's timeouts and retries, and its
@@ -181,7 +185,7 @@ def session_request_sensor(context: SensorEvaluationContext, database: HeimdallD
                                     since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
     if reconciled:
         context.log.info("reconciled: " + ", ".join(f"{key} {status}" for key, status in reconciled.items()))
-    pending = requested_sessions(engine, after_id=after_id, now=now, limit=MAX_SESSIONS_PER_TICK,
+    pending = requested_sessions(engine, after_id=after_id, now=now + LAUNCH_LEAD, limit=MAX_SESSIONS_PER_TICK,
                                  since=None if last_tick is None else last_tick - LATE_COMMIT_GRACE)
     ranges, problems = add_session_partitions(context.instance, {s.session_key: s.receiver_ids for s in pending})
     for session_key, problem in problems.items():

@@ -760,6 +760,11 @@ class FakeKiwiNetwork:
                     loop_thread.close()
 
 
+# The live DCF77 sessions' length: offline, every 16 s stretch of the shared recordings' common
+# 29.5 s lands 1.59-1.71 km from Mainflingen, while 12 s stretches starting 7-8 s in land 3.1 km off.
+DCF77_DURATION_S = 16.0
+
+
 def dcf77_network(network: FakeKiwiNetwork, prefix: str = "dcf77") -> list[Receiver]:
     """Adds three doubles replaying the shared DCF77 recordings live (one window, so they play the
     same moment), as receivers `<prefix>-hb9odp` ... at the stations' positions."""
@@ -779,3 +784,26 @@ def dcf77_network(network: FakeKiwiNetwork, prefix: str = "dcf77") -> list[Recei
             "longitude": positions[station]["longitude"]})
         added.append(network._receivers[rid])
     return added
+
+
+def dcf77_session_error_km(engine, session_key: str, receivers: list[Receiver], at: datetime) -> float:
+    """Checks what a live DCF77 session must end with, whoever launched it: every capture stored,
+    first samples within 50 ms of each other and not before `at`, a TDoA position from the three
+    receivers; returns its distance from Mainflingen in km."""
+    import json
+
+    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session
+    from heimdall_pipeline.db.measurements_repo import get_localization
+    from heimdall_pipeline.propagation import haversine_km
+    from heimdall_pipeline_tests.data import DCF77_DIR
+
+    outcomes = outcomes_for_session(engine, session_key)
+    assert sorted(outcomes) == sorted(r.id for r in receivers), outcomes
+    assert all(o.status == "stored" for o in outcomes.values()), outcomes
+    assert capture_timing(outcomes.values())["first_sample_spread_ms"] <= 50.0
+    assert min(o.start_time for o in outcomes.values()) >= at
+    located = get_localization(engine, session_key, "tdoa")
+    assert located is not None and located.localizable, located
+    assert sorted(located.receivers_used) == sorted(r.id for r in receivers)
+    truth = json.loads((DCF77_DIR / "receivers.json").read_text())["transmitter"]
+    return float(haversine_km(located.latitude, located.longitude, truth["latitude"], truth["longitude"]))

@@ -178,7 +178,8 @@ def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, ins
     keys = [f"ts{os.urandom(4).hex()}" for _ in range(3)]
     for key in keys:
         request_session(engine, requested_by="test", session_key=key, center_frequency_hz=7.1e6, duration_s=1)
-    later, due = f"ts{os.urandom(4).hex()}", datetime.now(timezone.utc) + timedelta(seconds=2)
+    # launched LAUNCH_LEAD before its time, so that its run is connected when the moment comes
+    later, due = f"ts{os.urandom(4).hex()}", datetime.now(timezone.utc) + sensors.LAUNCH_LEAD + timedelta(seconds=2)
     request_session(engine, requested_by="test", session_key=later, center_frequency_hz=7.1e6, duration_s=1,
                     scheduled_for=due)
 
@@ -186,7 +187,7 @@ def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, ins
         return {r.tags["heimdall/session"] for r in result.run_requests}
 
     first = tick(start)
-    assert sessions_of(first) == set(keys)  # `later` is not due yet
+    assert sessions_of(first) == set(keys)  # `later` is not within its launch lead yet
     # one run per session over exactly its capture partitions
     [request] = [r for r in first.run_requests if r.tags["heimdall/session"] == keys[0]]
     receivers = get_session(engine, keys[0]).receiver_ids
@@ -198,7 +199,7 @@ def test_sensor_cursor_bounds_its_query_and_launches_each_session_once(defs, ins
     # The saved cursor bounds the query: what was handed over is not asked again ...
     assert tick(first.cursor).run_requests == []
     # ... but a session requested earlier for a later time is, once it is due.
-    time.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.2)
+    time.sleep(max(0.0, (due - sensors.LAUNCH_LEAD - datetime.now(timezone.utc)).total_seconds()) + 0.2)
     assert sessions_of(tick(first.cursor)) == {later}
     assert sensors.read_cursor(first.cursor)[0] == max(get_session(engine, k).id for k in keys)
 
