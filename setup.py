@@ -37,5 +37,5 @@ setup(
             "memray>=1.12,<2",
         ],
     },
-    entry_points={"console_scripts": ["heimdall=heimdall_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["heimdall=heimdall_pipeline.cli:console_main"]},
 )
