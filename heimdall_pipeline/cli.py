@@ -514,8 +514,11 @@ def console_main() -> None:
     """The `heimdall` command: main(), then an exit that skips the interpreter's teardown. Each
     command has closed what it opened by then (connections, pools, files, child processes); what
     is left is freeing the modules of Dagster, scipy and matplotlib object by object, 0.7-1 s of
-    a `heimdall session run` (bench session_cli). An exception still ends the usual way."""
+    a `heimdall session run` (bench session_cli). An exception still ends the usual way, and so
+    does a process under a profiler or tracer (cProfile, coverage), which writes its data at exit."""
     code = main()
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -25,3 +25,12 @@ def test_an_error_ends_the_usual_way():
     assert done.returncode == 5
     done = run_entry("def main():\n    raise RuntimeError('boom')")
     assert done.returncode == 1 and "RuntimeError: boom" in done.stderr
+
+
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    out = tmp_path / "cli.prof"
+    code = (f"import cProfile, sys\nfrom heimdall_pipeline import cli\ncli.main = lambda: 0\n"
+            f"cProfile.run('cli.console_main()', {str(out)!r})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
