@@ -117,7 +117,8 @@ def test_encoding_is_deterministic():
     assert a.npy_bytes == b.npy_bytes and a.metadata_json == b.metadata_json
     text = a.metadata_json.decode("utf-8")
     assert json.loads(text) == a.metadata
-    assert text == json.dumps(a.metadata, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    # sorted keys, compact separators, one line ending in a newline
+    assert text == json.dumps(a.metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def test_metadata_required_fields():
