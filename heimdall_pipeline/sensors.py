@@ -30,7 +30,7 @@ MAX_SESSIONS_PER_TICK = 100
 # before the previous tick (seen ones again too; their run keys make Dagster skip them).
 LATE_COMMIT_GRACE = timedelta(minutes=1)
 # A session scheduled for a moment (`--at`) is launched this long before it, so that its run is
-# started, connected and tuned when the moment comes (sessions.py: every live receiver then stores
+# started, connected and tuned when the moment comes (sources/dispatch.session_start: every live receiver stores
 # samples from exactly the scheduled instant) instead of a tick and a run start-up after it.
 LAUNCH_LEAD = timedelta(seconds=60)
 
