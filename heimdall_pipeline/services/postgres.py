@@ -131,12 +131,21 @@ class PostgresCluster:
             self._private_socket()
             require_free_ports("PostgreSQL", {"PostgreSQL": self.port}, "HEIMDALL_PG_PORT")
             self._ensure_dirs()
-            _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-                          "-o", f"-p {self.port}", "-w", "-t", str(int(timeout_s)), "start"])
+            try:
+                _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+                              "-o", f"-p {self.port}", "-w", "-t", str(int(timeout_s)), "start"])
+            except ServiceError as exc:  # pg_ctl only says "see the log": the reason is there
+                raise ServiceError(f"{exc}\nlast lines of {self.log_file}:\n{self._log_tail()}") from exc
             started = True
         self._provision(created)
         self.check()
         return started
+
+    def _log_tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(unreadable: {exc})"
 
     def _provision(self, created: bool) -> None:
         import psycopg

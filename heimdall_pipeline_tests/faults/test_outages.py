@@ -28,7 +28,7 @@ from heimdall_pipeline.db.sessions_repo import claim_launch, get_session
 from heimdall_pipeline.definitions import defs
 from heimdall_pipeline.tags import LAUNCH_TAG, SESSION_TAG
 from heimdall_pipeline.run_workers import WORKER_TAG, process_identity
-from heimdall_pipeline.services.common import port_is_free
+from heimdall_pipeline.services.common import pid_alive, port_is_free
 from heimdall_pipeline_tests.data import DCF77_DIR
 from heimdall_pipeline_tests.dev_server import (
     VENV_BIN, descendants, free_port, start_heimdall_dev, wait_for_webserver, wait_until,
@@ -77,13 +77,19 @@ def recording_run(instance, session_key: str):
 
 
 def kill_postgres(postgres) -> None:
-    """SIGKILL to the postmaster and every backend (a crash, not a shutdown)."""
+    """SIGKILL to the postmaster and every backend (a crash, not a shutdown). The postmaster is
+    stopped first so it cannot fork a backend after the list is taken: an orphaned backend would
+    keep the shared memory attached and the restart would (rightly) be refused."""
     pid = postgres.pid()
-    for victim in [pid, *descendants(pid)]:
+    os.kill(pid, signal.SIGSTOP)
+    victims = [*descendants(pid), pid]
+    for victim in victims:
         try:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    wait_until("the killed PostgreSQL processes to be gone",
+               lambda: not any(pid_alive(victim) for victim in victims), 30, 0.1)
 
 
 # ----------------------------------------------------------------------------- every command

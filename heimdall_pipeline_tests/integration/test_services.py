@@ -133,6 +133,17 @@ def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runti
     assert "PostgreSQL: stopped" in captured.out and "SeaweedFS, PostgreSQL" in captured.err
 
 
+def test_a_refused_postgresql_start_says_why_from_the_server_log(new_runtime_folder):
+    postgres = manager.embedded_services(create=True).postgres
+    postgres.start()
+    postgres.stop()
+    with open(postgres.data_dir / "postgresql.auto.conf", "a") as conf:  # a hand edit gone wrong
+        conf.write("shared_buffers = 'plenty'\n")
+    with pytest.raises(ServiceError, match='invalid value for parameter "shared_buffers"'):
+        postgres.start()
+    assert postgres.pid() is None
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_heimdall_dev_stops_its_children_and_cleans_its_temporary_files(embedded_services, tmp_path, signum):
     """Its children stop with it, and the code servers' sockets live in a private temporary folder of
