@@ -3,6 +3,7 @@
 from dagster import Definitions, in_process_executor
 
 from heimdall_pipeline import settings
+from heimdall_pipeline.process_memory import keep_large_arrays_out_of_the_heap
 from heimdall_pipeline.assets.acquisition import raw_iq
 from heimdall_pipeline.assets.metrics import receiver_metrics
 from heimdall_pipeline.assets.localization import session_localization
@@ -16,6 +17,9 @@ from heimdall_pipeline.sensors import recording_import_sensor, session_analysis_
 
 # Local runs find the embedded services' settings; deployments set the variables themselves.
 settings.load_embedded_env()
+# Every process that runs this code location (run workers, `heimdall session run`) holds
+# captures as large arrays: freed, they go back to the OS (process_memory.py).
+keep_large_arrays_out_of_the_heap()
 
 resources = build_resources()
 
