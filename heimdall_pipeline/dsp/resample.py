@@ -29,7 +29,15 @@ def _table(half_taps: int) -> np.ndarray:
     return _kernel(taps - frac, half_taps)
 
 
-_TABLES: dict[int, np.ndarray] = {}
+_TABLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _tables(half_taps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel table and its step to the next phase, float32 (the weights' own precision)."""
+    if half_taps not in _TABLES:
+        table = _table(half_taps)
+        _TABLES[half_taps] = (table[:-1].astype(np.float32), np.diff(table, axis=0).astype(np.float32))
+    return _TABLES[half_taps]
 
 
 def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = HALF_TAPS) -> np.ndarray:
@@ -43,25 +51,25 @@ def interpolate_at(samples: np.ndarray, positions: np.ndarray, half_taps: int = 
     out = np.zeros(positions.size, dtype=np.complex64)
     if n == 0 or positions.size == 0:
         return out.reshape(positions.shape)
-    table = _TABLES.get(half_taps)
-    if table is None:
-        table = _TABLES[half_taps] = _table(half_taps)
+    table, step = _tables(half_taps)
     pad = 2 * half_taps  # every tap of a position within half_taps of the record reads inside `padded`
     padded = np.concatenate([np.zeros(pad, np.complex64), samples, np.zeros(pad + 1, np.complex64)])
-    taps = np.arange(-half_taps + 1, half_taps + 1)
+    # Real and imaginary parts apart, each as windows of 2 * half_taps samples (row r: from padded[r]
+    # on; views, no copy): gathering rows and a float32 dot per row is ~2x faster than complex math.
+    windows = [np.lib.stride_tricks.sliding_window_view(np.ascontiguousarray(part), 2 * half_taps)
+               for part in (padded.real, padded.imag)]
     flat = positions.ravel()
     for start in range(0, flat.size, _BLOCK):
         pos = flat[start:start + _BLOCK]
         base = np.floor(pos)
         scaled = (pos - base) * TABLE_PHASES
         phase = np.minimum(scaled.astype(np.int64), TABLE_PHASES - 1)
-        a = (scaled - phase)[:, None]
-        weights = ((1.0 - a) * table[phase] + a * table[phase + 1]).astype(np.float32)
-        # indices into the zero-padded record; anything beyond it reads a zero
+        a = (scaled - phase).astype(np.float32)[:, None]
+        weights = table[phase] + a * step[phase]
+        # the first tap's index into the zero-padded record; anything beyond it reads a zero
         outside = (base < -half_taps) | (base > n + half_taps)
-        first = np.clip(base.astype(np.int64), -half_taps - 1, n + half_taps) + pad
-        idx = first[:, None] + taps[None, :]
-        block = np.einsum("ij,ij->i", padded[idx], weights)
+        first = np.clip(base.astype(np.int64), -half_taps - 1, n + half_taps) + pad - half_taps + 1
+        block = out[start:start + pos.size]
+        block.real, block.imag = (np.einsum("ij,ij->i", rows[first], weights) for rows in windows)
         block[outside] = 0
-        out[start:start + pos.size] = block
     return out.reshape(positions.shape)
