@@ -97,8 +97,12 @@ class EncodedCapture:
     npy_header: bytes
     samples: np.ndarray  # 1-D C-contiguous little-endian complex64 (float32 for audio)
     sha256: str
-    metadata: dict[str, Any]
     metadata_json: bytes
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The metadata exactly as a reader parses it back (parsed on demand: storing needs only the JSON)."""
+        return json.loads(self.metadata_json)
 
     @property
     def header_bytes(self) -> int:
@@ -353,12 +357,7 @@ def encode_capture(
         "annotations": sorted(_annotations(capture.details, count) + _fix_annotations(capture, model),
                               key=lambda a: a["core:sample_start"]),
     }
-    metadata_json = _dumps(metadata)
-    # what we return is exactly what a reader parses back
-    metadata = json.loads(metadata_json)
-    return EncodedCapture(
-        npy_header=npy_header, samples=samples, sha256=sha256, metadata=metadata, metadata_json=metadata_json
-    )
+    return EncodedCapture(npy_header=npy_header, samples=samples, sha256=sha256, metadata_json=_dumps(metadata))
 
 
 def decode_npy(npy_bytes: bytes, *, expected_sha256: str | None = None, key_for_errors: str = "",
