@@ -149,6 +149,14 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+def log_tail(path: Path, lines: int) -> str:
+    """The last lines of a server's log, for an error that says why it did not start."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"({path} unreadable: {exc})"
+
+
 def wait_until(check, timeout_s: float, what: str, interval_s: float = 0.25):
     """Calls check() until it returns a truthy value or raises after timeout with the last error."""
     deadline = time.monotonic() + timeout_s

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from heimdall_pipeline.services.common import ServiceError, read_pid, require_free_ports, run, stop_pid
+from heimdall_pipeline.services.common import ServiceError, log_tail, read_pid, require_free_ports, run, stop_pid
 
 PG_BIN = Path(os.environ.get("HEIMDALL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 OS_USER = "postgres"  # initdb refuses to run as root
@@ -135,17 +135,11 @@ class PostgresCluster:
                 _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
                               "-o", f"-p {self.port}", "-w", "-t", str(int(timeout_s)), "start"])
             except ServiceError as exc:  # pg_ctl only says "see the log": the reason is there
-                raise ServiceError(f"{exc}\nlast lines of {self.log_file}:\n{self._log_tail()}") from exc
+                raise ServiceError(f"{exc}\nlast lines of {self.log_file}:\n{log_tail(self.log_file, 8)}") from exc
             started = True
         self._provision(created)
         self.check()
         return started
-
-    def _log_tail(self, lines: int = 8) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as exc:
-            return f"(unreadable: {exc})"
 
     def _provision(self, created: bool) -> None:
         import psycopg

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from heimdall_pipeline.services.common import (
-    PRIVATE_UMASK, ServiceError, make_private, new_secret, read_pid, require_free_ports, run, stop_pid, wait_until,
+    PRIVATE_UMASK, ServiceError, log_tail, make_private, new_secret, read_pid, require_free_ports, run, stop_pid,
+    wait_until,
 )
 from heimdall_pipeline.storage.object_store import ensure_bucket, s3_client
 
@@ -143,7 +144,7 @@ class SeaweedFS:
         try:
             self.check(timeout_s=timeout_s)
         except ServiceError:
-            tail = self.log_file.read_text(errors="replace")[-2000:]
+            tail = log_tail(self.log_file, 25)
             self.stop()
             raise ServiceError(f"SeaweedFS did not become ready; last log lines:\n{tail}")
         # Loading a volume rewrites its .vif with mode 0644 whatever the umask: private again.
