@@ -13,7 +13,6 @@ in docs/benchmark.md: 2.3-2.5x the IQ bytes, 1.6x with the threshold fixed). Fix
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 LARGE_BLOCK_BYTES = 128 * 1024  # glibc's own initial threshold, kept instead of grown
@@ -21,11 +20,7 @@ LARGE_BLOCK_BYTES = 128 * 1024  # glibc's own initial threshold, kept instead of
 
 def keep_large_arrays_out_of_the_heap() -> bool:
     """Fixes glibc's mmap threshold (a process-wide setting); False where there is no glibc."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
+    process = ctypes.CDLL(None)  # the symbols already loaded (no library search, no ldconfig run)
+    if not hasattr(process, "mallopt") or not hasattr(process, "gnu_get_libc_version"):
         return False
-    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
-        return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
+    return bool(process.mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES))
