@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from heimdall_pipeline.bench.report import Figure, Stat, Target, repeat
+from heimdall_pipeline.bench.report import Figure, Stat, Target, repeat, repeat_interleaved
 
 SAMPLE_RATE_HZ = 12000.0
 CENTER_HZ = 7.1e6
@@ -413,11 +413,7 @@ def io_figure(b: Bench) -> Figure:
     bodies.clear()
     # Interleaved, 3 x the repetitions (a write is ~0.1 s): both sides see the same load; measured
     # back to back in blocks of 5, the ratio moved between 0.58 and 0.85 from run to run.
-    timings: list[float] = []
-    raw_times: list[float] = []
-    for _ in range(3 * b.n):
-        timings += repeat(io_write, 1, setup=setup)
-        raw_times += repeat(raw_put, 1, setup=raw_setup)
+    timings, raw_times = repeat_interleaved(3 * b.n, (io_write, setup), (raw_put, raw_setup))
     seq_times = repeat(raw_put_sequential, b.n, setup=raw_setup)
     mb = total_bytes / 1e6
     value = Stat("MB/s", [mb / t for t in timings])
@@ -587,10 +583,7 @@ def backfill_figure(b: Bench) -> Figure:
 
         per_partition()  # warm-up: job plan, clients
         # interleaved, so both see the same load (in blocks, the ratio moved 9.5-12.3x run to run)
-        single, per = [], []
-        for _ in range(b.n):
-            single += repeat(single_run, 1)
-            per += repeat(per_partition, 1)
+        single, per = repeat_interleaved(b.n, (single_run, None), (per_partition, None))
         stored = sum(count_measurements(b.engine, session_key=s) for s in sessions)
         if stored != n_partitions:
             raise RuntimeError(f"range run stored {stored} rows, expected {n_partitions}")

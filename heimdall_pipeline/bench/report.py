@@ -172,3 +172,13 @@ def print_table(figures: list[Figure]) -> None:
 def document(info: dict[str, Any], figures: list[Figure], *, quick: bool, repeat_n: int, elapsed_s: float) -> dict:
     return {"machine": info, "quick": quick, "repeat": repeat_n, "elapsed_s": elapsed_s,
             "figures": {fig.id: fig.as_dict() for fig in figures}}
+
+
+def repeat_interleaved(n: int, *calls: tuple[Callable[[], Any], Callable[[], Any] | None]) -> list[list[float]]:
+    """`repeat` of several (fn, setup) pairs, one run of each in turn, n rounds: every figure and
+    its baseline see the same machine load. Returns each pair's n wall times."""
+    out: list[list[float]] = [[] for _ in calls]
+    for _ in range(n):
+        for times, (fn, setup) in zip(out, calls):
+            times += repeat(fn, 1, setup=setup)
+    return out
