@@ -220,6 +220,46 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
     return metadata
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredLocalization:
+    method: str | None  # "tdoa" or "rss" when the session was localized that way, else None
+    message: str  # one line for the run's log
+    metadata: dict  # the partition's metadata (map picture stored beside the captures)
+
+
+def localize_and_store(engine, registry, iq_store: IQStore, record) -> StoredLocalization:
+    """One session's localization: by TDoA when its timed captures allow, else by received power;
+    the row upserted (a TDoA answer replaces an earlier received-power row) and the map stored."""
+    from heimdall_pipeline.db.localization_rows import rss_row, tdoa_row  # the database layer loads with the first run
+    from heimdall_pipeline.db.measurements_repo import delete_localization, measurements_for_session, upsert_localization
+
+    session_key = record.session_key
+    rows = measurements_for_session(engine, session_key)
+    tdoa = localize_session_tdoa(record, rows, registry, iq_store)
+    upsert_localization(engine, tdoa_row(tdoa, session_key, record.scheduled_for))
+    if tdoa.localized:
+        # the session's answer is the TDoA one: an earlier received-power row would contradict it
+        delete_localization(engine, session_key, "rss")
+        metadata = tdoa_metadata(tdoa, iq_store, session_key)
+        metadata["tdoa"] = "used"
+        return StoredLocalization("tdoa", (
+            f"session {session_key}: TDoA places the transmitter at {tdoa.latitude:.4f}, {tdoa.longitude:.4f} "
+            f"(95 % region {tdoa.region.semi_major_km:.2f} × {tdoa.region.semi_minor_km:.2f} km)"), metadata)
+    result, observations = localize_session(rows, registry, shadowing_sigma_db(record, registry))
+    upsert_localization(engine, rss_row(result, session_key, record.scheduled_for,
+                                        {"transmitter_truth": record.transmitter}))
+    metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
+    metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
+    if tdoa.left_out:
+        metadata["tdoa_left_out"] = "; ".join(f"{rid}: {why}" for rid, why in tdoa.left_out.items())
+    metadata["tdoa"] = tdoa.reason
+    message = f"session {session_key}: {tdoa.reason}; received power: " + (
+        f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
+        f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"
+        if result.localizable else f"not localizable: {result.reason}")
+    return StoredLocalization("rss" if result.localizable else None, message, metadata)
+
+
 @asset(
     partitions_def=session_partitions,
     deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
@@ -233,9 +273,7 @@ def rss_metadata(result: LocalizationResult, observations, truth, iq_store: IQSt
 )
 def session_localization(context: AssetExecutionContext, database: HeimdallDatabase,
                          iq_store: IQStore) -> MaterializeResult:
-    from heimdall_pipeline.db.localization_rows import rss_row, tdoa_row  # the database layer loads with the first run
-    from heimdall_pipeline.db.measurements_repo import delete_localization, measurements_for_session, upsert_localization
-    from heimdall_pipeline.db.receivers_repo import list_receivers
+    from heimdall_pipeline.db.receivers_repo import list_receivers  # the database layer loads with the first run
     from heimdall_pipeline.db.sessions_repo import get_session
 
     engine = database.engine()
@@ -245,31 +283,10 @@ def session_localization(context: AssetExecutionContext, database: HeimdallDatab
         record = get_session(engine, session_key)
         if record is None:
             raise ValueError(f"session {session_key!r} is not in the sessions table")
-        rows = measurements_for_session(engine, session_key)
-        tdoa = localize_session_tdoa(record, rows, registry, iq_store)
-        upsert_localization(engine, tdoa_row(tdoa, session_key, record.scheduled_for))
-        if tdoa.localized:
-            # the session's answer is the TDoA one: an earlier received-power row would contradict it
-            delete_localization(engine, session_key, "rss")
-            by_method["tdoa"] += 1
-            metadata = tdoa_metadata(tdoa, iq_store, session_key)
-            context.log.info(f"session {session_key}: TDoA places the transmitter at {tdoa.latitude:.4f}, "
-                             f"{tdoa.longitude:.4f} (95 % region {tdoa.region.semi_major_km:.2f} × "
-                             f"{tdoa.region.semi_minor_km:.2f} km)")
-        else:
-            result, observations = localize_session(rows, registry, shadowing_sigma_db(record, registry))
-            upsert_localization(engine, rss_row(result, session_key, record.scheduled_for,
-                                                {"transmitter_truth": record.transmitter}))
-            by_method["rss"] += result.localizable
-            metadata = rss_metadata(result, observations, known_transmitter(record, iq_store), iq_store, session_key)
-            metadata["tdoa_receivers_timed"] = ", ".join(r["receiver_id"] for r in tdoa.receivers if r["timed"])
-            if tdoa.left_out:
-                metadata["tdoa_left_out"] = "; ".join(f"{rid}: {why}" for rid, why in tdoa.left_out.items())
-            context.log.info(f"session {session_key}: {tdoa.reason}; received power: " + (
-                f"transmitter at {result.latitude:.3f}, {result.longitude:.3f} (95 % ellipse "
-                f"{result.ellipse_semi_major_km:.1f} × {result.ellipse_semi_minor_km:.1f} km)"
-                if result.localizable else f"not localizable: {result.reason}"))
-        metadata["tdoa"] = "used" if tdoa.localized else tdoa.reason
-        context.add_asset_metadata(metadata, partition_key=session_key)
+        located = localize_and_store(engine, registry, iq_store, record)
+        if located.method:
+            by_method[located.method] += 1
+        context.log.info(located.message)
+        context.add_asset_metadata(located.metadata, partition_key=session_key)
     return MaterializeResult(metadata={"sessions": len(context.partition_keys), "localized_by_tdoa": by_method["tdoa"],
                                        "localized_by_rss": by_method["rss"]})
