@@ -10,6 +10,7 @@ import functools
 
 import numpy as np
 import scipy.fft
+import scipy.signal
 
 # Segments transformed at once: large enough for the FFT to run at full speed, small enough that
 # the temporaries stay well under the size of a capture.
@@ -18,10 +19,8 @@ SEGMENTS_PER_BLOCK = 64
 
 @functools.lru_cache(maxsize=32)
 def hann_window(nperseg: int, dtype: str) -> tuple[np.ndarray, float]:
-    """The periodic Hann window (scipy.signal.get_window("hann", n), which scipy.signal.welch uses)
-    in dtype, and its sum of squares. Written out: scipy.signal costs a fresh process 0.5-1 s of
-    imports, paid by every run worker that draws or measures a capture."""
-    w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(nperseg) / nperseg)
+    """The periodic Hann window (as scipy.signal.welch uses) in dtype, and its sum of squares."""
+    w = scipy.signal.get_window("hann", nperseg)
     return w.astype(dtype), float(np.dot(w, w))
 
 
@@ -50,14 +49,3 @@ def segment_power_rows(x: np.ndarray, nperseg: int, max_rows: int = 1) -> tuple[
         firsts = np.flatnonzero(np.r_[True, block_rows[1:] != block_rows[:-1]])
         rows[block_rows[firsts]] += np.add.reduceat(power, firsts, axis=0, dtype=np.float64)
     return rows, np.bincount(row_of).astype(np.float64)
-
-
-def welch_density(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
-    """Same result as ``scipy.signal.welch(x, fs, 'hann', nperseg, nperseg // 2, detrend=False,
-    return_onesided=False, scaling='density')``, fft-shifted (frequencies ascending), computed in
-    the samples' precision a block of segments at a time (bounded memory); about 5x faster."""
-    rows, counts = segment_power_rows(x, nperseg)
-    _, w2 = hann_window(nperseg, "float64")
-    psd = rows[0] / (counts[0] * fs * w2)
-    freqs = scipy.fft.fftfreq(nperseg, d=1.0 / fs)
-    return np.fft.fftshift(freqs), np.fft.fftshift(psd)

@@ -5,7 +5,7 @@ the floor is 1, averaged over the receivers): a carrier-only session is refused 
 single sample is resampled, and the captures of a signal are then cut down to its band (align.py)
 so the rest of TDoA handles the band's rate, not the receivers' whole passband.
 
-Pure numpy.
+Pure numpy / scipy.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-
-from heimdall_pipeline.dsp.spectra import welch_density
+import scipy.signal
 
 BAND_THRESHOLD_DB = 6.0  # the band: contiguous bins at least this far above the noise floor
 MIN_BANDWIDTH_HZ = 10.0  # rms; narrower than this, a signal has no time structure worth correlating
@@ -54,14 +53,15 @@ def noise_normalised_spectrum(samples: np.ndarray, rate: float, nperseg: int) ->
         block = samples[start:start + SPECTRUM_BLOCK + nperseg // 2]
         if block.size < nperseg:
             break
-        freqs, psd = welch_density(block, rate, nperseg)  # frequencies ascending
+        freqs, psd = scipy.signal.welch(block, fs=rate, nperseg=nperseg, return_onesided=False, detrend=False)
         weight = block.size
         total = psd * weight if total is None else total + psd * weight
         blocks += weight
     if total is None:
         raise NoTimeStructureError(f"{samples.size} samples are fewer than one spectrum segment of {nperseg}")
-    psd = total / blocks
-    return freqs, psd / np.median(psd)
+    order = np.argsort(freqs)
+    psd = total[order] / blocks
+    return freqs[order], psd / np.median(psd)
 
 
 def band_of_spectra(freqs: np.ndarray, snr: np.ndarray, bin_hz: float, threshold_db: float = BAND_THRESHOLD_DB,

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 import scipy.fft
-import scipy.special  # Student's t quantile, without scipy.stats's 0.5-0.8 s import
+import scipy.stats
 
 from heimdall_pipeline.dsp.resample import HALF_TAPS, interpolate_at
 from heimdall_pipeline.tdoa.align import AlignedCaptures
@@ -184,7 +184,7 @@ def pair_lags(aligned: AlignedCaptures, band: SignalBand, max_lags_s: dict[tuple
             continue
         mean, spread, used = combined
         # Student's t: the scatter of a handful of windows understates the error of their mean
-        t_factor = float(scipy.special.stdtrit(used - 1, 0.975)) / 1.959963984540054
+        t_factor = float(scipy.stats.t.ppf(0.975, used - 1)) / 1.959963984540054
         out.append(PairLag(receiver_a=aligned.receiver_ids[i], receiver_b=aligned.receiver_ids[j], lag_s=mean,
                            standard_error_s=t_factor * spread / math.sqrt(used), window_spread_s=spread, windows_used=used,
                            windows_total=len(lags), max_lag_s=float(bound_s),

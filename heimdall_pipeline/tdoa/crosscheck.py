@@ -24,7 +24,7 @@ import math
 from typing import Any, Callable, Mapping
 
 import numpy as np
-import scipy.special  # scipy.stats's distributions, without its 0.5-0.8 s import
+import scipy.stats
 
 from heimdall_pipeline.tdoa.solve import PairGeometry, Solution, incidence_matrix, lag_covariance
 
@@ -83,7 +83,7 @@ def cross_check(pairs: list[PairGeometry], solution: Solution, receiver_sigmas_s
     gain = prior @ incidence.T @ np.linalg.inv(covariance)
     offsets = gain @ residual
     offsets_sd = np.sqrt(np.clip(np.diag(prior - gain @ incidence @ prior), 0.0, None))
-    p_value = float(scipy.special.chdtrc(solution.degrees_of_freedom, solution.chi2)) if solution.degrees_of_freedom else 1.0
+    p_value = float(scipy.stats.chi2.sf(solution.chi2, solution.degrees_of_freedom)) if solution.degrees_of_freedom else 1.0
     report.update(chi2=solution.chi2, degrees_of_freedom=solution.degrees_of_freedom, p_value=p_value,
                   widened_by=solution.widened_by,
                   receiver_offsets_us={i: {"estimate": float(o) * 1e6, "sd": float(s) * 1e6}
@@ -115,7 +115,7 @@ def _single_out(pairs: list[PairGeometry], ids: list[str], refit) -> str | None:
     for rid in ids:
         rest = [p for p in pairs if rid not in p.ids]
         fit = refit(rest)
-        p = float(scipy.special.chdtrc(fit.degrees_of_freedom, fit.chi2)) if fit.degrees_of_freedom else 1.0
+        p = float(scipy.stats.chi2.sf(fit.chi2, fit.degrees_of_freedom)) if fit.degrees_of_freedom else 1.0
         if p > best_p:
             best, best_p = rid, p
     return best

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
-import scipy.stats
 
 from heimdall_pipeline.dsp.resample import interpolate_at
 from heimdall_pipeline.dsp.timing import NS, SECONDS_PER_WEEK, fit_time_model
@@ -37,10 +36,6 @@ def test_real_dcf77_within_2_km_with_each_pairs_lag_error():
         assert abs(pair["lag_s"] - pair["true_lag_s"] - pair["lag_error_s"]) < 1e-12
         assert pair["windows_used"] >= 0.8 * pair["windows_total"] >= 40
         assert pair["standard_error_s"] < 2e-6
-        # the windows' mean with Student's t at 95 % (scipy.stats as the reference), in units of 1.96 sigma
-        t_factor = scipy.stats.t.ppf(0.975, pair["windows_used"] - 1) / scipy.stats.norm.ppf(0.975)
-        assert pair["standard_error_s"] == pytest.approx(
-            t_factor * pair["window_spread_s"] / pair["windows_used"] ** 0.5, rel=1e-9)
     assert result["region_95"]["semi_major_km"] > 0 and len(result["region_95"]["polygon"]) > 8
     # what the region assumes, and that three receivers check nothing
     assert "±30 µs" in result["timing_model"] and result["cross_check"]["status"] == "unchecked"

@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-import scipy.stats
 
 from heimdall_pipeline.dsp.timing import fit_time_model
 from heimdall_pipeline.receivers import DEFAULT_RECEIVERS
@@ -96,8 +95,6 @@ def test_consistent_receivers_pass_and_closure_catches_a_wrong_peak():
     pairs = _pairs(receivers, (48.5, 7.5), offsets, rng)
     report = cross_check(pairs, _solve(pairs, sigmas), sigmas, lambda s: _solve(s, sigmas))
     assert report["status"] == "consistent" and report["worst_closure_us"] < 5 * MEASUREMENT_S * 1e6 * 2
-    # the p-value is the chi-square distribution's survival function (scipy.stats as the reference)
-    assert report["p_value"] == pytest.approx(scipy.stats.chi2.sf(report["chi2"], report["degrees_of_freedom"]), rel=1e-9)
     pairs[0] = dataclasses.replace(pairs[0], lag_s=pairs[0].lag_s + 50e-6)  # one pair's peak off by 50 us
     report = cross_check(pairs, _solve(pairs, sigmas), sigmas, lambda s: _solve(s, sigmas))
     assert report["status"] == "inconsistent" and "do not close" in report["text"]
