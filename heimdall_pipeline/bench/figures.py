@@ -310,6 +310,7 @@ def session_cli_figure(b: Bench) -> Figure:
     plain: list[float] = []
     imports: list[float] = []
     startup: list[float] = []
+
     def both_runs_as_plain_calls(key: str) -> float:  # the work of both runs
         return sum(plain_session_parts(b, key).values()) + sum(plain_analysis_parts(b, key).values())
 
