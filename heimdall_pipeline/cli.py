@@ -10,12 +10,15 @@ import sys
 
 from heimdall_pipeline import settings
 from heimdall_pipeline.outages import outage_message
-from heimdall_pipeline.services import manager
 from heimdall_pipeline.services.common import PRIVATE_UMASK, ServiceError, run_until_signalled
 from heimdall_pipeline.text import clip_lines, shown
 
 
 def _services(args: argparse.Namespace) -> int:
+    from heimdall_pipeline.services import manager
+
+    if args.action == "worker":
+        return _session_worker()
     if args.action == "up":
         services = manager.up()
         for name, state in manager.status().report.items():
@@ -338,6 +341,7 @@ def _session_lifecycle(args: argparse.Namespace) -> int:
 
 def _main_job(args: argparse.Namespace) -> int:
     """The README's main command: services up, schema, one whole session through Dagster."""
+    from heimdall_pipeline.services import manager
     from heimdall_pipeline.session_requests import request_session
 
     services = manager.up()
@@ -358,6 +362,8 @@ def _dev(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from heimdall_pipeline.services import manager
+
     services = manager.up()
     scratch = services.home / "tmp"
     scratch.mkdir(mode=0o700, exist_ok=True)
@@ -370,6 +376,49 @@ def _dev(args: argparse.Namespace) -> int:
         return run_until_signalled(cmd, env, "dagster dev")
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _warm_session_worker() -> None:
+    """What a fresh `heimdall session run` loads or pays for on first use, done once in the
+    worker: every module of the package, the heavy libraries they import where they are used,
+    the jobs' definitions, boto3's S3 model, matplotlib's fonts. Nothing that opens a connection or a thread."""
+    import importlib
+    import io
+    import pkgutil
+
+    import heimdall_pipeline
+
+    # every module of the package but the bench and the Alembic revisions (not the command's)
+    for module in pkgutil.walk_packages(heimdall_pipeline.__path__, "heimdall_pipeline."):
+        if not module.name.startswith(("heimdall_pipeline.bench", "heimdall_pipeline.db.alembic")):
+            importlib.import_module(module.name)
+    for name in ("scipy.signal", "scipy.fft", "scipy.stats", "scipy.optimize", "scipy.spatial", "scipy.ndimage",
+                 "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.image", "sigmf", "jsonschema",
+                 "aiohttp", "psycopg", "sqlalchemy.dialects.postgresql.psycopg", "dagster_postgres"):
+        importlib.import_module(name)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from heimdall_pipeline.definitions import defs
+
+    for job in ("session_job", "session_analysis_job"):
+        defs.resolve_job_def(job)
+    from heimdall_pipeline.storage.object_store import s3_client
+
+    # boto3's default session loads the S3 model once; every client the children make shares it
+    s3_client("http://127.0.0.1:9", "warm-up", "warm-up")
+    figure = Figure(figsize=(2, 1))
+    figure.add_subplot().plot([0, 1], [0, 1], label="warm")
+    figure.legend()
+    FigureCanvasAgg(figure).print_png(io.BytesIO())
+
+
+def _session_worker() -> int:
+    from heimdall_pipeline.services.worker_process import SessionWorkerProcess
+    from heimdall_pipeline.session_worker import serve
+
+    serve(SessionWorkerProcess.of_home(settings.heimdall_home()).socket_path, main, _warm_session_worker)
+    return 0
 
 
 def _delegate(module: str, args: argparse.Namespace) -> int:
@@ -401,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     services = commands.add_parser("services", help="embedded S3 server, PostgreSQL/TimescaleDB, Dagster home")
-    services.add_argument("action", choices=["up", "down", "status", "env"])
+    services.add_argument("action", choices=["up", "down", "status", "env", "worker"],
+                          help="worker: run the session worker in the foreground (`up` starts it)")
     services.set_defaults(handler=_services)
 
     db = commands.add_parser("db", help="database schema: migrate = upgrade to the head Alembic revision")
@@ -423,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_arguments(request, required=True)
     request.add_argument("--at", help="ISO-8601 UTC start time (default: now)")
     request.set_defaults(handler=_session)
-    run = session_commands.add_parser("run", help="run a requested session now, in this process")
+    run = session_commands.add_parser("run", help="run a requested session now (in a fork of the session worker "
+                                                  "when it runs, else in this process)")
     run.add_argument("key")
     run.set_defaults(handler=_session_run)
     imports = session_commands.add_parser(
@@ -511,12 +562,18 @@ def outage(exc: BaseException) -> str | None:
 
 
 def console_main() -> None:
-    """The `heimdall` command: main(), then an exit that skips the interpreter's teardown. Each
+    """The `heimdall` command: main() (for `heimdall session run`, in a child of the session worker
+    when it can stand in for this process: session_worker.py), then an exit that skips the interpreter's teardown. Each
     command has closed what it opened by then (connections, pools, files, child processes); what
     is left is freeing the modules of Dagster, scipy and matplotlib object by object, 0.7-1 s of
     a `heimdall session run` (bench session_cli). An exception still ends the usual way, and so
     does a process under a profiler or tracer (cProfile, coverage), which writes its data at exit."""
-    code = main()
+    from heimdall_pipeline.services.worker_process import SessionWorkerProcess
+    from heimdall_pipeline.session_worker import forward
+
+    code = forward(sys.argv[1:], SessionWorkerProcess.of_home(settings.heimdall_home()).socket_path)
+    if code is None:
+        code = main()
     if sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     logging.shutdown()

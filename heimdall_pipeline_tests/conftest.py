@@ -27,6 +27,7 @@ def embedded_services():
     except Exception:  # noqa: BLE001 - no runtime folder yet
         was_running = False
     services = manager.up()
+    services.session_worker.wait_ready()  # `heimdall session run` in the tests takes the user's path
     for name, value in services.env.items():
         os.environ[name] = value
     migrate_database(os.environ["HEIMDALL_DATABASE_URL"])

@@ -19,6 +19,7 @@ from heimdall_pipeline.services.common import (
 )
 from heimdall_pipeline.services.postgres import PostgresCluster, cluster_dir_for, let_server_through
 from heimdall_pipeline.services.seaweedfs import SeaweedFS
+from heimdall_pipeline.services.worker_process import SessionWorkerProcess
 from heimdall_pipeline.storage.object_store import ensure_bucket
 
 
@@ -44,6 +45,10 @@ class EmbeddedServices:
                                port=int(self.env["HEIMDALL_PG_PORT"]),
                                admin_password=self.env["HEIMDALL_PG_ADMIN_PASSWORD"],
                                app_user=self.env["DAGSTER_PG_USER"], app_password=self.env["DAGSTER_PG_PASSWORD"])
+
+    @property
+    def session_worker(self) -> SessionWorkerProcess:
+        return SessionWorkerProcess.of_home(self.home)
 
     @property
     def dagster_home(self) -> Path:
@@ -123,6 +128,8 @@ def up() -> EmbeddedServices:
     services.dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(settings.REPO_ROOT / "dagster.yaml", services.dagster_home / "dagster.yaml")
     private_home(services.home)  # also folders made before their files were private
+    # Warms up in the background: `heimdall session run` runs in its own process until it is ready.
+    services.session_worker.start({**os.environ, **services.env})
     return services
 
 
@@ -133,6 +140,8 @@ def down() -> list[str]:
     except ServiceError:
         return []
     stopped = []
+    if services.session_worker.stop():
+        stopped.append("session worker")
     if services.s3.stop():
         stopped.append("SeaweedFS")
     if services.postgres.stop():
@@ -176,6 +185,12 @@ def status() -> ServicesStatus:
         except ServiceError as exc:
             report["PostgreSQL"] = f"running (pid {pg.pid()}) but unhealthy: {exc}"
             down.append("PostgreSQL")
+    worker = services.session_worker
+    if worker.ready():
+        report["session worker"] = f"running (pid {worker.pid()}), accepting `heimdall session run` at {worker.socket_path}"
+    else:  # optional: commands run in their own process without it
+        report["session worker"] = (f"warming up (pid {worker.pid()})" if worker.pid() is not None else
+                                    "stopped (`heimdall session run` runs in its own process)")
     report["DAGSTER_HOME"] = str(services.dagster_home)
     return ServicesStatus(report, tuple(down))
 

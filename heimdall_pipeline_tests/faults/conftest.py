@@ -78,6 +78,7 @@ def private_services():
                 "HEIMDALL_SEAWEEDFS_PORT_BASE": str(base), "HEIMDALL_PG_PORT": str(pg_port)}
     with _env(override):
         services = manager.up()
+        services.session_worker.wait_ready()
     migrate_database(services.env["HEIMDALL_DATABASE_URL"])
     pg_data = Path(services.env["HEIMDALL_PG_DATA"])
     try:

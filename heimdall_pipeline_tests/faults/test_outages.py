@@ -28,7 +28,7 @@ from heimdall_pipeline.db.sessions_repo import claim_launch, get_session
 from heimdall_pipeline.definitions import defs
 from heimdall_pipeline.tags import LAUNCH_TAG, SESSION_TAG
 from heimdall_pipeline.run_workers import WORKER_TAG, process_identity
-from heimdall_pipeline.services.common import pid_alive, port_is_free
+from heimdall_pipeline.services.common import port_is_free
 from heimdall_pipeline_tests.data import DCF77_DIR
 from heimdall_pipeline_tests.dev_server import (
     VENV_BIN, descendants, free_port, start_heimdall_dev, wait_for_webserver, wait_until,
@@ -88,8 +88,9 @@ def kill_postgres(postgres) -> None:
             os.kill(victim, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    wait_until("the killed PostgreSQL processes to be gone",
-               lambda: not any(pid_alive(victim) for victim in victims), 30, 0.1)
+    # gone = reaped, not only dead: a restart refuses while the lock file's pid exists, even as a zombie
+    wait_until("the killed PostgreSQL processes to be reaped",
+               lambda: not any(os.path.exists(f"/proc/{victim}") for victim in victims), 30, 0.1)
 
 
 # ----------------------------------------------------------------------------- every command

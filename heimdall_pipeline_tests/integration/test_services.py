@@ -70,12 +70,13 @@ def test_timescaledb_extension_hypertable_and_time_bucket(embedded_services):
 
 
 def test_services_up_is_idempotent_and_status_reports_real_checks(embedded_services):
-    pids = (embedded_services.s3.pid(), embedded_services.postgres.pid())
+    pids = (embedded_services.s3.pid(), embedded_services.postgres.pid(), embedded_services.session_worker.pid())
     again = manager.up()
-    assert (again.s3.pid(), again.postgres.pid()) == pids
+    assert (again.s3.pid(), again.postgres.pid(), again.session_worker.pid()) == pids
     current = manager.status()
     assert current.healthy and current.down == ()
     assert "put/get OK" in current.report["SeaweedFS"] and "SELECT OK" in current.report["PostgreSQL"]
+    assert current.report["session worker"].startswith(f"running (pid {pids[2]}), accepting")
 
 
 def test_a_port_in_use_is_named_in_the_error(embedded_services):
