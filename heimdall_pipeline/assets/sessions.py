@@ -2,6 +2,7 @@
 spread of the metrics. Cross-receiver analysis (localization) hangs here."""
 
 import math
+from dataclasses import dataclass
 
 from dagster import AssetDep, AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, RunsFilter, asset
 
@@ -37,6 +38,38 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
+@dataclass(frozen=True)
+class SessionReadout:
+    """What the summary reads of one session: its measurements, the receivers without one and why,
+    the captures' first-sample timing, and the status its outcomes give."""
+
+    rows: list
+    missing: list[str]
+    reasons: dict[str, str]
+    timing: dict
+    status: str
+    reason: str | None
+
+    @property
+    def detected(self) -> list:
+        return [row for row in self.rows if row.signal_detected and row.snr_db is not None]
+
+
+def read_session(engine, record) -> SessionReadout:
+    """The summary's reads as plain calls (the asset calls it per session; so does the bench)."""
+    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
+    from heimdall_pipeline.db.measurements_repo import measurements_for_session
+    from heimdall_pipeline.db.sessions_repo import session_outcome
+
+    rows = measurements_for_session(engine, record.session_key)
+    measured = {row.receiver_id for row in rows}
+    missing = [rid for rid in record.receiver_ids if rid not in measured]
+    outcomes = outcomes_for_session(engine, record.session_key)
+    reasons = {rid: outcomes[rid].reason if rid in outcomes else "no capture stored" for rid in missing}
+    status, reason = session_outcome(engine, record)
+    return SessionReadout(rows, missing, reasons, capture_timing(outcomes.values()), status, reason)
+
+
 @asset(
     partitions_def=session_partitions,
     deps=[AssetDep("receiver_metrics", partition_mapping=captures_to_session)],
@@ -46,11 +79,7 @@ def _or_nan(value: float | None) -> float:
     description="Per session: receivers that succeeded or failed, and the spread of their metrics.",
 )
 def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) -> MaterializeResult:
-    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session  # the database layer (SQLAlchemy) loads with the first run, not the code location
-    from heimdall_pipeline.db.measurements_repo import measurements_for_session
-    from heimdall_pipeline.db.sessions_repo import (
-        FINISHED_STATUSES, InvalidTransitionError, get_session, session_outcome, transition,
-    )
+    from heimdall_pipeline.db.sessions_repo import FINISHED_STATUSES, InvalidTransitionError, get_session, transition
 
     engine = database.engine()
     totals = {"sessions": 0, "succeeded": 0, "failed": 0}
@@ -58,15 +87,10 @@ def session_summary(context: AssetExecutionContext, database: HeimdallDatabase) 
         record = get_session(engine, session_key)
         if record is None:
             raise ValueError(f"session {session_key!r} is not in the sessions table")
-        rows = measurements_for_session(engine, session_key)
-        measured = {row.receiver_id for row in rows}
-        missing = [rid for rid in record.receiver_ids if rid not in measured]
-        outcomes = outcomes_for_session(engine, session_key)
-        timing = capture_timing(outcomes.values())
-        reasons = {rid: outcomes[rid].reason if rid in outcomes else "no capture stored" for rid in missing}
-        detected = [row for row in rows if row.signal_detected and row.snr_db is not None]
+        readout = read_session(engine, record)
+        rows, missing, reasons, timing = readout.rows, readout.missing, readout.reasons, readout.timing
+        status, reason, detected = readout.status, readout.reason, readout.detected
         snrs = [row.snr_db for row in detected]
-        status, reason = session_outcome(engine, record)
         # A launched session is finished here only once every run of its launch has ended (another
         # block may still record, or another launch may hold it); the sensor's reconciler finishes
         # it otherwise. A finished one is recomputed (e.g. after a metrics backfill).

@@ -217,15 +217,12 @@ def plain_analysis_parts(b: Bench, key: str) -> dict[str, float]:
     """The session analysis's work on a stored session as plain calls (what session_cli's second run
     does): the summary's reads and the localization, stored with its map. Seconds per part."""
     from heimdall_pipeline.assets.localization import localize_and_store
-    from heimdall_pipeline.db.captures_repo import capture_timing, outcomes_for_session
-    from heimdall_pipeline.db.measurements_repo import measurements_for_session
-    from heimdall_pipeline.db.sessions_repo import get_session, session_outcome
+    from heimdall_pipeline.assets.sessions import read_session
+    from heimdall_pipeline.db.sessions_repo import get_session
 
     t0 = time.perf_counter()
     record = get_session(b.engine, key)
-    measurements_for_session(b.engine, key)
-    capture_timing(outcomes_for_session(b.engine, key).values())
-    session_outcome(b.engine, record)
+    read_session(b.engine, record)
     t1 = time.perf_counter()
     localize_and_store(b.engine, b.registry, b.store, record)
     t2 = time.perf_counter()

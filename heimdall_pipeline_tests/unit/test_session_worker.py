@@ -151,3 +151,17 @@ def test_the_switch_and_other_commands_run_in_process(worker, tmp_path):
 
     assert forward(["session", "request", "--frequency", "1"], worker[0]) is None
     assert forward(["session", "run", "k"], tmp_path / "no-such.sock") is None
+
+
+def test_a_dead_workers_socket_runs_in_process(tmp_path):
+    """A worker killed with SIGKILL leaves its socket file: nobody answers, the command runs itself."""
+    import socket
+
+    from heimdall_pipeline.session_worker import forward
+
+    path = tmp_path / "dead.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.close()  # the file stays, nothing listens
+    assert path.exists()
+    assert forward(["session", "run", "k"], path) is None
