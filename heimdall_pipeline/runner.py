@@ -107,10 +107,6 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
         raise ValueError("run_session needs a persistent Dagster instance (DAGSTER_HOME); "
                          "tests run the jobs with execute_in_process over session_runs instead")
     reconcile_sessions(instance, engine)
-    # Dagster's PostgreSQL storages open a connection per storage call (~470 for one 7-receiver
-    # session, each a TLS-less but SCRAM-authenticated connect): hold a small pool for these runs,
-    # as dagster-webserver does (a no-op for other storages).
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     launch_id = f"cli:{uuid.uuid4().hex}"
     started = datetime.now(timezone.utc)
     runs = session_runs(instance, engine, session_key, launch_id)

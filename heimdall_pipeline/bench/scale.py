@@ -65,15 +65,19 @@ def drop_scratch_database(name: str) -> None:
 
 
 def instance_yaml(db_name: str, *, run_coordinator: str = "") -> str:
+    # the storage of the project's dagster.yaml (heimdall_pipeline/instance_storage.py)
     return f"""storage:
-  postgres:
-    postgres_db:
-      username: {{env: DAGSTER_PG_USER}}
-      password: {{env: DAGSTER_PG_PASSWORD}}
-      hostname: {{env: DAGSTER_PG_HOST}}
-      port: {{env: DAGSTER_PG_PORT}}
-      db_name: {db_name}
-      scheme: postgresql+psycopg2
+  custom:
+    module: heimdall_pipeline.instance_storage
+    class: PooledPostgresStorage
+    config:
+      postgres_db:
+        username: {{env: DAGSTER_PG_USER}}
+        password: {{env: DAGSTER_PG_PASSWORD}}
+        hostname: {{env: DAGSTER_PG_HOST}}
+        port: {{env: DAGSTER_PG_PORT}}
+        db_name: {db_name}
+        scheme: postgresql+psycopg2
 {run_coordinator}
 telemetry:
   enabled: false

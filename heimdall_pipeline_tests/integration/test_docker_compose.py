@@ -172,9 +172,10 @@ def validate_instance_yaml(directory: Path) -> dict:
     from dagster._serdes import class_from_code_pointer
 
     config, _ = dagster_instance_config(str(directory))
-    for section in ("run_coordinator", "run_launcher"):
-        klass = class_from_code_pointer(config[section]["module"], config[section]["class"])
-        result = process_config(klass.config_type(), config[section].get("config") or {})
+    for section, pluggable in (("run_coordinator", config["run_coordinator"]), ("run_launcher", config["run_launcher"]),
+                               ("storage", config["storage"]["custom"])):
+        klass = class_from_code_pointer(pluggable["module"], pluggable["class"])
+        result = process_config(klass.config_type(), pluggable.get("config") or {})
         if not result.success:
             raise ValueError(f"{section}: " + "; ".join(error.message for error in result.errors))
     return config
@@ -201,13 +202,13 @@ def test_the_four_configs_limit_sessions_without_naming_receivers():
 
 
 def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
-    from dagster import DagsterInvalidConfigError
 
     for name in env_vars_read_by_instance(DOCKER / "dagster.yaml"):
         monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
     shutil.copyfile(DOCKER / "dagster.yaml", tmp_path / "dagster.yaml")
     config = validate_instance_yaml(tmp_path)
-    assert "postgres_db" in config["storage"]["postgres"]
+    assert config["storage"]["custom"]["class"] == "PooledPostgresStorage"
+    assert "postgres_db" in config["storage"]["custom"]["config"]
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_launcher"]["class"] == "DefaultRunLauncher"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
@@ -223,9 +224,10 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="max_concurrent_runs"):
         validate_instance_yaml(tmp_path)
     raw = yaml.safe_load((DOCKER / "dagster.yaml").read_text())
-    raw["storage"]["postgres"]["postgres_db"]["hostnam"] = raw["storage"]["postgres"]["postgres_db"].pop("hostname")
+    postgres_db = raw["storage"]["custom"]["config"]["postgres_db"]
+    postgres_db["hostnam"] = postgres_db.pop("hostname")
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(DagsterInvalidConfigError):
+    with pytest.raises(ValueError, match="hostnam"):
         validate_instance_yaml(tmp_path)
 
 

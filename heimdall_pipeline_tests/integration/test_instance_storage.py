@@ -1,0 +1,89 @@
+"""Dagster's storage keeps its connections (heimdall_pipeline/instance_storage.py), on the embedded
+PostgreSQL through the project's dagster.yaml: in the process that loads the instance and in one
+rebuilt from its reference (a run worker's), over one whole session, and after dagster-webserver
+replaces the pool with its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import sqlalchemy as sa
+from dagster import DagsterInstance
+
+from heimdall_pipeline.instance_storage import (
+    PooledPostgresEventLogStorage, PooledPostgresRunStorage, PooledPostgresScheduleStorage,
+)
+from heimdall_pipeline.runner import run_session
+from heimdall_pipeline.session_requests import request_session
+
+POOLED = [PooledPostgresRunStorage, PooledPostgresEventLogStorage, PooledPostgresScheduleStorage]
+
+
+def storage_classes(instance: DagsterInstance) -> list[type]:
+    return [type(part) for part in (instance.run_storage, instance.event_log_storage, instance.schedule_storage)]
+
+
+@contextlib.contextmanager
+def connections_to_dagster_database():
+    """Counts the new connections this process opens to Dagster's database (not Heimdall's)."""
+    opened: list[str] = []
+    database = os.environ["DAGSTER_PG_DB"]
+
+    def on_connect(dbapi_connection, _record) -> None:
+        if dbapi_connection.info.dbname == database:
+            opened.append(database)
+
+    sa.event.listen(sa.pool.Pool, "connect", on_connect)
+    try:
+        yield opened
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", on_connect)
+
+
+def test_the_instance_of_dagster_yaml_pools_also_when_rebuilt_from_its_reference(embedded_services):
+    with DagsterInstance.get() as instance:
+        assert storage_classes(instance) == POOLED
+        with DagsterInstance.from_ref(instance.get_ref()) as run_worker_instance:  # how a run worker loads it
+            assert storage_classes(run_worker_instance) == POOLED
+            run_worker_instance.get_run_records(limit=1)
+
+
+def test_one_session_opens_a_handful_of_connections_not_one_per_storage_call(embedded_services, engine):
+    key = request_session(engine, requested_by="test", center_frequency_hz=7.1e6, duration_s=1).session_key
+    with connections_to_dagster_database() as opened:
+        with DagsterInstance.get() as instance:
+            result = run_session(instance, engine, key)
+    assert result.status == "succeeded", result
+    # measured: 10 (the three storages' table checks at start, then one kept per storage); a
+    # connection per storage call, as dagster-postgres does outside the webserver, was ~500
+    assert 3 <= len(opened) <= 20, f"{len(opened)} connections to Dagster's database for one session"
+
+
+def test_tables_that_exist_are_remembered_and_a_missing_one_is_seen_once_created(embedded_services):
+    probe = "heimdall_test_table_probe"
+    with DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert storage.has_table("event_logs")
+        with connections_to_dagster_database() as opened:
+            assert storage.has_table("event_logs")
+        assert opened == []  # the kept connection answered
+        assert not storage.has_table(probe)
+        with storage._engine.connect() as connection:  # a migration adds the table
+            connection.execute(sa.text(f"CREATE TABLE {probe} (id integer)"))
+        try:
+            assert storage.has_table(probe)
+        finally:
+            with storage._engine.connect() as connection:
+                connection.execute(sa.text(f"DROP TABLE {probe}"))
+
+
+def test_the_webservers_own_pool_replaces_and_closes_ours(embedded_services):
+    with DagsterInstance.get() as instance:
+        instance.get_run_records(limit=1)
+        ours = instance.run_storage._engine
+        assert ours.pool.checkedin() == 1  # kept after the call
+        instance.optimize_for_webserver(statement_timeout=5000, pool_recycle=3600, max_overflow=20)
+        assert instance.run_storage._engine is not ours
+        assert ours.pool.checkedin() == 0  # closed, not left open beside the new pool
+        instance.get_run_records(limit=1)
