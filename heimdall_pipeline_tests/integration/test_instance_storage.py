@@ -9,6 +9,7 @@ import contextlib
 import os
 
 import sqlalchemy as sa
+import yaml
 from dagster import DagsterInstance
 
 from heimdall_pipeline.instance_storage import (
@@ -25,10 +26,12 @@ def storage_classes(instance: DagsterInstance) -> list[type]:
 
 
 @contextlib.contextmanager
-def connections_to_dagster_database():
-    """Counts the new connections this process opens to Dagster's database (not Heimdall's)."""
+def connections_to_dagster_database(home=None):
+    """Counts the new connections this process opens to Dagster's database (not Heimdall's): that
+    of the embedded DAGSTER_HOME, or of a private one."""
     opened: list[str] = []
-    database = os.environ["DAGSTER_PG_DB"]
+    database = (yaml.safe_load((home / "dagster.yaml").read_text())["storage"]["custom"]["config"]["postgres_db"]["db_name"]
+                if home else os.environ["DAGSTER_PG_DB"])
 
     def on_connect(dbapi_connection, _record) -> None:
         if dbapi_connection.info.dbname == database:
@@ -49,14 +52,29 @@ def test_the_instance_of_dagster_yaml_pools_also_when_rebuilt_from_its_reference
             run_worker_instance.get_run_records(limit=1)
 
 
+def test_a_new_database_gets_dagsters_schema_and_an_existing_one_three_connections(embedded_services):
+    from heimdall_pipeline.bench.scale import private_dagster_home
+
+    with private_dagster_home("heimdall_storage") as (home, _db_name):
+        with DagsterInstance.from_config(str(home)) as instance:  # a new database: dagster-postgres creates it all
+            assert storage_classes(instance) == POOLED
+            assert instance.get_run_records(limit=1) == []
+            assert instance.event_log_storage.alembic_version() is not None
+        with connections_to_dagster_database(home) as opened:
+            with DagsterInstance.from_config(str(home)) as instance:
+                assert instance.get_run_records(limit=1) == []
+        # dagster-postgres alone opens two per storage to look for its tables, then one per call
+        assert len(opened) == 3, opened
+
+
 def test_one_session_opens_a_handful_of_connections_not_one_per_storage_call(embedded_services, engine):
     key = request_session(engine, requested_by="test", center_frequency_hz=7.1e6, duration_s=1).session_key
     with connections_to_dagster_database() as opened:
         with DagsterInstance.get() as instance:
             result = run_session(instance, engine, key)
     assert result.status == "succeeded", result
-    # measured: 10 (the three storages' table checks at start, then one kept per storage); a
-    # connection per storage call, as dagster-postgres does outside the webserver, was ~500
+    # measured: 5 (one kept per storage, and the instance the reconciler opens); a connection per
+    # storage call, as dagster-postgres does outside the webserver, was 502
     assert 3 <= len(opened) <= 20, f"{len(opened)} connections to Dagster's database for one session"
 
 
