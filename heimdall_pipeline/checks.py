@@ -8,6 +8,7 @@ session or backfill run, with the failing partition keys named in the metadata.
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
@@ -185,8 +186,9 @@ def stored_gnss_quality(iq_store: IQStore, session_key: str, receiver_id: str) -
 def raw_iq_gnss_quality(context: AssetCheckExecutionContext, iq_store: IQStore) -> AssetCheckResult:
     figures: dict[str, dict] = {}
     for session_key, receiver_ids in run_partitions(context).items():
-        for rid in receiver_ids:
-            quality = stored_gnss_quality(iq_store, session_key, rid)
+        # the next metadata objects download while one is graded
+        for rid, quality in read_ahead(partial(stored_gnss_quality, iq_store, session_key), receiver_ids,
+                                       iq_store.read_ahead):
             if quality is not None:
                 figures[capture_key(session_key, rid)] = quality.to_json()
     worst = {"error": [], "warn": []}

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
+import numpy as np
+
 from heimdall_pipeline.dsp.timing import NS, TimeModel, is_fresh, resolve_gps_ns
 from heimdall_pipeline.capture import GpsTimestamp
 JUMP_S = 3600.0  # a tag this far from the capture's own time is a glitch, not a clock
@@ -70,14 +72,12 @@ class GnssQuality:
 def _jumps(stamps: Sequence[GpsTimestamp], model: TimeModel) -> int:
     """Tags with a solution that lie more than JUMP_S from where the model puts their frame."""
     anchor = model.knot_gps_ns[0]
-    count = 0
-    for s in stamps:
-        if not s.has_solution:
-            continue
-        tag = resolve_gps_ns(s.gps_seconds, s.gps_nanoseconds, anchor)
-        if abs((tag - anchor) / NS - model.gps_seconds_since(anchor, s.sample_index)) > JUMP_S:
-            count += 1
-    return count
+    solved = [s for s in stamps if s.has_solution]
+    if not solved:
+        return 0
+    tags_s = np.array([(resolve_gps_ns(s.gps_seconds, s.gps_nanoseconds, anchor) - anchor) / NS for s in solved])
+    modelled_s = model.gps_seconds_since(anchor, np.array([s.sample_index for s in solved], dtype=np.float64))
+    return int(np.count_nonzero(np.abs(tags_s - modelled_s) > JUMP_S))
 
 
 def gnss_quality(timestamps: Sequence[GpsTimestamp], model: TimeModel | None, untimed_reason: str | None,

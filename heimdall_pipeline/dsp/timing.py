@@ -143,7 +143,7 @@ class TimeModel:
         """
         idx = np.asarray(sample_index, dtype=np.float64)
         ks = np.asarray(self.knot_samples, dtype=np.float64)
-        kt = np.array([t - int(reference_gps_ns) for t in self.knot_gps_ns], dtype=np.float64) / NS
+        kt = self._knot_seconds_since(reference_gps_ns)
         first_rate, last_rate = self._end_rates()
         if len(ks) == 1:
             out = kt[0] + (idx - ks[0]) / self.sample_rate_hz
@@ -157,7 +157,7 @@ class TimeModel:
         """The inverse: fractional sample index at GPS times given in seconds after reference_gps_ns."""
         t = np.asarray(seconds, dtype=np.float64)
         ks = np.asarray(self.knot_samples, dtype=np.float64)
-        kt = np.array([k - int(reference_gps_ns) for k in self.knot_gps_ns], dtype=np.float64) / NS
+        kt = self._knot_seconds_since(reference_gps_ns)
         first_rate, last_rate = self._end_rates()
         if len(ks) == 1:
             out = ks[0] + (t - kt[0]) * self.sample_rate_hz
@@ -166,6 +166,10 @@ class TimeModel:
             out = np.where(t < kt[0], ks[0] + (t - kt[0]) * first_rate, out)
             out = np.where(t > kt[-1], ks[-1] + (t - kt[-1]) * last_rate, out)
         return float(out) if np.ndim(out) == 0 else out
+
+    def _knot_seconds_since(self, reference_gps_ns: int) -> np.ndarray:
+        # int64 holds GPS nanoseconds until 2272: the difference is exact before it becomes a float
+        return (np.asarray(self.knot_gps_ns, dtype=np.int64) - np.int64(reference_gps_ns)) / NS
 
     def _end_rates(self) -> tuple[float, float]:
         """The rates that extrapolate before the first and after the last knot: those of the
