@@ -54,8 +54,10 @@ class IQStore(ConfigurableResource):
             # One boto3 client per process and configuration: Dagster builds the resource anew for
             # every run, and a client (service model load) costs 0.2-0.4 s of CPU each time. boto3
             # clients are thread-safe. The bucket is checked once per resource, so once per run.
+            # Every upload carries a SHA-256 the server verifies (put), so the body is not hashed
+            # a second time for the request's signature.
             cache_key = (repr(sorted(self.s3.model_dump().items())), self.bucket)
-            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(cache_key, self.s3.get_client())
+            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(cache_key, self.s3.get_client(sign_payload=False))
             self._check_bucket(client)
             self._client = client
         return self._client

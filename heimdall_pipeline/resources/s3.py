@@ -17,10 +17,11 @@ class HeimdallS3Resource(S3Resource):
     connect_timeout_s: float = Field(default=60.0, description="Seconds to wait for a connection to S3")
     read_timeout_s: float = Field(default=60.0, description="Seconds to wait for an answer from S3")
 
-    def get_client(self) -> Any:
+    def get_client(self, *, sign_payload: bool = True) -> Any:
+        """sign_payload=False: see storage.object_store.s3_client (IQStore's uploads)."""
         optional = {"use_ssl": self.use_ssl, "verify": self.verify, "aws_session_token": self.aws_session_token}
         return s3_client(self.endpoint_url, self.aws_access_key_id, self.aws_secret_access_key, self.region_name,
                          max_attempts=self.max_attempts, connect_timeout_s=self.connect_timeout_s,
                          read_timeout_s=self.read_timeout_s, profile_name=self.profile_name,
-                         unsigned=self.use_unsigned_session,
+                         unsigned=self.use_unsigned_session, sign_payload=sign_payload,
                          **{name: value for name, value in optional.items() if value is not None})

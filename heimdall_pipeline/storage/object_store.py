@@ -15,11 +15,16 @@ from botocore.exceptions import ClientError
 def s3_client(endpoint_url: str | None, access_key_id: str | None, secret_access_key: str | None,
               region: str | None = "us-east-1", *, max_attempts: int = 4, connect_timeout_s: float = 5.0,
               read_timeout_s: float = 60.0, profile_name: str | None = None, unsigned: bool = False,
-              **client_args):
+              sign_payload: bool = True, **client_args):
     """A path-style S3 client for MinIO/SeaweedFS (and AWS) endpoints: the one place a boto3 S3
-    client is configured. client_args go to boto3 as they are (use_ssl, verify, aws_session_token)."""
+    client is configured. client_args go to boto3 as they are (use_ssl, verify, aws_session_token).
+
+    sign_payload=False leaves request bodies out of the signature (UNSIGNED-PAYLOAD): over http
+    botocore otherwise hashes every body with SHA-256 for it, and the server hashes it again. Only
+    for a client whose every upload carries a checksum header (signed) that the server verifies
+    (resources/iq_store.IQStore)."""
     config = Config(
-        s3={"addressing_style": "path"},
+        s3={"addressing_style": "path", "payload_signing_enabled": sign_payload},
         signature_version=UNSIGNED if unsigned else "s3v4",
         retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout_s,

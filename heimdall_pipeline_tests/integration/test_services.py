@@ -39,6 +39,30 @@ def test_s3_put_get_with_user_metadata_and_verified_checksum(s3_client):
     assert s3_client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
 
+def test_iq_store_uploads_leave_the_body_to_the_verified_checksum(resources):
+    """IQStore's client does not hash bodies into the signature (UNSIGNED-PAYLOAD, a signed
+    x-amz-checksum-sha256 instead); the server still refuses a body that does not match it."""
+    store = resources["iq_store"]
+    client = store.client()
+    sent: list[dict] = []
+    record = lambda request, **_: sent.append(dict(request.headers))  # noqa: E731
+    client.meta.events.register("before-send.s3.PutObject", record)
+    key, body = f"tests/{uuid.uuid4().hex}", os.urandom(70_000)
+    try:
+        store.put(key, body, "application/octet-stream", {"session": "t1"})
+        assert store.get(key) == body
+        with pytest.raises(ClientError) as refused:
+            store.put(key + "-bad", body, "application/octet-stream", {}, sha256_hex=hashlib.sha256(b"other").hexdigest())
+    finally:
+        client.meta.events.unregister("before-send.s3.PutObject", record)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert store.get(key + "-bad") is None
+    headers = {name.lower(): (value.decode() if isinstance(value, bytes) else value) for name, value in sent[0].items()}
+    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert headers["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert "x-amz-checksum-sha256" in headers["authorization"]  # the checksum itself is signed
+
+
 def test_s3_refuses_a_wrong_secret(embedded_services):
     from heimdall_pipeline.storage.object_store import s3_client
 
