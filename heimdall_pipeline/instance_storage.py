@@ -10,7 +10,9 @@ one (docs/benchmark.md, "Dagster's storage connections"). dagster.yaml names
 and the CLI pool alike.
 
 The pool is dagster-webserver's: one connection kept per storage, and no limit on extra ones,
-which are closed when returned (what NullPool did), so a burst never waits for a connection.
+which are closed when returned (what NullPool did), so a burst never waits for a connection;
+a kept connection is tried before each use, so a PostgreSQL restart costs a reconnect, not a
+failed call.
 The event log also remembers which of its tables exist: it asks on every asset event, from
 inside the event's own connection, so each answer took a second connection.
 """
@@ -23,7 +25,9 @@ import sqlalchemy as sa
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from dagster_postgres.utils import (
+    create_pg_engine, get_token_provider_from_config, pg_url_from_config, set_pg_statement_timeout,
+)
 
 POOL_RECYCLE_S = 3600  # dagster-webserver's default: a connection older than this is replaced
 UNLIMITED_OVERFLOW = -1
@@ -58,9 +62,18 @@ class _KeepsConnection:
         return cls(inst_data=inst_data, **_storage_arguments(config_value))
 
     def optimize_for_webserver(self, statement_timeout: int, pool_recycle: int, max_overflow: int) -> None:
-        # dagster-webserver calls this again with its own settings: the engine it replaces is closed.
+        # dagster-postgres' pool (pool_size 1, AUTOCOMMIT, the URL's options, the statement
+        # timeout), with each kept connection tried before use: after a PostgreSQL restart it
+        # would otherwise fail the first call that takes it. dagster-webserver calls this again
+        # with its own settings: the engine it replaces is closed.
         replaced = self._engine
-        super().optimize_for_webserver(statement_timeout, pool_recycle, max_overflow)
+        options = replaced.url.query.get("options")
+        self._engine = create_pg_engine(
+            self.postgres_url, self._token_provider, isolation_level="AUTOCOMMIT", pool_size=1,
+            pool_recycle=pool_recycle, max_overflow=max_overflow, pool_pre_ping=True,
+            **({"connect_args": {"options": options}} if options else {}))
+        sa.event.listen(self._engine, "connect",
+                        lambda connection, _record: set_pg_statement_timeout(connection, statement_timeout))
         replaced.dispose()
 
     def dispose(self) -> None:
