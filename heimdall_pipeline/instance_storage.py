@@ -5,16 +5,15 @@ process but dagster-webserver, which pools through `optimize_for_webserver`; the
 cannot be configured (dagster-io/dagster#33935). One connect costs ~10 ms on the embedded
 PostgreSQL (SCRAM authentication, a backend started), and one 7-receiver session makes ~500
 storage calls: 502 connections and 8.4 s for its two runs without a pool, 5 and 3.4 s with this
-one (docs/benchmark.md, "Dagster's storage connections"). dagster.yaml names
+one (docs/architecture.md, "Dagster's PostgreSQL storage keeps its connections"). dagster.yaml names
 `PooledPostgresStorage` instead of `postgres`, so the daemon, the code server, every run worker
 and the CLI pool alike.
 
 The pool is dagster-webserver's: one connection kept per storage, and no limit on extra ones,
 which are closed when returned (what NullPool did), so a burst never waits for a connection;
 a kept connection is tried before each use, so a PostgreSQL restart costs a reconnect, not a
-failed call.
-The event log also remembers which of its tables exist: it asks on every asset event, from
-inside the event's own connection, so each answer took a second connection.
+failed call. The event log also remembers which of its tables exist: it asks on every asset
+event, from inside the event's own connection, so each answer took a second connection.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ from dagster._core.storage.base_storage import DagsterStorage
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage, PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from dagster_postgres.utils import (
-    create_pg_engine, get_token_provider_from_config, pg_url_from_config, set_pg_statement_timeout,
+    create_pg_engine, get_token_provider_from_config, pg_url_from_config, retry_pg_connection_fn,
+    set_pg_statement_timeout,
 )
 
 POOL_RECYCLE_S = 3600  # dagster-webserver's default: a connection older than this is replaced
@@ -54,8 +54,11 @@ class _KeepsConnection:
         super().__init__(postgres_url, False, inst_data, token_provider)
         self.should_autocreate_tables = should_autocreate_tables
         self.optimize_for_webserver(statement_timeout=0, pool_recycle=POOL_RECYCLE_S, max_overflow=UNLIMITED_OVERFLOW)
-        if should_autocreate_tables and not self.checked_tables <= set(sa.inspect(self._engine).get_table_names()):
-            self.plain(postgres_url, True, None, token_provider).dispose()
+        if should_autocreate_tables:
+            # retried as dagster-postgres retries it (a server still starting)
+            tables = retry_pg_connection_fn(lambda: sa.inspect(self._engine).get_table_names())
+            if not self.checked_tables <= set(tables):
+                self.plain(postgres_url, True, None, token_provider).dispose()
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]):

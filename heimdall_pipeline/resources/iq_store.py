@@ -16,6 +16,7 @@ from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
+from heimdall_pipeline.resources.s3 import HeimdallS3Resource
 from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
 
@@ -55,9 +56,12 @@ class IQStore(ConfigurableResource):
             # every run, and a client (service model load) costs 0.2-0.4 s of CPU each time. boto3
             # clients are thread-safe. The bucket is checked once per resource, so once per run.
             # Every upload carries a SHA-256 the server verifies (put), so the body is not hashed
-            # a second time for the request's signature.
-            cache_key = (repr(sorted(self.s3.model_dump().items())), self.bucket)
-            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(cache_key, self.s3.get_client(sign_payload=False))
+            # a second time for the request's signature (a plain dagster_aws S3Resource, supplied
+            # by a deployment, keeps boto3's signing).
+            cache_key = (type(self.s3).__name__, repr(sorted(self.s3.model_dump().items())), self.bucket)
+            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(
+                cache_key, self.s3.get_client(sign_payload=False) if isinstance(self.s3, HeimdallS3Resource)
+                else self.s3.get_client())
             self._check_bucket(client)
             self._client = client
         return self._client

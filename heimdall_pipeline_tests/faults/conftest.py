@@ -104,8 +104,8 @@ class HookedS3Resource(HeimdallS3Resource):
     """The real S3 resource; its clients also call the handlers in S3_HOOKS (fault injection,
     request counting). Requests still go to the real server."""
 
-    def get_client(self):
-        client = super().get_client()
+    def get_client(self, **options):
+        client = super().get_client(**options)
         for event_name, handler in list(S3_HOOKS):
             client.meta.events.register(event_name, handler)
         return client
