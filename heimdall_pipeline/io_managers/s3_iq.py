@@ -26,6 +26,7 @@ from heimdall_pipeline.partitions import PER_PARTITION_METADATA_LIMIT, split_cap
 from heimdall_pipeline.resources.database import HeimdallDatabase
 from heimdall_pipeline.resources.iq_store import IQStore
 from heimdall_pipeline.storage.captures import StoredCapture, load_capture, read_ahead, store_capture
+from heimdall_pipeline.storage.layout import iq_object_key
 
 
 class StoredCaptures(Mapping):
@@ -51,7 +52,7 @@ class StoredCaptures(Mapping):
         return read_ahead(self._load, self._keys, self._read_ahead)
 
 
-def stored_metadata(store: IQStore, stored: StoredCapture) -> dict[str, Any]:
+def stored_metadata(stored: StoredCapture, link: str) -> dict[str, Any]:
     """What the UI shows of a stored capture, with a time-limited link to its object."""
     return {
         "capture_status": "stored",
@@ -60,7 +61,7 @@ def stored_metadata(store: IQStore, stored: StoredCapture) -> dict[str, Any]:
         "sha256": stored.sha256,
         "samples": stored.samples,
         "sample_rate_hz": stored.sample_rate_hz,
-        "presigned_url": MetadataValue.url(store.presigned_url(stored.key)),
+        "presigned_url": MetadataValue.url(link),
     }
 
 
@@ -90,8 +91,13 @@ class S3IQIOManager(ConfigurableIOManager):
                 return None, exc
 
         captures = [(key, value) for key, value in obj.items() if isinstance(value, ReceiverCapture)]
+        show_partitions = len(obj) <= PER_PARTITION_METADATA_LIMIT
         with ThreadPoolExecutor(max_workers=self.store.parallel_transfers) as pool:
-            results = dict(zip((key for key, _ in captures), pool.map(store, captures)))
+            uploads = pool.map(store, captures)
+            # the UI's links, signed (locally) while the uploads run
+            links = {key: self.store.presigned_url(iq_object_key(value.capture.session_key, value.receiver.id))
+                     for key, value in captures} if show_partitions else {}
+            results = dict(zip((key for key, _ in captures), uploads))
         # Every outcome of the step in one transaction, after the objects (one round trip, not one
         # per capture: docs/benchmark.md, io_manager_write).
         outcomes: dict[str, CaptureOutcome] = {}
@@ -110,10 +116,10 @@ class S3IQIOManager(ConfigurableIOManager):
                                                attempts=value.attempts, run_id=run_id)
         record_outcomes(engine, outcomes.values())
         stored = {key: result for key, (result, _) in results.items() if result is not None}
-        if len(obj) <= PER_PARTITION_METADATA_LIMIT:
+        if show_partitions:
             for key, value in obj.items():
                 if key in stored:
-                    metadata = {**stored_metadata(self.store, stored[key]), **value.ui_metadata}
+                    metadata = {**stored_metadata(stored[key], links[key]), **value.ui_metadata}
                 elif key in outcomes:
                     metadata = outcome_metadata(outcomes[key])
                 else:

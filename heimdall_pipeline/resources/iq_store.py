@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import threading
 from typing import Any
 
 from boto3.s3.transfer import TransferConfig
@@ -21,7 +22,22 @@ from heimdall_pipeline.storage.buffers import BufferStream
 from heimdall_pipeline.storage.object_store import ACCESS_DENIED_CODES, MISSING_BUCKET_CODES, error_code
 
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
-_CLIENTS: dict[tuple, Any] = {}  # (S3 settings, bucket) -> boto3 client
+_CLIENTS: dict[tuple, Any] = {}  # S3 settings -> boto3 client
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client_for(s3: S3Resource):
+    """One boto3 client per process and S3 settings: Dagster builds the resource anew for every
+    run, and a client (service model load) costs 0.2-0.4 s of CPU. boto3 clients are thread-safe.
+    Every IQStore upload carries a SHA-256 the server verifies (IQStore.put), so the body is not
+    hashed a second time for the request's signature; a plain dagster_aws S3Resource, supplied by
+    a deployment, keeps boto3's signing."""
+    key = (type(s3).__name__, repr(sorted(s3.model_dump().items())))
+    with _CLIENTS_LOCK:  # upload threads that start together make one client, not one each
+        if key not in _CLIENTS:
+            _CLIENTS[key] = (s3.get_client(sign_payload=False) if isinstance(s3, HeimdallS3Resource)
+                             else s3.get_client())
+        return _CLIENTS[key]
 
 
 class S3AccessDeniedError(PermissionError):
@@ -51,17 +67,8 @@ class IQStore(ConfigurableResource):
         self.client()
 
     def client(self):
-        if self._client is None:
-            # One boto3 client per process and configuration: Dagster builds the resource anew for
-            # every run, and a client (service model load) costs 0.2-0.4 s of CPU each time. boto3
-            # clients are thread-safe. The bucket is checked once per resource, so once per run.
-            # Every upload carries a SHA-256 the server verifies (put), so the body is not hashed
-            # a second time for the request's signature (a plain dagster_aws S3Resource, supplied
-            # by a deployment, keeps boto3's signing).
-            cache_key = (type(self.s3).__name__, repr(sorted(self.s3.model_dump().items())), self.bucket)
-            client = _CLIENTS.get(cache_key) or _CLIENTS.setdefault(
-                cache_key, self.s3.get_client(sign_payload=False) if isinstance(self.s3, HeimdallS3Resource)
-                else self.s3.get_client())
+        if self._client is None:  # the bucket is checked once per resource, so once per run
+            client = _client_for(self.s3)
             self._check_bucket(client)
             self._client = client
         return self._client
@@ -112,7 +119,7 @@ class IQStore(ConfigurableResource):
     def presigned_url(self, key: str) -> str:
         """A time-limited GET link; signed for the public endpoint if one is set (signing is local,
         no request is made)."""
-        signer = self.s3.model_copy(update={"endpoint_url": self.public_endpoint_url}).get_client() \
+        signer = _client_for(self.s3.model_copy(update={"endpoint_url": self.public_endpoint_url})) \
             if self.public_endpoint_url else self.client()
         return signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.presigned_url_expiry_s)

@@ -10,6 +10,7 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.handlers import add_expect_header
 
 
 def s3_client(endpoint_url: str | None, access_key_id: str | None, secret_access_key: str | None,
@@ -35,9 +36,14 @@ def s3_client(endpoint_url: str | None, access_key_id: str | None, secret_access
     # boto3's default session shares its loaded service models between clients; a named profile
     # needs its own session.
     session = boto3.session.Session(profile_name=profile_name) if profile_name else boto3
-    return session.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
-                          aws_secret_access_key=secret_access_key, region_name=region, config=config,
-                          **client_args)
+    client = session.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key_id,
+                            aws_secret_access_key=secret_access_key, region_name=region, config=config,
+                            **client_args)
+    # botocore sends a streamed body only after the server's "100 Continue": one more round trip
+    # per upload (every capture's .npy), to spare a body the server might refuse. Ours are at most
+    # a multipart part, and a refusal is still answered after the body.
+    client.meta.events.unregister("before-call.s3", add_expect_header)
+    return client
 
 
 MISSING_BUCKET_CODES = ("404", "NoSuchBucket", "NotFound")
