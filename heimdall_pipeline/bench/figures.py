@@ -104,17 +104,19 @@ class Bench:
         with self.engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM measurements WHERE session_key = ANY(:k)"), {"k": keys})
             conn.execute(sa.text("DELETE FROM sessions WHERE session_key = ANY(:k)"), {"k": keys})
-        client = self.store.client()
-        deleted = 0
-        prefix = f"sessions/bench{self.run_tag}"
-        paginator = client.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=self.store.bucket, Prefix=prefix):
-            objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                       for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            for start in range(0, len(objects), 1000):
-                client.delete_objects(Bucket=self.store.bucket, Delete={"Objects": objects[start:start + 1000]})
-                deleted += len(objects[start:start + 1000])
-        return {"sessions": len(keys), "objects": deleted}
+        return {"sessions": len(keys), "objects": delete_object_versions(self.store, f"sessions/bench{self.run_tag}")}
+
+
+def delete_object_versions(store, prefix: str) -> int:
+    """Deletes every version of the bench's objects under prefix; returns how many."""
+    client, deleted = store.client(), 0
+    for page in client.get_paginator("list_object_versions").paginate(Bucket=store.bucket, Prefix=prefix):
+        objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                   for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(objects), 1000):
+            client.delete_objects(Bucket=store.bucket, Delete={"Objects": objects[start:start + 1000]})
+            deleted += len(objects[start:start + 1000])
+    return deleted
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ against a real dagster-webserver serving `heimdall_pipeline.bench.scale_location
 are reported (`report_runless_asset_event`, threads over pooled connections) for as many sessions
 as the time budget allows (HEIMDALL_SCALE_BUDGET_S per design, default 300 s), the same sessions in
 each design; the count is printed. Also one tick of `session_request_sensor` with 10 pending
-requests among the 50,000 captures (the baseline: the same tick on an empty instance).
+requests among the 50,000 captures, and one whole session through `run_session` (a simulated
+5-receiver session of 1 s, both runs) among them; the baselines: the same on an empty instance.
 """
 
 from __future__ import annotations
@@ -303,6 +304,27 @@ def measure_sensor(instance, engine, tag: str, receiver_ids: list[str], rng) -> 
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": len(times)}
 
 
+def measure_session(instance, engine, tag: str, receiver_ids: list[str], rng, store) -> dict:
+    """One simulated session of 5 receivers x 1 s through `run_session` (its capture run and its
+    analysis run), as `heimdall session run` runs it; its objects are deleted afterwards."""
+    from heimdall_pipeline.bench.figures import delete_object_versions
+    from heimdall_pipeline.runner import run_session
+    from heimdall_pipeline.session_requests import request_session
+
+    times = []
+    for i in range(3):
+        key = request_session(engine, requested_by="bench", center_frequency_hz=7.1e6, duration_s=1.0,
+                              source_kind="simulated", session_key=f"{tag}s{i:03d}",
+                              receiver_ids=rng.sample(receiver_ids, SESSION_SIZE)).session_key
+        start = time.perf_counter()
+        result = run_session(instance, engine, key)
+        times.append(time.perf_counter() - start)
+        delete_object_versions(store, f"sessions/{key}/")
+        if result.status != "succeeded":
+            raise RuntimeError(f"benchmark session {key}: {result.status} ({result.status_reason})")
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "n": len(times)}
+
+
 def run_scale(n_sessions: int, *, budget_s: float, threads: int, quick: bool) -> dict:
     import random
 
@@ -323,8 +345,9 @@ def run_scale(n_sessions: int, *, budget_s: float, threads: int, quick: bool) ->
                     "threads": threads, "budget_s_per_design": budget_s, "designs": {}}
     with private_dagster_home() as (home, db_name), scratch_heimdall_database() as app_url:
         env = {**os.environ, "DAGSTER_HOME": str(home), "HEIMDALL_DATABASE_URL": app_url}
-        os.environ["DAGSTER_HOME"] = str(home)
-        engine = build_resources(env)["database"].engine()
+        os.environ.update(DAGSTER_HOME=str(home), HEIMDALL_DATABASE_URL=app_url)  # the sessions' runs too
+        resources = build_resources(env)
+        engine = resources["database"].engine()
         seed_default_receivers(engine, network(N_RECEIVERS))
         report["instance_database"] = db_name
         # `loader`: pooled connections (what dagster-webserver does) only to load the synthetic
@@ -334,6 +357,9 @@ def run_scale(n_sessions: int, *, budget_s: float, threads: int, quick: bool) ->
             loader.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=threads + 2)
             measure_sensor(instance, engine, "w", registry, rng)  # warm-up: imports, schema check, connections
             report["sensor_tick_empty_instance"] = measure_sensor(instance, engine, "e", registry, rng)
+            measure_session(instance, engine, "w", registry, rng, resources["iq_store"])  # warm-up
+            report["session_empty_instance"] = measure_session(instance, engine, "e", registry, rng,
+                                                               resources["iq_store"])
             start = time.perf_counter()
             for chunk in range(0, n_sessions, 1000):
                 add_session_partitions(loader, {k: sessions[k] for k in keys[chunk:chunk + 1000]})
@@ -373,6 +399,8 @@ def run_scale(n_sessions: int, *, budget_s: float, threads: int, quick: bool) ->
                 }
             report["add_capture_partitions_s"] = round(add_captures_s, 2)
             report["sensor_tick_10_pending"] = measure_sensor(instance, engine, "f", registry, rng)
+            report["session_among_captures"] = measure_session(instance, engine, "f", registry, rng,
+                                                               resources["iq_store"])
         with webserver(home, env, ["-m", SCALE_LOCATION, "-a", "defs"]) as url:
             for name, design in report["designs"].items():
                 design["graphql"] = measure_graphql(url, design["asset"])
@@ -408,6 +436,9 @@ def run(args) -> int:
     empty, full = report["sensor_tick_empty_instance"]["median_s"], report["sensor_tick_10_pending"]["median_s"]
     print(f"session_request_sensor tick, 10 pending: {full * 1e3:.0f} ms among {n_sessions * SESSION_SIZE} captures, "
           f"{empty * 1e3:.0f} ms on an empty instance ({full / empty:.2f}x)")
+    empty, full = report["session_empty_instance"]["median_s"], report["session_among_captures"]["median_s"]
+    print(f"one session (run_session, {SESSION_SIZE} receivers x 1 s): {full:.2f} s among {n_sessions * SESSION_SIZE} "
+          f"captures, {empty:.2f} s on an empty instance ({full / empty:.2f}x)")
     captures = report["designs"]["captures"]["graphql"].get("partition_health", {})
     if "median_s" in captures:
         print(f"UI partition page (captures): {captures['median_s']:.2f} s (target <= {USABLE_QUERY_S:g} s)")
