@@ -16,7 +16,8 @@ command's own terminal. The child is the run's process (the `heimdall/worker` ta
 The command runs in its own process instead (the same code) whenever the worker cannot serve it
 as a fresh process would: HEIMDALL_SESSION_WORKER=off, no worker, the package's files or the
 installed packages changed since the worker loaded them (the worker then re-executes itself to load
-them for the next command), or a variable read while modules load differs. No Dagster here.
+them for the next command; idle, it notices within CODE_CHECK_S on its own), or a variable read while
+modules load differs. No Dagster here.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ CONNECT_TIMEOUT_S = 2.0
 # that it never runs itself while a child it gave up on runs the same command.
 ANSWER_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 4 << 20
+# While idle, the worker looks at the code this often (~0.5 ms a look): after an install or an edit it
+# reloads on its own, so the next command finds it warm again instead of running in its own process.
+CODE_CHECK_S = 2.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -192,10 +196,15 @@ def serve(socket_path: Path, run_command: Callable[[list[str]], int], warm: Call
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     print(f"session worker {os.getpid()}: ready on {socket_path}", flush=True)
+    listener.settimeout(CODE_CHECK_S)  # accepted connections are blocking (_serve_one sets their timeout)
     reload = False
     try:
         while not reload:
-            conn, _ = listener.accept()
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                reload = code_fingerprint() != fingerprint
+                continue
             reload = _serve_one(conn, listener, fingerprint, loaded_env, run_command) == "reload"
     finally:
         listener.close()

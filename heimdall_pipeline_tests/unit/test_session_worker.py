@@ -165,3 +165,46 @@ def test_a_dead_workers_socket_runs_in_process(tmp_path):
     listener.close()  # the file stays, nothing listens
     assert path.exists()
     assert forward(["session", "run", "k"], path) is None
+
+
+IDLE_WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from heimdall_pipeline import session_worker
+
+    # "the code": a file the test rewrites, as an edit or an install changes the package
+    session_worker.code_fingerprint = lambda: Path(sys.argv[2]).read_text()
+    session_worker.serve(Path(sys.argv[1]), lambda argv: 0, lambda: None)
+""")
+
+
+def test_an_idle_worker_reloads_changed_code_without_waiting_for_a_command(tmp_path):
+    import queue
+    import threading
+
+    from heimdall_pipeline.session_worker import CODE_CHECK_S
+
+    socket_path, code = tmp_path / "w.sock", tmp_path / "code"
+    code.write_text("version 1")
+    process = subprocess.Popen([sys.executable, "-c", IDLE_WORKER, str(socket_path), str(code)],
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.strip()) for line in process.stdout], daemon=True).start()
+
+    def next_line(timeout_s: float) -> str:
+        try:
+            return lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError(f"the worker said nothing for {timeout_s} s") from None
+
+    try:
+        assert next_line(30).endswith(f"{process.pid}: ready on {socket_path}")
+        code.write_text("version 2")
+        assert next_line(CODE_CHECK_S + 5).endswith(f"{process.pid}: the code changed, reloading")
+        assert next_line(30).endswith(f"{process.pid}: ready on {socket_path}")  # the same process, warm again
+        with pytest.raises(AssertionError, match="said nothing"):  # unchanged code: it stays as it is
+            next_line(2.5 * CODE_CHECK_S)
+        assert process.poll() is None
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
