@@ -26,22 +26,30 @@ def storage_classes(instance: DagsterInstance) -> list[type]:
 
 
 @contextlib.contextmanager
+def kept_events(target, name: str, keep):
+    """What `keep(*arguments)` returns for each SQLAlchemy event `name` of `target` while inside
+    (None: not kept)."""
+    kept: list = []
+
+    def on_event(*arguments) -> None:
+        item = keep(*arguments)
+        if item is not None:
+            kept.append(item)
+
+    sa.event.listen(target, name, on_event)
+    try:
+        yield kept
+    finally:
+        sa.event.remove(target, name, on_event)
+
+
 def connections_to_dagster_database(home=None):
     """Counts the new connections this process opens to Dagster's database (not Heimdall's): that
     of the embedded DAGSTER_HOME, or of a private one."""
-    opened: list[str] = []
     database = (yaml.safe_load((home / "dagster.yaml").read_text())["storage"]["custom"]["config"]["postgres_db"]["db_name"]
                 if home else os.environ["DAGSTER_PG_DB"])
-
-    def on_connect(dbapi_connection, _record) -> None:
-        if dbapi_connection.info.dbname == database:
-            opened.append(database)
-
-    sa.event.listen(sa.pool.Pool, "connect", on_connect)
-    try:
-        yield opened
-    finally:
-        sa.event.remove(sa.pool.Pool, "connect", on_connect)
+    return kept_events(sa.pool.Pool, "connect",
+                       lambda dbapi_connection, _record: database if dbapi_connection.info.dbname == database else None)
 
 
 def test_the_instance_of_dagster_yaml_pools_also_when_rebuilt_from_its_reference(embedded_services):
@@ -96,20 +104,10 @@ def test_tables_that_exist_are_remembered_and_a_missing_one_is_seen_once_created
                 connection.execute(sa.text(f"DROP TABLE {probe}"))
 
 
-@contextlib.contextmanager
 def statements(about=lambda statement: True):
     """The statements this process sends (those `about` picks)."""
-    sent: list[str] = []
-
-    def on_execute(_conn, _cursor, statement, *_args) -> None:
-        if about(statement):
-            sent.append(statement)
-
-    sa.event.listen(sa.engine.Engine, "before_cursor_execute", on_execute)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(sa.engine.Engine, "before_cursor_execute", on_execute)
+    return kept_events(sa.engine.Engine, "before_cursor_execute",
+                       lambda _conn, _cursor, statement, *_: statement if about(statement) else None)
 
 
 def catalog_queries():
