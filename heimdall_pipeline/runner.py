@@ -33,6 +33,11 @@ from heimdall_pipeline.tags import ANALYSIS_OF_TAG, ANALYSIS_TAG, PARTITION_NAME
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+class RunOutageError(RuntimeError):
+    """A service was lost under one of the session's runs (the message says which and why): the
+    session is failed with it and no further run is started."""
+
+
 @dataclass(frozen=True)
 class SessionRunResult:
     session_key: str
@@ -118,11 +123,16 @@ def run_session(instance: DagsterInstance, engine, session_key: str) -> SessionR
             job = build_reconstructable_job(__name__, location_job.__name__, reconstructable_args=(job_name,))
             if run_ids:  # the analysis names the capture run it follows
                 tags = {**tags, ANALYSIS_OF_TAG: run_ids[0]}
-            with execute_job(job, instance, tags={**tags, **worker}, run_config=QUIET_CONSOLE) as result:
-                run_ids.append(result.run_id)
-                success = success and result.success
+            # Not `with execute_job(...)`: that context starts the run's resources once more, only
+            # to read outputs back (~35 ms and a bucket check per run).
+            result = execute_job(job, instance, tags={**tags, **worker}, run_config=QUIET_CONSOLE)
+            run_ids.append(result.run_id)
+            success = success and result.success
+            outage = None if result.success else runs_outage(instance, [result.run_id])
+            if outage is not None:  # a service was lost under this run: the next one would meet it too
+                raise RunOutageError(outage)
     except Exception as exc:
-        outage = outage_message(exc)
+        outage = str(exc) if isinstance(exc, RunOutageError) else outage_message(exc)
         if outage is None:
             raise
         database_lost = not _fail_launch(engine, session_key, launch_id, outage)

@@ -151,6 +151,8 @@ def test_s3_killed_during_session_run_fails_the_session_with_its_cause(private_s
     assert "before its first run" not in session.status_reason
     assert "raw_iq" in session.status_reason or "S3" in session.status_reason, session.status_reason
     assert f"127.0.0.1:{services.env['HEIMDALL_S3_PORT']}" in session.status_reason, session.status_reason
+    # the analysis is not started against a lost service
+    assert [run.job_name for run in private_instance.get_runs(RunsFilter(tags={SESSION_TAG: key}))] == ["session_job"]
 
 
 # ----------------------------------------------------------------------------- healing

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from heimdall_pipeline.db.measurements_repo import count_measurements
 from heimdall_pipeline.db.sessions_repo import get_session
@@ -53,6 +53,9 @@ def test_a_session_run_through_the_worker_ends_like_one_run_in_process(embedded_
         for path, key in keys.items():
             assert sorted(run.job_name for run in runs[path]) == ["session_analysis_job", "session_job"]
             assert all(run.status == DagsterRunStatus.SUCCESS for run in runs[path])
+            # each run starts its resources once, not again after it ended to read outputs back
+            assert [len(instance.all_logs(run.run_id, of_type=DagsterEventType.RESOURCE_INIT_STARTED))
+                    for run in runs[path]] == [1, 1]
             assert get_session(engine, key).status == "succeeded"
             assert count_measurements(engine, session_key=key) == 7
             # what the command printed: the same lines, the keys and run ids aside
