@@ -188,9 +188,12 @@ def status() -> ServicesStatus:
     worker = services.session_worker
     if worker.ready():
         report["session worker"] = f"running (pid {worker.pid()}), accepting `heimdall session run` at {worker.socket_path}"
+    elif worker.pid() is not None:
+        report["session worker"] = f"warming up (pid {worker.pid()})"
     else:  # optional: commands run in their own process without it
-        report["session worker"] = (f"warming up (pid {worker.pid()})" if worker.pid() is not None else
-                                    "stopped (`heimdall session run` runs in its own process)")
+        reason = worker.unavailable_reason()
+        report["session worker"] = (f"not started: {reason}" if reason else "stopped") + \
+            " (`heimdall session run` runs in its own process)"
     report["DAGSTER_HOME"] = str(services.dagster_home)
     return ServicesStatus(report, tuple(down))
 

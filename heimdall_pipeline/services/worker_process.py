@@ -57,11 +57,18 @@ class SessionWorkerProcess:
         finally:
             probe.close()
 
+    def unavailable_reason(self) -> str | None:
+        """Why this runtime folder cannot have a worker; None when it can."""
+        length = len(os.fsencode(self.socket_path))
+        if length > MAX_SOCKET_PATH:
+            return (f"its socket {self.socket_path} would be {length} bytes long, over the {MAX_SOCKET_PATH} a Unix "
+                    "socket path allows: a shorter HEIMDALL_HOME gives it one")
+        return None
+
     def start(self, env: dict[str, str]) -> bool:
-        """Starts the worker unless it runs; does not wait for its warm-up (wait_ready does)."""
-        if self.pid() is not None:
-            return False
-        if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
+        """Starts the worker unless it runs or cannot (unavailable_reason); does not wait for its
+        warm-up (wait_ready does)."""
+        if self.pid() is not None or self.unavailable_reason() is not None:
             return False
         self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:

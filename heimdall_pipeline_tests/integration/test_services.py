@@ -208,6 +208,20 @@ def test_a_port_clash_leaves_nothing_running_and_status_exits_non_zero(new_runti
     assert "PostgreSQL: stopped" in captured.out and "SeaweedFS, PostgreSQL" in captured.err
 
 
+def test_a_runtime_folder_too_deep_for_a_unix_socket_says_why_it_has_no_session_worker(new_runtime_folder,
+                                                                                       monkeypatch):
+    from heimdall_pipeline.services.worker_process import MAX_SOCKET_PATH
+
+    deep = Path(os.environ["HEIMDALL_HOME"]) / ("d" * (MAX_SOCKET_PATH + 1))
+    monkeypatch.setenv("HEIMDALL_HOME", str(deep))
+    worker = manager.embedded_services(create=True).session_worker
+    assert not worker.start(dict(os.environ)) and worker.pid() is None
+    assert not worker.run_dir.exists()  # nothing started, nothing made
+    said = manager.status().report["session worker"]
+    assert said.startswith("not started: its socket") and "a shorter HEIMDALL_HOME" in said, said
+    assert "runs in its own process" in said
+
+
 def test_a_refused_postgresql_start_says_why_from_the_server_log(new_runtime_folder):
     postgres = manager.embedded_services(create=True).postgres
     postgres.start()
