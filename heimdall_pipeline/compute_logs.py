@@ -59,16 +59,13 @@ def mirrored_to_file(stream, path: str) -> Iterator[None]:
         fd = stream.fileno()
     except (AttributeError, OSError, ValueError):  # a stand-in stream (tests): nothing to redirect
         fd = None
-    if fd is None:
-        with redirect_to_file(stream, path):
-            yield
-        return
-    copy = _FileCopy(path, os.dup(fd))
+    copy = None if fd is None else _FileCopy(path, os.dup(fd))
     try:
         with redirect_to_file(stream, path):
             yield
     finally:
-        copy.finish()
+        if copy is not None:
+            copy.finish()
 
 
 class _FileCopy:
