@@ -164,6 +164,21 @@ def test_bucket_init_script_creates_versioned_bucket():
     assert "CREATE EXTENSION IF NOT EXISTS timescaledb" in init_db
 
 
+def repeated_keys(path: Path) -> None:
+    """YAML loaders keep the last of two equal keys without a word (a section pasted into a
+    commented example once left an empty `run_launcher:` above the real one): refused here."""
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            repeated = sorted({key for key in keys if keys.count(key) > 1})
+            if repeated:
+                raise ValueError(f"{path}: key {', '.join(map(str, repeated))} appears more than once")
+            return super().construct_mapping(node, deep=deep)
+
+    yaml.load(path.read_text(), Loader=Loader)
+
+
 def validate_instance_yaml(directory: Path) -> dict:
     """Dagster's own loading of a dagster.yaml (top-level schema), then each pluggable class's
     config against that class's schema (the top level accepts any dict for those)."""
@@ -171,9 +186,10 @@ def validate_instance_yaml(directory: Path) -> dict:
     from dagster._core.instance.config import dagster_instance_config
     from dagster._serdes import class_from_code_pointer
 
+    repeated_keys(directory / "dagster.yaml")
     config, _ = dagster_instance_config(str(directory))
     for section, pluggable in (("run_coordinator", config["run_coordinator"]), ("run_launcher", config["run_launcher"]),
-                               ("storage", config["storage"]["custom"])):
+                               ("storage", config["storage"]["custom"]), ("compute_logs", config["compute_logs"])):
         klass = class_from_code_pointer(pluggable["module"], pluggable["class"])
         result = process_config(klass.config_type(), pluggable.get("config") or {})
         if not result.success:
@@ -211,6 +227,7 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     assert "postgres_db" in config["storage"]["custom"]["config"]
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_launcher"]["class"] == "DefaultRunLauncher"
+    assert config["compute_logs"]["class"] == "ThreadMirroredComputeLogManager"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
     limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
     local = yaml.safe_load((settings.REPO_ROOT / "dagster.yaml").read_text())
@@ -218,6 +235,9 @@ def test_docker_dagster_yaml_passes_dagster_schema(monkeypatch, tmp_path):
     assert limits == [SESSION_LIMIT]
 
     # The same validation refuses a broken file (so this test can fail).
+    (tmp_path / "dagster.yaml").write_text((DOCKER / "dagster.yaml").read_text() + "run_launcher:\n")
+    with pytest.raises(ValueError, match="key run_launcher appears more than once"):
+        validate_instance_yaml(tmp_path)
     raw = yaml.safe_load((DOCKER / "dagster.yaml").read_text())
     raw["run_coordinator"]["config"]["max_concurrent_runs"] = "many"
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(raw))
